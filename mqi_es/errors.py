@@ -1,0 +1,50 @@
+"""Exception tree of MQI Communicator.
+
+    MqiError                      root: callers catch this one
+    ├── ConfigError               the configuration cannot be used as written
+    ├── CaseError                 a command about a case cannot be carried out
+    │   ├── CaseNotFound
+    │   └── InvalidTransition     the case is not in a state where this makes sense
+    ├── SlotError
+    │   ├── SlotNotFound
+    │   └── SlotUnavailable       held by another case, quarantined or busy remotely
+    └── ConcurrentUpdate          another process recorded a conflicting fact first
+"""
+
+from __future__ import annotations
+
+
+class MqiError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(MqiError):
+    """Raised when the configuration is malformed, inconsistent or refers to unusable paths."""
+
+
+class CaseError(MqiError):
+    """Raised when a command about a case cannot be carried out."""
+
+
+class CaseNotFound(CaseError):
+    """Raised when no case with the given id has been registered."""
+
+
+class InvalidTransition(CaseError):
+    """Raised when a case or slot is not in a state where the command makes sense."""
+
+
+class SlotError(MqiError):
+    """Raised when a GPU slot command cannot be carried out."""
+
+
+class SlotNotFound(SlotError):
+    """Raised when no GPU slot with the given host and group is configured."""
+
+
+class SlotUnavailable(SlotError):
+    """Raised when a GPU slot is held by another case, quarantined or busy remotely."""
+
+
+class ConcurrentUpdate(MqiError):
+    """Raised when another writer recorded a conflicting event first (nothing was saved)."""

@@ -1,0 +1,35 @@
+"""The three kinds of outcome of anything asked of a remote host.
+
+``Ok``             the command ran and exited 0; its stdout is the answer.
+``RemoteFailure``  the command ran and exited non-zero: the remote side said no.
+``Unknown``        we could not ask, or could not understand the answer (unreachable,
+                   timed out, connection lost, service down, unparseable output).
+
+Only ``Ok`` and ``RemoteFailure`` are facts about the remote side. ``Unknown`` is a fact
+about our view of it and must never change a case's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    stdout: str
+    stderr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFailure:
+    exit_status: int
+    stderr: str
+    stdout: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    reason: str
+
+
+Outcome = Ok | RemoteFailure | Unknown
