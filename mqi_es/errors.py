@@ -1,14 +1,14 @@
 """Exception tree of MQI Communicator.
 
-    MqiError                      root: callers catch this one
-    ├── ConfigError               the configuration cannot be used as written
-    ├── CaseError                 a command about a case cannot be carried out
-    │   ├── CaseNotFound
-    │   └── InvalidTransition     the case is not in a state where this makes sense
-    ├── SlotError
-    │   ├── SlotNotFound
-    │   └── SlotUnavailable       held by another case, quarantined or busy remotely
-    └── ConcurrentUpdate          another process recorded a conflicting fact first
+MqiError                      root: callers catch this one
+├── ConfigError               the configuration cannot be used as written
+├── CaseError                 a command about a case cannot be carried out
+│   ├── CaseNotFound
+│   └── InvalidTransition     the case is not in a state where this makes sense
+├── SlotError
+│   ├── SlotNotFound
+│   └── SlotUnavailable       held by another case, quarantined or busy remotely
+└── ConcurrentUpdate          another process recorded a conflicting fact first
 """
 
 from __future__ import annotations

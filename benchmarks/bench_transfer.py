@@ -1,0 +1,114 @@
+"""Upload throughput: mqi_es.transfer.upload_dir against OpenSSH `scp -r`, same sshd.
+
+Run: .venv/bin/python benchmarks/bench_transfer.py [--rounds 3]
+
+Starts a private OpenSSH sshd on 127.0.0.1 (tests/fixtures/sshd.py, needs root or a
+usable sshd), creates three random data sets and copies each with ``scp -r`` (OpenSSH 9
+scp speaks SFTP by default and negotiates chacha20-poly1305), with ``scp -r -c
+aes128-gcm@openssh.com`` for reference, and with upload_dir (one persistent connection,
+AES-GCM, 8 files in flight). Prints the best of N rounds in MB/s and the ratio ours/scp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mqi_es.ssh import HostConnection, SshTarget
+from mqi_es.transfer import Transferred, upload_dir
+from tests.fixtures.sshd import HOST_ALIAS, Sshd
+
+KIB = 1024
+DATA_SETS = {
+    "400 x 512 KiB": (400, 512 * KIB),
+    "2000 x 16 KiB": (2000, 16 * KIB),
+    "1 x 256 MiB": (1, 256 * KIB * KIB),
+}
+
+
+def make_data_set(folder: Path, count: int, size: int) -> int:
+    folder.mkdir(parents=True)
+    for index in range(count):
+        (folder / f"file_{index:05d}.bin").write_bytes(os.urandom(size))
+    return count * size
+
+
+def best_of(rounds: int, copy: Callable[[], None], cleanup: Callable[[], None]) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        cleanup()
+        started = time.perf_counter()
+        copy()
+        best = min(best, time.perf_counter() - started)
+    cleanup()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as temp:
+        root = Path(temp)
+        with Sshd(root / "sshd") as server:
+            target = SshTarget(
+                name="bench",
+                host=server.host,
+                port=server.port,
+                user=server.user,
+                key_file=server.key_file,
+                known_hosts=server.known_hosts,
+            )
+            loop = asyncio.new_event_loop()
+            node = HostConnection(target)
+            destination = server.home / "dest"
+
+            def clear() -> None:
+                shutil.rmtree(destination, ignore_errors=True)
+                destination.mkdir()
+
+            def scp(source: Path, *options: str) -> Callable[[], None]:
+                command = ["scp", "-q", "-r", "-F", str(server.ssh_config), *options]
+                command += [str(source), f"{HOST_ALIAS}:{destination}/"]
+                return lambda: subprocess.run(command, check=True)
+
+            def ours(source: Path) -> Callable[[], None]:
+                def copy() -> None:
+                    result = loop.run_until_complete(
+                        upload_dir(node, source, str(destination / source.name))
+                    )
+                    assert isinstance(result, Transferred), result
+
+                return copy
+
+            loop.run_until_complete(node.run("true"))  # connect once, as the daemon does
+            print(f"best of {args.rounds} rounds, MB = 10^6 bytes, loopback, same sshd")
+            print(f"{'data set':<16}{'scp':>10}{'scp aes-gcm':>13}{'ours':>10}{'ours/scp':>10}")
+            for label, (count, size) in DATA_SETS.items():
+                source = root / "data" / label.replace(" ", "")
+                total = make_data_set(source, count, size)
+                scp_plain = best_of(args.rounds, scp(source), clear)
+                scp_gcm = best_of(args.rounds, scp(source, "-c", "aes128-gcm@openssh.com"), clear)
+                mine = best_of(args.rounds, ours(source), clear)
+                shutil.rmtree(source)
+                rates = [total / seconds / 1e6 for seconds in (scp_plain, scp_gcm, mine)]
+                print(
+                    f"{label:<16}{rates[0]:>10.1f}{rates[1]:>13.1f}{rates[2]:>10.1f}"
+                    f"{rates[2] / rates[0]:>9.2f}x"
+                )
+            loop.run_until_complete(node.close())
+            loop.close()
+
+
+if __name__ == "__main__":
+    main()

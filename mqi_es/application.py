@@ -1,0 +1,315 @@
+"""The Ledger: the command API over the event log.
+
+One method per recorded fact. Each loads the aggregates it needs, lets them decide,
+and saves every resulting event in ONE transaction (a case and its GPU slot together),
+returning the notification id of the last event recorded (``None`` when the fact was
+already known, which makes the commands safe to repeat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import Mapper, RecordConflictError
+
+from mqi_es.codec import MsgspecMapper
+from mqi_es.domain import Case, GpuSlot, Host, Refusal
+from mqi_es.domain.recorded import Recorded
+from mqi_es.errors import CaseNotFound, ConcurrentUpdate, SlotNotFound
+from mqi_es.ids import case_uuid, host_uuid, refusal_uuid, slot_key, slot_uuid
+from mqi_es.states import CaseState, FailureCategory, KillCause, SlotState
+
+
+class Ledger(Application[UUID]):
+    """Records what happened to cases, GPU slots and hosts."""
+
+    name = "mqi"
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env=dict(env))
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return MsgspecMapper()
+
+    # --- reading aggregates ----------------------------------------------------------
+
+    def case(self, case_id: str) -> Case:
+        try:
+            return self.repository.get(case_uuid(case_id))
+        except AggregateNotFoundError:
+            raise CaseNotFound(f"no case named {case_id!r} has been registered") from None
+
+    def slot(self, host: str, group: str) -> GpuSlot:
+        try:
+            return self.repository.get(slot_uuid(host, group))
+        except AggregateNotFoundError:
+            raise SlotNotFound(f"no GPU slot {slot_key(host, group)} is registered") from None
+
+    def host(self, name: str) -> Host:
+        return self.repository.get(host_uuid(name))
+
+    def knows(self, aggregate_id: UUID) -> bool:
+        return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+    def _commit(self, *aggregates: Recorded | None) -> int | None:
+        try:
+            recordings = self.save(*aggregates)
+        except RecordConflictError:
+            raise ConcurrentUpdate(
+                "another process recorded a conflicting change first; nothing was saved"
+            ) from None
+        return recordings[-1].notification.id if recordings else None
+
+    # --- hosts and slots -------------------------------------------------------------
+
+    def register_host(self, name: str, address: str, *, actor: str) -> int | None:
+        if self.knows(host_uuid(name)):
+            return None
+        return self._commit(Host(name=name, address=address, actor=actor))
+
+    def register_slot(self, host: str, group: str, *, actor: str) -> int | None:
+        if self.knows(slot_uuid(host, group)):
+            return None
+        return self._commit(GpuSlot(host=host, group=group, actor=actor))
+
+    def record_host_unreachable(
+        self, name: str, *, since: datetime, actor: str, reason: str
+    ) -> int | None:
+        host = self.host(name)
+        if not host.record_unreachable(since=since, actor=actor, reason=reason):
+            return None
+        return self._commit(host)
+
+    def record_host_reachable(
+        self, name: str, *, at: datetime, actor: str, reason: str = ""
+    ) -> int | None:
+        host = self.host(name)
+        if not host.record_reachable(at=at, actor=actor, reason=reason):
+            return None
+        return self._commit(host)
+
+    def mark_slot_busy(
+        self, host: str, group: str, *, task_ids: list[int], actor: str, reason: str
+    ) -> int | None:
+        slot = self.slot(host, group)
+        slot.mark_busy(task_ids=task_ids, actor=actor, reason=reason)
+        return self._commit(slot)
+
+    def mark_slot_free(self, host: str, group: str, *, actor: str, reason: str) -> int | None:
+        slot = self.slot(host, group)
+        slot.mark_free(actor=actor, reason=reason)
+        return self._commit(slot)
+
+    def record_group_resumed(self, host: str, group: str, *, actor: str, reason: str) -> int | None:
+        slot = self.slot(host, group)
+        slot.record_group_resumed(actor=actor, reason=reason)
+        return self._commit(slot)
+
+    def lift_quarantine(self, host: str, group: str, *, actor: str, reason: str) -> int | None:
+        slot = self.slot(host, group)
+        slot.lift_quarantine(actor=actor, reason=reason)
+        return self._commit(slot)
+
+    # --- intake ----------------------------------------------------------------------
+
+    def detect_case(
+        self,
+        case_id: str,
+        *,
+        file_count: int,
+        total_bytes: int,
+        fingerprint: str,
+        actor: str,
+        hold_reason: str | None = None,
+    ) -> int | None:
+        """Register a stable case directory; ``None`` if it was registered before."""
+        if self.knows(case_uuid(case_id)):
+            return None
+        case = Case(
+            case_id=case_id,
+            file_count=file_count,
+            total_bytes=total_bytes,
+            fingerprint=fingerprint,
+            actor=actor,
+        )
+        if hold_reason is not None:
+            case.hold(actor=actor, reason=hold_reason)
+        return self._commit(case)
+
+    def refuse_entry(self, name_repr: str, *, reason: str, actor: str) -> int | None:
+        """Record once that a watch-folder entry can never be a case."""
+        if self.knows(refusal_uuid(name_repr)):
+            return None
+        return self._commit(Refusal(name_repr=name_repr, actor=actor, reason=reason))
+
+    def hold_case(self, case_id: str, *, actor: str, reason: str) -> int | None:
+        case = self.case(case_id)
+        slot = self._slot_to_release(case)
+        case.hold(actor=actor, reason=reason)
+        self._release(slot, case, actor=actor, reason=reason)
+        return self._commit(case, slot)
+
+    def restabilize_case(
+        self,
+        case_id: str,
+        *,
+        file_count: int,
+        total_bytes: int,
+        fingerprint: str,
+        actor: str,
+        reason: str,
+    ) -> int | None:
+        case = self.case(case_id)
+        case.restabilize(
+            file_count=file_count,
+            total_bytes=total_bytes,
+            fingerprint=fingerprint,
+            actor=actor,
+            reason=reason,
+        )
+        return self._commit(case)
+
+    # --- submission ------------------------------------------------------------------
+
+    def start_submission(
+        self, case_id: str, *, host: str, group: str, remote_base_dir: str, actor: str
+    ) -> int | None:
+        """Allocate the GPU slot and start the case's next attempt, atomically."""
+        case = self.case(case_id)
+        slot = self.slot(host, group)
+        case.start_submission(host=host, group=group, remote_base_dir=remote_base_dir, actor=actor)
+        slot.allocate(case_id=case_id, attempt=case.attempt, actor=actor)
+        return self._commit(case, slot)
+
+    def record_upload(
+        self, case_id: str, *, attempt: int, files: int, bytes: int, seconds: float, actor: str
+    ) -> int | None:
+        case = self.case(case_id)
+        case.record_upload(attempt=attempt, files=files, bytes=bytes, seconds=seconds, actor=actor)
+        return self._commit(case)
+
+    def record_enqueued(
+        self,
+        case_id: str,
+        *,
+        attempt: int,
+        task_id: int,
+        created_at: datetime,
+        actor: str,
+        reason: str = "",
+    ) -> int | None:
+        case = self.case(case_id)
+        case.record_enqueued(
+            attempt=attempt, task_id=task_id, created_at=created_at, actor=actor, reason=reason
+        )
+        return self._commit(case)
+
+    def record_started(
+        self, case_id: str, *, attempt: int, started_at: datetime | None, actor: str
+    ) -> int | None:
+        case = self.case(case_id)
+        case.record_started(attempt=attempt, started_at=started_at, actor=actor)
+        return self._commit(case)
+
+    # --- endings ---------------------------------------------------------------------
+
+    def record_remote_success(
+        self, case_id: str, *, attempt: int, ended_at: datetime | None, actor: str
+    ) -> int | None:
+        """The task succeeded: its GPU is released now, while the results are fetched."""
+        case = self.case(case_id)
+        slot = self._slot_to_release(case)
+        case.record_remote_success(attempt=attempt, ended_at=ended_at, actor=actor)
+        self._release(slot, case, actor=actor, reason="remote task succeeded")
+        return self._commit(case, slot)
+
+    def complete_case(
+        self, case_id: str, *, attempt: int, files: int, bytes: int, results_dir: str, actor: str
+    ) -> int | None:
+        case = self.case(case_id)
+        case.complete(
+            attempt=attempt, files=files, bytes=bytes, results_dir=results_dir, actor=actor
+        )
+        return self._commit(case)
+
+    def fail_case(
+        self,
+        case_id: str,
+        *,
+        category: FailureCategory,
+        actor: str,
+        reason: str,
+        exit_code: int | None = None,
+        log_tail: str = "",
+        quarantine_task_id: int | None = None,
+        quarantine: bool = False,
+    ) -> int | None:
+        """End a case as failed and free its GPU slot, or quarantine the slot if the
+        remote task may still be running on it."""
+        case = self.case(case_id)
+        slot = self._slot_to_release(case)
+        case.fail(
+            category=category, actor=actor, reason=reason, exit_code=exit_code, log_tail=log_tail
+        )
+        if slot is not None and quarantine:
+            slot.quarantine(task_id=quarantine_task_id, actor=actor, reason=reason)
+        else:
+            self._release(slot, case, actor=actor, reason=reason)
+        return self._commit(case, slot)
+
+    def abandon_attempt(
+        self, case_id: str, *, not_before: datetime | None, actor: str, reason: str
+    ) -> int | None:
+        case = self.case(case_id)
+        slot = self._slot_to_release(case)
+        case.abandon_attempt(not_before=not_before, actor=actor, reason=reason)
+        self._release(slot, case, actor=actor, reason=reason)
+        return self._commit(case, slot)
+
+    # --- operator and policy commands ------------------------------------------------
+
+    def request_kill(
+        self, case_id: str, *, cause: KillCause, actor: str, reason: str
+    ) -> int | None:
+        case = self.case(case_id)
+        case.request_kill(cause=cause, actor=actor, reason=reason)
+        return self._commit(case)
+
+    def cancel_case(self, case_id: str, *, actor: str, reason: str) -> int | None:
+        """Cancel a case: at once if nothing runs for it, else ask the daemon to kill it."""
+        case = self.case(case_id)
+        if case.state in (CaseState.WAITING, CaseState.HELD):
+            return self.fail_case(
+                case_id, category=FailureCategory.CANCELLED, actor=actor, reason=reason
+            )
+        case.request_cancel(actor=actor, reason=reason)
+        return self._commit(case)
+
+    def retry_case(self, case_id: str, *, actor: str, reason: str) -> int | None:
+        case = self.case(case_id)
+        case.retry(actor=actor, reason=reason)
+        return self._commit(case)
+
+    def set_case_timeout(
+        self, case_id: str, *, hours: float | None, actor: str, reason: str
+    ) -> int | None:
+        case = self.case(case_id)
+        case.set_timeout(hours=hours, actor=actor, reason=reason)
+        return self._commit(case)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _slot_to_release(self, case: Case) -> GpuSlot | None:
+        """The slot this case's current attempt holds, read before the case lets go of it."""
+        if case.host is None or case.group is None:
+            return None
+        slot = self.slot(case.host, case.group)
+        return slot if slot.is_held_by(case.case_id, case.attempt) else None
+
+    @staticmethod
+    def _release(slot: GpuSlot | None, case: Case, *, actor: str, reason: str) -> None:
+        if slot is not None and slot.state is SlotState.ALLOCATED:
+            slot.release(case_id=case.case_id, attempt=case.attempt, actor=actor, reason=reason)

@@ -1,0 +1,258 @@
+"""Choosing, reading and checking the configuration file.
+
+Relative local paths resolve against ``base_dir``; ``~`` in them is the local home.
+``base_dir`` itself is relative to the folder holding the file and defaults to it; with
+no file (built-in defaults) it is the current working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import msgspec.inspect as mi
+
+from mqi_es.config.rules import Invalid, check_sections, normalise_hosts
+from mqi_es.config.schema import PATTERN_HELP, Config, ConfigFile, Sections, decode_path
+from mqi_es.config.yaml_source import KeyPath, YamlDocument, format_path
+from mqi_es.errors import ConfigError
+
+CONFIG_ENV_VAR = "MQI_CONFIG"
+
+_SECRET_KEY = re.compile(r"passw(or)?d|passphrase", re.IGNORECASE)
+_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
+_TYPE_WORDS = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a mapping (key: value)",
+    "null": "nothing (null)",
+    "path": "a path",
+    "date": "a date",
+    "datetime": "a date and time",
+}
+_PATTERN_WORDS = {repr(pattern): words for pattern, words in PATTERN_HELP.items()}
+_FILE_SCHEMA = mi.type_info(ConfigFile)
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: Config
+    warnings: list[str]
+    source: Path | None  # None: built-in defaults
+
+
+def resolve_config_path(cli_value: str | None, environ: Mapping[str, str]) -> Path | None:
+    """The configuration file to load: ``--config`` wins over ``MQI_CONFIG``.
+
+    :returns: the file, or None for the built-in defaults (neither given; an empty
+        ``MQI_CONFIG`` counts as not given).
+    :raises ConfigError: the file named does not exist or is not a file.
+    """
+    if cli_value is not None:
+        origin, value = "--config", cli_value
+    elif environ.get(CONFIG_ENV_VAR):
+        origin, value = CONFIG_ENV_VAR, environ[CONFIG_ENV_VAR]
+    else:
+        return None
+    if not value:
+        raise ConfigError(f"{origin}: empty file name")
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{origin}: configuration file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{origin}: {path} is not a file")
+    return path
+
+
+def load_config(path: Path | None, *, cwd: Path | None = None) -> LoadedConfig:
+    """Load, check and normalise the configuration.
+
+    :param path: the file (relative to ``cwd``), or None for the built-in defaults.
+    :param cwd: the working directory (default: the process's).
+    :returns: the effective configuration, with a warning for each obsolete key kept
+        for compatibility with the original tool.
+    :raises ConfigError: one message naming the file, line, column and key path.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    if path is None:
+        return LoadedConfig(_resolve_paths(Config(base_dir=cwd), cwd, []), [], None)
+    source = cwd / path
+    doc = YamlDocument.parse(_read(source, str(path)), str(path))
+    file = _decode(doc)
+    base_dir = (source.parent / (file.base_dir or Path()).expanduser()).resolve()
+    relative: list[KeyPath] = []
+    try:
+        hosts, notices = normalise_hosts(file, doc.contains)
+        sections = {name: getattr(file, name) for name in Sections.__struct_fields__}
+        config = _resolve_paths(
+            Config(base_dir=base_dir, hosts=hosts, **sections), base_dir, relative
+        )
+        check_sections(config)
+    except Invalid as exc:
+        raise doc.error(exc.path, exc.message, at_key=exc.at_key) from None
+    warnings = [f"{doc.where(at, at_key=True)}: {message}" for at, message in notices]
+    written = [format_path(at) for at in relative if doc.contains(at)]
+    if file.hpc is not msgspec.UNSET and file.base_dir is None and written:
+        warnings.append(
+            f"{doc.name}: {', '.join(written)}: relative paths now resolve against the "
+            f"folder of this file ({base_dir}), not the working directory; set base_dir "
+            "to the folder the original tool ran in to keep the old locations"
+        )
+    if doc.data is None:
+        warnings.append(f"{doc.name}: the file is empty: built-in defaults are used")
+    if not hosts:
+        warnings.append(f"{doc.name}: no hosts configured: cases are registered but never run")
+    return LoadedConfig(config, warnings, source)
+
+
+def _decode(doc: YamlDocument) -> ConfigFile:
+    """The file's data as a ``ConfigFile``, refusing secrets before anything else."""
+    data = {} if doc.data is None else doc.data
+    if not isinstance(data, dict):
+        raise doc.error((), "the file must be a mapping of sections (hosts:, scanner:, ...)")
+    for key_path, key in doc.written_keys():
+        if _SECRET_KEY.search(key):
+            raise doc.error(key_path, _NO_PASSWORDS, at_key=True)
+    try:
+        return msgspec.convert(data, ConfigFile, strict=True, dec_hook=decode_path)
+    except msgspec.ValidationError as exc:
+        raise _explain(doc, str(exc)) from None
+
+
+_NO_PASSWORDS = (
+    "passwords are not accepted in the configuration: use a key file (key_file) "
+    "or the SSH agent, and remove this key"
+)
+
+
+def _read(source: Path, name: str) -> str:
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: configuration file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{name}: is a folder, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the configuration file: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{name}:{line}: the file is not UTF-8 text") from None
+
+
+def _resolve_paths(config: Config, base_dir: Path, relative: list[KeyPath]) -> Config:
+    """Every local path made absolute: ``~`` expanded, relative ones joined to base_dir."""
+
+    def local(at: KeyPath, path: Path) -> Path:
+        path = path.expanduser()
+        if path.is_absolute():
+            return path
+        relative.append(at)
+        return base_dir / path
+
+    return _map_paths(config, local, ())
+
+
+def _map_paths(struct: _S, change: Callable[[KeyPath, Path], Path], at: KeyPath) -> _S:
+    updates: dict[str, Any] = {}
+    for name in struct.__struct_fields__:
+        value = getattr(struct, name)
+        if isinstance(value, Path):
+            updates[name] = change((*at, name), value)
+        elif isinstance(value, msgspec.Struct):
+            updates[name] = _map_paths(value, change, (*at, name))
+        elif isinstance(value, tuple) and value and isinstance(value[0], msgspec.Struct):
+            updates[name] = tuple(
+                _map_paths(item, change, (*at, name, index)) for index, item in enumerate(value)
+            )
+    return msgspec.structs.replace(struct, **updates)
+
+
+def _explain(doc: YamlDocument, error: str) -> ConfigError:
+    """One message, at the right line, for a msgspec ValidationError."""
+    head, at, where = error.rpartition(" - at ")
+    message = head if at else error
+    path = _parse_path(where[where.find("$") :] if "$" in where else "")
+    if where.startswith("`key` in "):
+        return doc.odd_key_error(path)
+    if found := re.fullmatch(r"Object contains unknown field `(.+)`", message):
+        return doc.error((*path, found[1]), _unknown_key(path, found[1]), at_key=True)
+    if found := re.fullmatch(r"Object missing required field `(.+)`", message):
+        return doc.error(path, f"missing required key {found[1]!r}", at_key=True)
+    if found := re.fullmatch(r"Invalid (?:enum )?value (.+)", message):
+        return doc.error(path, f"{found[1]} is not one of: {', '.join(_allowed_values(path))}")
+    if found := re.fullmatch(r"Expected `str` matching regex (.+)", message):
+        wanted = _PATTERN_WORDS.get(found[1], f"text matching {found[1]}")
+        return doc.error(path, f"expected {wanted}")
+    text = re.sub(r"`([\w |]+)`", _type_words, message)
+    text = text[:1].lower() + text[1:]
+    if re.match(r"Expected `(str|path)( \| null)?`, got", message) and (
+        hint := doc.value_hint(path)
+    ):
+        text += f": {hint}"
+    return doc.error(path, text)
+
+
+def _type_words(names: re.Match[str]) -> str:
+    """``str | null`` -> ``text or nothing (null)``."""
+    return " or ".join(_TYPE_WORDS.get(name, name) for name in names[1].split(" | "))
+
+
+def _allowed_values(path: KeyPath) -> list[str]:
+    schema = _schema_at(path)
+    if isinstance(schema, mi.LiteralType):
+        return sorted(map(str, schema.values))
+    parent = _schema_at(path[:-1])
+    if isinstance(parent, mi.StructType) and path and parent.tag_field == path[-1]:
+        return [str(parent.tag)]
+    return []
+
+
+def _parse_path(text: str) -> KeyPath:
+    """``$.hosts[0].port`` -> ``("hosts", 0, "port")`` (stops at a dict key ``[...]``)."""
+    steps: list[str | int] = []
+    for step in _STEP.finditer(text):
+        steps.append(step[1] if step[1] is not None else int(step[2]))
+    return tuple(steps)
+
+
+def _unknown_key(path: KeyPath, key: str) -> str:
+    if path == ("hpc",) and key == "groups":
+        return "unknown key 'groups': the single-host hpc form takes its groups from pueue.groups"
+    schema = _schema_at(path)
+    names = [field.name for field in getattr(schema, "fields", ())]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
+    return f"unknown key {key!r} ({hint})"
+
+
+def _schema_at(path: KeyPath) -> mi.Type | None:
+    """The type the file schema expects at ``path`` (unions reduced to their main member)."""
+    node: mi.Type | None = _unwrap(_FILE_SCHEMA)
+    for step in path:
+        if isinstance(step, int) and isinstance(node, mi.VarTupleType):
+            node = _unwrap(node.item_type)
+        elif isinstance(step, str) and isinstance(node, mi.StructType):
+            node = next((_unwrap(f.type) for f in node.fields if f.name == step), None)
+        else:
+            return None
+    return node
+
+
+def _unwrap(node: mi.Type) -> mi.Type:
+    while isinstance(node, mi.Metadata):
+        node = node.type
+    if isinstance(node, mi.UnionType):
+        members = [t for t in node.types if not isinstance(t, mi.NoneType)]
+        return _unwrap(members[0]) if len(members) == 1 else node
+    return node

@@ -1,0 +1,230 @@
+"""Rules that span several keys, and the turning of either host form into one list.
+
+Each broken rule raises ``Invalid`` with the key path as written in the file; the loader
+adds the file name, line and column. Ranges of single values are in ``schema.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from msgspec import UNSET
+
+from mqi_es.config.schema import (
+    EXECUTABLE_PATTERN,
+    REMOTE_COMMAND_PLACEHOLDERS,
+    Config,
+    ConfigFile,
+    HostConfig,
+    HostSettings,
+    LegacyHpc,
+    LegacyPueue,
+)
+from mqi_es.config.yaml_source import KeyPath, format_path
+
+Given = Callable[[KeyPath], bool]
+Notice = tuple[KeyPath, str]
+
+_REMOTE_DIR = re.compile(r"^(~|~/[^\x00-\x1f]*|/[^\x00-\x1f]*)$")
+_OBSOLETE_HPC_KEYS = {
+    "scp_command": "files are copied over the built-in SSH connection",
+    "ssh_command": "SSH is built in; use port, key_file, or an ~/.ssh/config alias as host",
+}
+
+
+class Invalid(Exception):
+    """A rule broken at ``path`` (as written in the file)."""
+
+    def __init__(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
+        super().__init__(f"{format_path(path)}: {message}")
+        self.path = path
+        self.message = message
+        self.at_key = at_key
+
+
+def remote_command_problem(template: str) -> str | None:
+    """Why ``template`` cannot be a remote_command, or None if it can.
+
+    Placeholders (``REMOTE_COMMAND_PLACEHOLDERS``) are replaced by shell-quoted values, so
+    one must not sit inside quotes or after a backslash or ``$`` (the quoting would break).
+    """
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"malformed template: {exc} (write {{{{ and }}}} for literal braces)"
+    quote: str | None = None
+    for literal, field, spec, conversion in parts:
+        quote, last = _shell_state(literal, quote)
+        if field is None:
+            continue
+        shown = "{" + field + "}"
+        if field not in REMOTE_COMMAND_PLACEHOLDERS:
+            known = " ".join("{" + name + "}" for name in sorted(REMOTE_COMMAND_PLACEHOLDERS))
+            return f"unknown placeholder {shown}; known placeholders: {known}"
+        if spec or conversion:
+            return f"placeholder {shown} takes no format spec or conversion"
+        if quote is not None:
+            return f"placeholder {shown} is inside {quote} quotes: values are quoted for you"
+        if last in ("\\", "$"):
+            return f"placeholder {shown} follows {last!r}: values are quoted for you"
+    if quote is not None:
+        return f"unterminated {quote} quote"
+    return None
+
+
+def _shell_state(text: str, quote: str | None) -> tuple[str | None, str]:
+    """Quote state after ``text`` and its last unconsumed character ('\\' if escaping)."""
+    escaped = False
+    last = ""
+    for char in text:
+        if escaped:
+            escaped, last = False, ""
+            continue
+        last = char
+        if quote == "'":
+            quote = None if char == "'" else quote
+        elif char == "\\":
+            escaped = True
+        elif quote == '"':
+            quote = None if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+    return quote, "\\" if escaped else last
+
+
+def normalise_hosts(file: ConfigFile, given: Given) -> tuple[tuple[HostConfig, ...], list[Notice]]:
+    """One list of checked hosts from ``hosts:`` or from the legacy ``hpc:`` + ``pueue.groups``,
+    and a warning for each obsolete key.
+
+    :raises Invalid: both forms given, half of the legacy form, or a host rule broken.
+    """
+    notices: list[Notice] = []
+    if file.dashboard is not UNSET:
+        notices.append((("dashboard",), "obsolete section, ignored: there is no dashboard now"))
+    if isinstance(file.hosts, tuple):
+        if isinstance(file.hpc, LegacyHpc):
+            raise Invalid(("hpc",), _BOTH_FORMS, at_key=True)
+        if isinstance(file.pueue, LegacyPueue):
+            raise Invalid(("pueue",), _PUEUE_WITH_HOSTS, at_key=True)
+        hosts = file.hosts
+        for index, host in enumerate(hosts):
+            _check_host(host, lambda key, i=index: ("hosts", i, *key))
+    elif isinstance(file.hpc, LegacyHpc):
+        if not isinstance(file.pueue, LegacyPueue):
+            raise Invalid(
+                ("hpc",), "the single-host form needs its groups in pueue.groups", at_key=True
+            )
+        host, legacy_notices = _legacy_host(file.hpc, file.pueue, given)
+        notices.extend(legacy_notices)
+        _check_host(host, _legacy_path)
+        hosts = (host,)
+    elif isinstance(file.pueue, LegacyPueue):
+        raise Invalid(("pueue",), "pueue.groups needs the hpc section it belongs to", at_key=True)
+    else:
+        hosts = ()
+    named = (
+        (host.name, ("hosts", i, "name" if given(("hosts", i, "name")) else "host"))
+        for i, host in enumerate(hosts)
+    )
+    _check_unique(named, "host name")
+    return hosts, notices
+
+
+_BOTH_FORMS = "give either hosts (a list) or the single-host hpc with pueue.groups, not both"
+_PUEUE_WITH_HOSTS = "with hosts, each host lists its own groups: move pueue.groups there"
+
+
+def _legacy_host(
+    hpc: LegacyHpc, pueue: LegacyPueue, given: Given
+) -> tuple[HostConfig, list[Notice]]:
+    notices: list[Notice] = [
+        (("hpc", key), f"obsolete key, ignored: {why}")
+        for key, why in _OBSOLETE_HPC_KEYS.items()
+        if getattr(hpc, key) is not UNSET
+    ]
+    settings = {name: getattr(hpc, name) for name in HostSettings.__struct_fields__}
+    if isinstance(hpc.pueue_command, str):
+        at = ("hpc", "pueue_command")
+        if given(("hpc", "pueue")):
+            raise Invalid(at, "give the pueue executable once: keep pueue, remove pueue_command")
+        if not re.fullmatch(EXECUTABLE_PATTERN, hpc.pueue_command):
+            raise Invalid(
+                at,
+                "cannot be honoured: only the pueue executable (one word: a name or a path on "
+                "the node) is accepted now; set it as hpc.pueue and remove pueue_command",
+            )
+        settings["pueue"] = hpc.pueue_command
+        notices.append((at, "obsolete key: used as the pueue executable; rename it to pueue"))
+    return HostConfig(**settings, groups=pueue.groups), notices
+
+
+def _legacy_path(key: KeyPath) -> KeyPath:
+    return ("pueue", *key) if key[:1] == ("groups",) else ("hpc", *key)
+
+
+def _check_host(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None:
+    problem = remote_command_problem(host.remote_command)
+    if problem:
+        raise Invalid(path(("remote_command",)), problem)
+    if not _REMOTE_DIR.match(host.remote_base_dir):
+        raise Invalid(
+            path(("remote_base_dir",)),
+            "must be an absolute path on the node or start with ~/ (the remote home)",
+        )
+    _check_unique(((g, path(("groups", i))) for i, g in enumerate(host.groups)), "group")
+
+
+def _check_unique(items: Iterable[tuple[str, KeyPath]], what: str) -> None:
+    first: dict[str, KeyPath] = {}
+    for value, path in items:
+        if value in first:
+            also = format_path(first[value])
+            raise Invalid(
+                path, f"{what} {value!r} given twice (also at {also}); keep them distinct"
+            )
+        first[value] = path
+
+
+def check_sections(config: Config) -> None:
+    """Rules between keys of the sections, on resolved (absolute) paths.
+
+    :raises Invalid: at the key to change.
+    """
+    loop = config.main_loop
+    if loop.retry_backoff_cap_seconds < loop.retry_backoff_seconds:
+        raise Invalid(
+            ("main_loop", "retry_backoff_cap_seconds"),
+            f"must be at least retry_backoff_seconds ({loop.retry_backoff_seconds:g})",
+        )
+    database = config.database
+    if os.path.normpath(database.views_path) == os.path.normpath(database.path):
+        raise Invalid(("database", "views_path"), "must differ from database.path")
+    for index, glob in enumerate(config.results.globs):
+        if glob.startswith("/") or ".." in glob.split("/"):
+            raise Invalid(
+                ("results", "globs", index),
+                "must be relative to the case folder on the node (no leading / and no ..)",
+            )
+    watch = os.path.normpath(config.scanner.watch_path)
+    for key, inner, _ in local_outputs(config):
+        if os.path.commonpath((watch, os.path.normpath(inner))) == watch:
+            raise Invalid(
+                ("scanner", "watch_path"),
+                f"the watch folder holds {format_path(key)} ({inner}): anything written there "
+                "would be taken for a new case; keep them apart",
+            )
+
+
+def local_outputs(config: Config) -> tuple[tuple[KeyPath, Path, Path], ...]:
+    """What the daemon writes locally: (key, path, the folder it must be able to write in)."""
+    database, log, results = config.database, config.logging.path, config.results.local_path
+    return (
+        (("database", "path"), database.path, database.path.parent),
+        (("database", "views_path"), database.views_path, database.views_path.parent),
+        (("logging", "path"), log, log.parent),
+        (("results", "local_path"), results, results),
+    )

@@ -1,0 +1,198 @@
+"""The shape of the configuration: frozen msgspec Structs that refuse unknown keys.
+
+Two layers. ``ConfigFile`` is what a file may contain, legacy keys included, so that
+msgspec's error paths are paths in the file. ``Config`` is the normalised result the
+rest of the program reads: one list of hosts, every local path absolute.
+
+Value ranges live here (msgspec ``Meta``); rules spanning several keys live in
+``rules.py``. Every default here must itself pass those rules: the built-in defaults
+are a valid ``Config``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+# Patterns, with the wording used when a value does not match (see PATTERN_HELP).
+HOST_PATTERN = r"^[A-Za-z0-9_:\[][A-Za-z0-9_.:%\[\]-]*$"
+USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$"
+GROUP_PATTERN = r"^[A-Za-z0-9_.-]+$"
+EXECUTABLE_PATTERN = r"^[A-Za-z0-9_./~+][A-Za-z0-9_./~+-]*$"
+FILE_NAME_PATTERN = r"^(?!\.\.?$)[^/\\\x00-\x1f]+$"
+
+PATTERN_HELP: dict[str, str] = {
+    HOST_PATTERN: "letters, digits and _ . : % [ ] -, not starting with -",
+    USER_PATTERN: "letters, digits and _ . @ -, not starting with - or .",
+    GROUP_PATTERN: "letters, digits and _ . -",
+    EXECUTABLE_PATTERN: "one word (letters, digits and _ . / ~ + -), not starting with -",
+    FILE_NAME_PATTERN: "a file name without / or control characters",
+}
+
+# Placeholders a remote_command may use; their values are shell-quoted when substituted.
+REMOTE_COMMAND_PLACEHOLDERS = frozenset(
+    {"case_dir", "case_id", "attempt", "group", "gpu_index", "label"}
+)
+
+HostWord = Annotated[str, Meta(pattern=HOST_PATTERN, max_length=255)]
+GroupName = Annotated[str, Meta(pattern=GROUP_PATTERN, max_length=64)]
+Executable = Annotated[str, Meta(pattern=EXECUTABLE_PATTERN, max_length=4096)]
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Base of every section: unknown keys are errors, values never change after loading."""
+
+
+class HostSettings(Section, kw_only=True):
+    """Everything about one GPU node except its groups (shared by ``hosts`` and ``hpc``)."""
+
+    # An empty name (the default; an explicit "" fails the pattern) means "use host".
+    name: HostWord = ""
+    host: HostWord
+    user: Annotated[str, Meta(pattern=USER_PATTERN, max_length=64)] | None = None
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    key_file: Path | None = None
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    trust_on_first_use: bool = False
+    # Remote paths stay text: "~" must reach the node unexpanded (it is the remote home).
+    remote_base_dir: Annotated[str, Meta(min_length=1, max_length=4096)] = "~/mqi_cases"
+    remote_command: Annotated[str, Meta(min_length=1, max_length=8192)]
+    pueue: Executable = "pueue"
+    connect_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 10.0
+    command_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    keepalive_interval_seconds: Annotated[float, Meta(gt=0, le=600)] = 5.0
+    reconnect_backoff_cap_seconds: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    max_parallel_transfers: Annotated[int, Meta(ge=1, le=64)] = 8
+    backend: Literal["pueue"] = "pueue"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            msgspec.structs.force_setattr(self, "name", self.host)
+
+
+class HostConfig(HostSettings, kw_only=True):
+    """One GPU node; each of its pueue groups stands for one GPU."""
+
+    groups: Annotated[tuple[GroupName, ...], Meta(min_length=1, max_length=256)]
+
+
+class ScannerConfig(Section, kw_only=True):
+    watch_path: Path = Path("var/incoming")
+    quiescence_period_seconds: Annotated[float, Meta(gt=0, le=86400)] = 10.0
+    force_polling: bool = False
+    poll_delay_ms: Annotated[int, Meta(ge=50, le=60000)] = 1000
+    ready_marker: Annotated[str, Meta(pattern=FILE_NAME_PATTERN, max_length=255)] | None = None
+    rescan_interval_seconds: Annotated[float, Meta(gt=0, le=86400)] = 30.0
+
+
+class MainLoopConfig(Section, kw_only=True):
+    sleep_interval_seconds: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    running_case_timeout_hours: Annotated[float, Meta(gt=0, le=720)] = 24.0
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    missing_task_grace_polls: Annotated[int, Meta(ge=1, le=1000)] = 3
+    retry_backoff_seconds: Annotated[float, Meta(gt=0, le=86400)] = 30.0
+    retry_backoff_cap_seconds: Annotated[float, Meta(gt=0, le=86400)] = 600.0
+    kill_confirm_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 120.0
+
+
+class ResultsConfig(Section, kw_only=True):
+    # Relative to the remote case folder. MOQUI writes RT Dose DICOM, or raw dose with an
+    # optional MetaImage header, depending on OutputFormat; logs help explain a failure.
+    globs: Annotated[tuple[Annotated[str, Meta(min_length=1)], ...], Meta(min_length=1)] = (
+        "**/*.dcm",
+        "**/*.raw",
+        "**/*.mhd",
+        "**/*.mha",
+        "**/*.log",
+    )
+    local_path: Path = Path("var/results")
+
+
+class SqliteDatabase(Section, kw_only=True, tag_field="store", tag="sqlite"):
+    """The event store in SQLite. Another store becomes a sibling Struct with its own tag
+    (e.g. ``tag="postgres"``) and ``database`` turns into a tagged union of the two."""
+
+    path: Path = Path("var/events.sqlite")
+    views_path: Path = Path("var/views.sqlite")
+
+
+DatabaseConfig = SqliteDatabase
+
+
+class LoggingConfig(Section, kw_only=True):
+    path: Path = Path("var/logs/mqi.log")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_bytes: Annotated[int, Meta(ge=65536, le=2**30)] = 10 * 2**20
+    backups: Annotated[int, Meta(ge=0, le=1000)] = 5
+
+
+class Sections(Section, kw_only=True):
+    """The sections common to the file and the normalised configuration."""
+
+    scanner: ScannerConfig = ScannerConfig()
+    main_loop: MainLoopConfig = MainLoopConfig()
+    results: ResultsConfig = ResultsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+class LegacyHpc(HostSettings, kw_only=True):
+    """The original tool's single host; its groups come from ``pueue.groups``."""
+
+    scp_command: str | UnsetType = UNSET
+    ssh_command: str | UnsetType = UNSET
+    pueue_command: str | UnsetType = UNSET
+
+
+class LegacyPueue(Section, kw_only=True):
+    groups: Annotated[tuple[GroupName, ...], Meta(min_length=1, max_length=256)]
+
+
+class ConfigFile(Sections, kw_only=True):
+    """What a configuration file may contain."""
+
+    base_dir: Path | None = None
+    hosts: tuple[HostConfig, ...] | UnsetType = UNSET
+    hpc: LegacyHpc | UnsetType = UNSET
+    pueue: LegacyPueue | UnsetType = UNSET
+    dashboard: Any | UnsetType = UNSET
+
+
+class Config(Sections, kw_only=True):
+    """The effective configuration: every local path absolute, hosts in one list."""
+
+    base_dir: Path
+    hosts: tuple[HostConfig, ...] = ()
+
+    def to_builtins(self) -> dict[str, Any]:
+        """The effective configuration as plain data (paths as text), e.g. to print as YAML.
+
+        Loading that YAML again gives an equal ``Config``.
+        """
+        data: dict[str, Any] = msgspec.to_builtins(self, enc_hook=_encode_path)
+        return {"base_dir": data.pop("base_dir"), "hosts": data.pop("hosts"), **data}
+
+
+def _encode_path(value: object) -> str:
+    if isinstance(value, Path):
+        return str(value)
+    raise NotImplementedError
+
+
+def decode_path(kind: type, value: object) -> object:
+    """msgspec ``dec_hook``: local paths are given as non-empty text."""
+    if kind is Path:
+        if isinstance(value, str) and value and "\x00" not in value:
+            return Path(value)
+        if isinstance(value, str):
+            raise ValueError("expected a path, got empty text" if not value else "NUL in path")
+        raise TypeError(f"Expected `path`, got `{_builtin_name(value)}`")
+    raise NotImplementedError(kind)
+
+
+def _builtin_name(value: object) -> str:
+    names = {bool: "bool", int: "int", float: "float", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

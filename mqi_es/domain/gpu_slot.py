@@ -1,0 +1,156 @@
+"""The GpuSlot aggregate: one pueue group on one host, standing for one GPU.
+
+A slot is held by at most one case attempt. Allocation is saved in the same transaction
+as the case's ``SubmissionStarted``; a second writer holding a stale version of the slot
+is refused by the store, so two processes can never hand one GPU to two cases.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from mqi_es.domain.recorded import Recorded
+from mqi_es.errors import InvalidTransition, SlotUnavailable
+from mqi_es.ids import slot_key, slot_uuid
+from mqi_es.states import SlotState
+
+
+class GpuSlot(Recorded):
+    @staticmethod
+    def create_id(host: str, group: str) -> UUID:
+        return slot_uuid(host, group)
+
+    class Registered(Recorded.Created):
+        host: str
+        group: str
+
+    @event(Registered)
+    def __init__(self, host: str, group: str, actor: str, reason: str = "") -> None:
+        self.host = host
+        self.group = group
+        self.state = SlotState.FREE
+        self.case_id: str | None = None
+        self.attempt: int | None = None
+        self.task_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        return slot_key(self.host, self.group)
+
+    class Allocated(Recorded.Event):
+        case_id: str
+        attempt: int
+
+    def allocate(self, *, case_id: str, attempt: int, actor: str, reason: str = "") -> None:
+        if self.state is not SlotState.FREE:
+            holder = f" by case {self.case_id}" if self.case_id else ""
+            raise SlotUnavailable(f"GPU slot {self.key} is {self.state}{holder}")
+        self._allocated(case_id=case_id, attempt=attempt, actor=actor, reason=reason)
+
+    @event(Allocated)
+    def _allocated(self, case_id: str, attempt: int, actor: str, reason: str) -> None:
+        self.state = SlotState.ALLOCATED
+        self.case_id = case_id
+        self.attempt = attempt
+
+    def is_held_by(self, case_id: str, attempt: int) -> bool:
+        return (
+            self.state in (SlotState.ALLOCATED, SlotState.QUARANTINED)
+            and self.case_id == case_id
+            and self.attempt == attempt
+        )
+
+    class Released(Recorded.Event):
+        case_id: str
+        attempt: int
+
+    def release(self, *, case_id: str, attempt: int, actor: str, reason: str) -> None:
+        if not (self.state is SlotState.ALLOCATED and self.is_held_by(case_id, attempt)):
+            raise InvalidTransition(
+                f"GPU slot {self.key} is not held by case {case_id} attempt {attempt}"
+            )
+        self._released(case_id=case_id, attempt=attempt, actor=actor, reason=reason)
+
+    @event(Released)
+    def _released(self, case_id: str, attempt: int, actor: str, reason: str) -> None:
+        self._clear()
+
+    class Quarantined(Recorded.Event):
+        case_id: str
+        attempt: int
+        task_id: int | None
+
+    def quarantine(self, *, task_id: int | None, actor: str, reason: str) -> None:
+        """Keep the slot out of use: a task we asked to kill may still run on its GPU."""
+        if self.state is not SlotState.ALLOCATED or self.case_id is None or self.attempt is None:
+            raise InvalidTransition(f"GPU slot {self.key} is {self.state}: nothing to quarantine")
+        self._quarantined(
+            case_id=self.case_id,
+            attempt=self.attempt,
+            task_id=task_id,
+            actor=actor,
+            reason=reason,
+        )
+
+    @event(Quarantined)
+    def _quarantined(
+        self, case_id: str, attempt: int, task_id: int | None, actor: str, reason: str
+    ) -> None:
+        self.state = SlotState.QUARANTINED
+        self.task_id = task_id
+
+    class QuarantineLifted(Recorded.Event):
+        pass
+
+    def lift_quarantine(self, *, actor: str, reason: str) -> None:
+        if self.state is not SlotState.QUARANTINED:
+            raise InvalidTransition(f"GPU slot {self.key} is {self.state}, not quarantined")
+        self._quarantine_lifted(actor=actor, reason=reason)
+
+    @event(QuarantineLifted)
+    def _quarantine_lifted(self, actor: str, reason: str) -> None:
+        self._clear()
+
+    class BusyElsewhere(Recorded.Event):
+        task_ids: list[int]
+
+    def mark_busy(self, *, task_ids: list[int], actor: str, reason: str) -> None:
+        """The group runs tasks this daemon did not submit: do not allocate it."""
+        if self.state is not SlotState.FREE:
+            raise InvalidTransition(f"GPU slot {self.key} is {self.state}, not free")
+        self._busy(task_ids=sorted(task_ids), actor=actor, reason=reason)
+
+    @event(BusyElsewhere)
+    def _busy(self, task_ids: list[int], actor: str, reason: str) -> None:
+        self.state = SlotState.BUSY
+
+    class FreedElsewhere(Recorded.Event):
+        pass
+
+    def mark_free(self, *, actor: str, reason: str) -> None:
+        if self.state is not SlotState.BUSY:
+            raise InvalidTransition(f"GPU slot {self.key} is {self.state}, not busy")
+        self._freed(actor=actor, reason=reason)
+
+    @event(FreedElsewhere)
+    def _freed(self, actor: str, reason: str) -> None:
+        self.state = SlotState.FREE
+
+    class GroupResumed(Recorded.Event):
+        pass
+
+    def record_group_resumed(self, *, actor: str, reason: str) -> None:
+        """The paused remote group was started again (`pueue start -g`)."""
+        self._group_resumed(actor=actor, reason=reason)
+
+    @event(GroupResumed)
+    def _group_resumed(self, actor: str, reason: str) -> None:
+        pass
+
+    def _clear(self) -> None:
+        self.state = SlotState.FREE
+        self.case_id = None
+        self.attempt = None
+        self.task_id = None

@@ -1,0 +1,42 @@
+"""Deterministic identities: the same case, slot or host always gets the same aggregate id.
+
+Detecting a case twice therefore addresses the same aggregate, and the second
+registration is refused by the store instead of creating a duplicate.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+# Fixed forever: changing it would orphan every recorded aggregate.
+NAMESPACE = UUID("6f2c1d0e-3b1a-5d4e-9a7b-2c8e4f1a9b30")
+
+
+def case_uuid(case_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"case/{case_id}")
+
+
+def slot_uuid(host: str, group: str) -> UUID:
+    return uuid5(NAMESPACE, f"slot/{host}/{group}")
+
+
+def host_uuid(name: str) -> UUID:
+    return uuid5(NAMESPACE, f"host/{name}")
+
+
+def refusal_uuid(name_repr: str) -> UUID:
+    return uuid5(NAMESPACE, f"refusal/{name_repr}")
+
+
+def slot_key(host: str, group: str) -> str:
+    """The human-readable name of a GPU slot, as shown by the CLI: ``host/group``."""
+    return f"{host}/{group}"
+
+
+def task_label(case_id: str, attempt: int) -> str:
+    """The label of the remote task of one case attempt.
+
+    Deterministic, so after a crash between `pueue add` and recording its id the task can
+    be found again by label instead of being submitted twice.
+    """
+    return f"mqi:{case_id}:a{attempt}"

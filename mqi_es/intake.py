@@ -1,0 +1,499 @@
+"""Case intake: the watch folder, turned into exactly one report per case.
+
+Each top-level directory of the watch folder is a candidate case named by its directory. The
+truth is always the listing of the folder and the fingerprint of each candidate tree, judged by
+one ``StabilityGate`` whether the candidate was found by the start-up scan, a watch event or a
+periodic rescan. Watch events are only hints that make us look sooner.
+
+The watch is deliberately NOT recursive. Inside a case, inotify misses the contents of a
+quickly created nested tree, and sees nothing of writes made by other machines on a network
+share; so readiness never depends on events from inside a case. A settling candidate is
+re-fingerprinted at least every ``min(1 s, quiescence / 2)``, which bounds the latency from the
+last write to registration by about ``quiescence + 1 s`` in both modes, and registered cases
+cost nothing: no inotify watch, no polling of their files, and rescans skip them by name.
+
+Other watchfiles pitfalls handled here: the watcher goes silent for good when the watch root is
+deleted and recreated (the root's identity is checked every ``min(1 s, rescan_interval)`` and
+the watcher restarted), and it dies on a name that is not UTF-8 (it is restarted with a
+bounded backoff, and the folder listed again).
+
+Reports to the sink: ``case_ready`` once per case; ``case_refused`` and ``case_held`` once per
+distinct (name, reason). ``is_known`` is asked with the case id of a valid name and with the
+printable form of a refused one, so a restart neither registers nor refuses anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from watchfiles import Change, awatch
+
+from mqi_es.case_dir import (
+    GONE,
+    Accepted,
+    Fingerprint,
+    Gone,
+    Held,
+    NotYet,
+    Refused,
+    StabilityGate,
+    Stable,
+    Vanished,
+    Watching,
+    fingerprint,
+    is_temporary_name,
+    show_name,
+    validate_case_name,
+    verify_unchanged,
+)
+from mqi_es.errors import ConfigError
+
+__all__ = ["Arrival", "Intake", "IntakeSink", "verify_unchanged"]
+
+logger = logging.getLogger(__name__)
+
+_PROBE_CAP_SECONDS = 1.0  # a settling candidate is fingerprinted at least this often
+_ROOT_CHECK_CAP_SECONDS = 1.0  # the root's identity is checked at least this often
+_RETRY_CAP_SECONDS = 10.0  # bound of the backoff for a missing root or a failing watcher
+_DEBOUNCE_MS = 400
+_STEP_MS = 50
+
+_RootIdentity = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A case directory found complete and stable, ready to be registered."""
+
+    case_id: str
+    path: Path
+    file_count: int
+    total_bytes: int
+    digest: str
+
+
+class IntakeSink(Protocol):
+    """Where the intake reports; the application records each report as an event.
+
+    Calls come from the event loop and should be quick. A call that raises is logged and
+    retried later: nothing counts as reported until the call returned.
+    """
+
+    def case_ready(self, arrival: Arrival) -> None: ...
+
+    def case_refused(self, raw_name_repr: str, reason: str) -> None: ...
+
+    def case_held(self, name: str, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A directory under watch that is neither registered nor refused yet."""
+
+    state: Watching | None = None
+    check_at: float = 0.0
+    last_change: float | None = None
+
+
+class Intake:
+    """Watches one folder and reports each case in it exactly once.
+
+    :param watch_path: the watch folder; it must exist when ``run`` starts.
+    :param quiescence: seconds a candidate must stay unchanged before it is judged.
+    :param force_polling: poll instead of inotify (required on NFS/SMB shares).
+    :param poll_delay_ms: polling period when ``force_polling`` is set.
+    :param ready_marker: file name that must be present at the top of a case before it is
+        registered (left out of the fingerprint); None to rely on quiescence alone.
+    :param rescan_interval: seconds between full listings of the folder, which catch
+        anything the watcher missed; held cases are looked at again this often at most.
+    :param is_known: whether a case id (or a refused name's printable form) was already
+        registered (or refused), typically answered from the event store.
+    :param sink: receives the reports.
+    :raises ConfigError: an option is out of range.
+    """
+
+    def __init__(
+        self,
+        watch_path: str | os.PathLike[str],
+        *,
+        quiescence: float,
+        force_polling: bool = False,
+        poll_delay_ms: int = 1000,
+        ready_marker: str | None = None,
+        rescan_interval: float = 30.0,
+        is_known: Callable[[str], bool],
+        sink: IntakeSink,
+    ) -> None:
+        if not quiescence > 0:
+            raise ConfigError(f"quiescence must be positive, not {quiescence!r}")
+        if not rescan_interval > 0:
+            raise ConfigError(f"rescan interval must be positive, not {rescan_interval!r}")
+        if not poll_delay_ms > 0:
+            raise ConfigError(f"poll delay must be positive, not {poll_delay_ms!r}")
+        if ready_marker is not None:
+            marker = validate_case_name(ready_marker)
+            if isinstance(marker, Refused):
+                raise ConfigError(f"ready marker '{marker.shown}' is unusable: {marker.reason}")
+        self._root = Path(watch_path).absolute()  # not resolved: a re-pointed symlink is noticed
+        self._root_str = str(self._root)
+        self._prefix = self._root_str.rstrip(os.sep) + os.sep
+        self._gate = StabilityGate(quiescence, ready_marker)
+        self._force_polling = force_polling
+        self._poll_delay_ms = poll_delay_ms
+        self._ready_marker = ready_marker
+        self._rescan_interval = rescan_interval
+        self._probe_interval = min(_PROBE_CAP_SECONDS, quiescence / 2)
+        self._held_recheck = min(rescan_interval, quiescence)
+        self._root_check_interval = min(_ROOT_CHECK_CAP_SECONDS, rescan_interval)
+        self._is_known = is_known
+        self._sink = sink
+
+        self._candidates: dict[str, _Candidate] = {}
+        self._settled: set[str] = set()  # registered, known or refused: never looked at again
+        self._ignored: dict[str, str] = {}  # name -> reason already logged
+        self._held: dict[str, set[str]] = {}  # name -> hold reasons already reported
+        self._listing_error: str | None = None
+        self._wake = asyncio.Event()
+        self._listing_due = False
+        self._root_touched = False
+        self._root_deleted = False
+
+    async def run(self) -> None:
+        """Watch until cancelled.
+
+        :raises ConfigError: the watch folder is missing, not a directory, or cannot be
+            listed at start-up. Later losses of the folder are logged once and waited out.
+        """
+        identity = self._require_root()
+        while True:
+            await self._serve(identity)
+            self._candidates.clear()  # they lived in the old folder; a listing finds them again
+            identity = await self._await_root()
+
+    # --- the watch folder ------------------------------------------------------------------
+
+    def _require_root(self) -> _RootIdentity:
+        identity, problem = self._probe_root()
+        if identity is None:
+            raise ConfigError(f"watch folder {self._root_str} {problem}")
+        try:
+            os.scandir(self._root_str).close()
+        except OSError as exc:
+            message = f"watch folder {self._root_str} cannot be listed: {exc.strerror}"
+            raise ConfigError(message) from None
+        return identity
+
+    def _probe_root(self) -> tuple[_RootIdentity | None, str | None]:
+        try:
+            st = self._root.stat()
+        except FileNotFoundError:
+            return None, "does not exist"
+        except OSError as exc:
+            return None, f"cannot be read: {exc.strerror}"
+        if not stat.S_ISDIR(st.st_mode):
+            return None, "is not a directory"
+        return (st.st_dev, st.st_ino), None
+
+    async def _await_root(self) -> _RootIdentity:
+        """Wait, with a bounded backoff, until the lost watch folder exists again."""
+        delay = self._root_check_interval
+        reported = False
+        while True:
+            identity, problem = self._probe_root()
+            if identity is not None:
+                how = "is back" if reported else "was replaced"
+                logger.warning("watch folder %s %s; watching it again", self._root_str, how)
+                return identity
+            if not reported:
+                logger.error("watch folder %s %s; retrying", self._root_str, problem)
+                reported = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_CAP_SECONDS)
+
+    async def _serve(self, identity: _RootIdentity) -> None:
+        """Watch the folder with this identity until it is replaced or gone."""
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(self._watch(stop), name="intake-watcher")
+        await asyncio.sleep(0)  # let the watcher arm itself before the first listing
+        try:
+            await self._reconcile(identity)
+        finally:
+            stop.set()
+            await watcher  # returns within one watchfiles step once stop is set
+
+    async def _reconcile(self, identity: _RootIdentity) -> None:
+        now = time.monotonic()
+        next_root_check = now + self._root_check_interval
+        next_rescan = now  # the start-up scan
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            if self._root_touched or now >= next_root_check:
+                self._root_touched = False
+                if self._root_deleted or self._probe_root()[0] != identity:
+                    self._root_deleted = False
+                    return
+                next_root_check = now + self._root_check_interval
+            if self._listing_due or now >= next_rescan:
+                self._listing_due = False
+                listed = await self._take_listing(now)
+                next_rescan = now + (self._rescan_interval if listed else self._root_check_interval)
+            await self._judge_due()
+            wake_at = min(
+                next_root_check, next_rescan, *(c.check_at for c in self._candidates.values())
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, wake_at - time.monotonic())):
+                    await self._wake.wait()
+
+    # --- watch events (hints only) ---------------------------------------------------------
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        failures = 0
+        last_failure = None
+        while not stop.is_set():
+            try:
+                async for changes in awatch(
+                    self._root,
+                    watch_filter=self._wants,
+                    recursive=False,
+                    force_polling=self._force_polling,
+                    poll_delay_ms=self._poll_delay_ms,
+                    debounce=_DEBOUNCE_MS,
+                    step=_STEP_MS,
+                    stop_event=stop,
+                ):
+                    failures = 0
+                    self._on_changes(changes)
+                return
+            # The watcher is only a hint, and watchfiles fails in many ways (a name that is not
+            # UTF-8, a missing root, the inotify watch limit): whatever it raises, list the
+            # folder again and restart it after a bounded backoff.
+            except Exception as exc:
+                failures += 1
+                failure = _describe(exc)
+                # A lost root is the root check's to report, once.
+                if failure != last_failure and self._probe_root()[0] is not None:
+                    logger.warning("watcher of %s failed (%s); restarting", self._root_str, failure)
+                    last_failure = failure
+                self._root_touched = self._listing_due = True
+                self._wake.set()
+                delay = min(self._root_check_interval * 2 ** (failures - 1), _RETRY_CAP_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+
+    def _top_name(self, path: str) -> str | None:
+        """Name of the top-level entry a watched path belongs to; None for the root itself."""
+        if not path.startswith(self._prefix):
+            return None
+        return path[len(self._prefix) :].split(os.sep, 1)[0] or None
+
+    def _wants(self, change: Change, path: str) -> bool:
+        return self._top_name(path) not in self._settled
+
+    def _on_changes(self, changes: set[tuple[Change, str]]) -> None:
+        now = time.monotonic()
+        for change, path in changes:
+            name = self._top_name(path)
+            candidate = self._candidates.get(name) if name is not None else None
+            if name is None:
+                self._root_touched = True
+                # The root's inode number may be reused at once by its successor, which an
+                # identity check cannot tell apart: its deletion alone means a new watcher.
+                self._root_deleted = self._root_deleted or change == Change.deleted
+            elif candidate is not None:
+                candidate.last_change = now
+                candidate.check_at = now  # fingerprint the whole tree after any event
+            else:
+                self._listing_due = True
+        self._wake.set()
+
+    # --- the listing -----------------------------------------------------------------------
+
+    async def _take_listing(self, now: float) -> bool:
+        """Reconcile the folder's entries with what we track; False if it could not be listed."""
+        try:
+            listing = await asyncio.to_thread(_list_entries, self._root_str)
+        except OSError as exc:
+            if exc.strerror != self._listing_error:
+                logger.error("watch folder %s cannot be listed: %s", self._root_str, exc.strerror)
+                self._listing_error = exc.strerror
+            return False
+        self._listing_error = None
+        present = set()
+        for name, is_dir in listing:
+            present.add(name)
+            if name not in self._settled and name not in self._candidates:
+                self._classify(name, is_dir, now)
+        for name in self._candidates.keys() - present:
+            self._forget(name)
+        self._settled &= present
+        self._ignored = {name: why for name, why in self._ignored.items() if name in present}
+        self._held = {name: why for name, why in self._held.items() if name in present}
+        return True
+
+    def _classify(self, name: str, is_dir: bool, now: float) -> None:
+        ignore = "not a directory" if not is_dir else None
+        if ignore is None and is_temporary_name(name):
+            ignore = "temporary name, still in transit"
+        if ignore is not None:
+            if self._ignored.get(name) != ignore:
+                level = logging.WARNING if not is_dir else logging.INFO
+                logger.log(level, "ignoring '%s' in the watch folder: %s", show_name(name), ignore)
+                self._ignored[name] = ignore
+            return
+        self._ignored.pop(name, None)
+        verdict = validate_case_name(name)
+        if isinstance(verdict, Refused):
+            if self._refuse(verdict):
+                self._settled.add(name)
+            return
+        known = self._ask_known(verdict)
+        if known:
+            self._settled.add(name)
+        elif known is not None:
+            self._candidates[name] = _Candidate(check_at=now)
+
+    def _ask_known(self, name: Accepted | Refused) -> bool | None:
+        key = name.case_id if isinstance(name, Accepted) else name.shown
+        try:
+            return self._is_known(key)
+        except Exception:
+            logger.exception("could not tell whether '%s' is known; will ask again", key)
+            return None
+
+    def _refuse(self, refused: Refused) -> bool:
+        """Report a refusal unless already known; True once it needs no more attention."""
+        known = self._ask_known(refused)
+        if known is None:
+            return False
+        if known:
+            return True
+        try:
+            self._sink.case_refused(refused.shown, refused.reason)
+        except Exception:
+            logger.exception("could not record the refusal of '%s'; will retry", refused.shown)
+            return False
+        logger.warning("refused case directory '%s': %s", refused.shown, refused.reason)
+        return True
+
+    # --- judging candidates ----------------------------------------------------------------
+
+    async def _judge_due(self) -> None:
+        now = time.monotonic()
+        due = [name for name, c in self._candidates.items() if c.check_at <= now]
+        if not due:
+            return
+        for name, began, finished, seen in await asyncio.to_thread(self._observe, due):
+            candidate = self._candidates.get(name)
+            if candidate is not None:  # may have been forgotten by a listing meanwhile
+                self._judge(name, candidate, began, finished, seen)
+
+    def _observe(self, names: list[str]) -> list[tuple[str, float, float, Fingerprint | Gone]]:
+        """Fingerprint candidates (runs in a worker thread)."""
+        seen: list[tuple[str, float, float, Fingerprint | Gone]] = []
+        for name in names:
+            began = time.monotonic()
+            try:
+                result: Fingerprint | Gone = fingerprint(
+                    self._root / name, ready_marker=self._ready_marker
+                )
+            except (FileNotFoundError, NotADirectoryError):
+                result = GONE
+            seen.append((name, began, time.monotonic(), result))
+        return seen
+
+    def _judge(
+        self,
+        name: str,
+        candidate: _Candidate,
+        began: float,
+        finished: float,
+        seen: Fingerprint | Gone,
+    ) -> None:
+        state, verdict = self._gate.observe(
+            candidate.state, finished, seen, candidate.last_change, scan_began=began
+        )
+        match verdict:
+            case Vanished():
+                logger.info("'%s' disappeared before it was complete", name)
+                self._forget(name)
+                return
+            case NotYet(recheck_at):
+                candidate.check_at = min(recheck_at, finished + self._probe_interval)
+            case Held():
+                self._report_held(name, verdict)
+                candidate.check_at = finished + self._held_recheck
+            case Stable(fp):
+                if self._register(name, fp):
+                    del self._candidates[name]
+                    self._held.pop(name, None)
+                    self._settled.add(name)
+                    return
+                candidate.check_at = finished + self._gate.quiescence
+        candidate.state = state
+
+    def _report_held(self, name: str, held: Held) -> None:
+        reported = self._held.setdefault(name, set())
+        if held.reason in reported:
+            return
+        try:
+            self._sink.case_held(name, held.reason)
+        except Exception:
+            logger.exception("could not record the hold of case '%s'; will retry", name)
+            return
+        reported.add(held.reason)
+        logger.warning("holding case '%s': %s%s", name, held.reason, _hold_detail(held))
+
+    def _register(self, name: str, fp: Fingerprint) -> bool:
+        known = self._ask_known(Accepted(name))  # registered meanwhile by another path?
+        if known:
+            return True
+        if known is None:
+            return False
+        arrival = Arrival(name, self._root / name, fp.file_count, fp.total_bytes, fp.digest)
+        try:
+            self._sink.case_ready(arrival)
+        except Exception:
+            logger.exception("could not record the arrival of case '%s'; will retry", name)
+            return False
+        logger.info(
+            "case '%s' is ready (files: %d, bytes: %d)", name, fp.file_count, fp.total_bytes
+        )
+        return True
+
+    def _forget(self, name: str) -> None:
+        """Drop a candidate that disappeared: it leaves nothing behind."""
+        self._candidates.pop(name, None)
+        self._held.pop(name, None)
+
+
+def _list_entries(root: str) -> list[tuple[str, bool]]:
+    with os.scandir(root) as listing:
+        return [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in listing]
+
+
+def _hold_detail(held: Held) -> str:
+    """Where the hold comes from: the first offending path, printable, and how many more."""
+    paths = [p.relpath for p in held.fingerprint.problems if p.kind.value == held.reason]
+    if not paths:
+        return ""
+    more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+    return f" ('{show_name(paths[0])}'{more})"
+
+
+def _describe(exc: BaseException) -> str:
+    """One printable line for an exception, looking inside exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return show_name(f"{type(exc).__name__}: {exc}")

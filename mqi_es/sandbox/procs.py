@@ -1,0 +1,56 @@
+"""Process groups of tasks: recorded on disk, killed only when provably still ours.
+
+Every task runs as the leader of its own process group. The daemon records each running
+leader as ``<pid> <start time>`` (the start time in clock ticks, from ``/proc/<pid>/stat``)
+so that whoever cleans up after a crashed daemon can kill the group without risking a
+recycled pid: a group is killed only if its leader still has the recorded start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2 (the command name) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def record_group(folder: Path, task_id: int, pid: int) -> None:
+    ticks = start_time(pid)
+    if ticks is not None:
+        (folder / str(task_id)).write_text(f"{pid} {ticks}\n")
+
+
+def forget_group(folder: Path, task_id: int) -> None:
+    (folder / str(task_id)).unlink(missing_ok=True)
+
+
+def kill_recorded_groups(folder: Path) -> list[int]:
+    """SIGKILL every recorded group whose leader is still the recorded process.
+
+    Returns the pids of the leaders that were killed. The records are removed.
+    """
+    killed = []
+    for record in sorted(folder.glob("*")):
+        try:
+            pid_text, ticks_text = record.read_text().split()
+            pid, ticks = int(pid_text), int(ticks_text)
+        except (OSError, ValueError):
+            record.unlink(missing_ok=True)
+            continue
+        if start_time(pid) == ticks:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+        record.unlink(missing_ok=True)
+    return killed

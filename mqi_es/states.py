@@ -1,0 +1,60 @@
+"""The states a case, a GPU slot and a host can be in. Stdlib only.
+
+The values are stored in the views and printed by the CLI, so they are part of the
+public vocabulary: see docs/events.md for what each one means.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CaseState(StrEnum):
+    WAITING = "waiting"  # registered, waiting for a free GPU slot (or for its retry backoff)
+    HELD = "held"  # registered but held back (content changed, link outside the case, ...)
+    SUBMITTING = "submitting"  # slot allocated, attempt started: upload and `pueue add` under way
+    QUEUED = "queued"  # the remote task exists and waits in its group
+    RUNNING = "running"  # the remote task runs
+    KILLING = "killing"  # a kill was asked for (timeout or cancel), not yet confirmed
+    RETRIEVING = "retrieving"  # the remote task succeeded, results are being fetched
+    COMPLETED = "completed"  # terminal: results fetched
+    FAILED = "failed"  # terminal: see FailureCategory
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_CASE_STATES
+
+    @property
+    def holds_slot(self) -> bool:
+        return self in SLOT_HOLDING_CASE_STATES
+
+
+TERMINAL_CASE_STATES = frozenset({CaseState.COMPLETED, CaseState.FAILED})
+SLOT_HOLDING_CASE_STATES = frozenset(
+    {CaseState.SUBMITTING, CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING}
+)
+
+
+class FailureCategory(StrEnum):
+    CASE_FAILURE = "case_failure"  # the simulation itself failed (non-zero exit, failed to spawn)
+    TIMEOUT = "timeout"  # ran longer than its timeout and was killed
+    INFRASTRUCTURE = "infrastructure"  # lost, killed by others, could not be submitted; retryable
+    CANCELLED = "cancelled"  # an operator cancelled it
+
+
+class KillCause(StrEnum):
+    TIMEOUT = "timeout"
+    CANCEL = "cancel"
+
+
+class SlotState(StrEnum):
+    FREE = "free"
+    ALLOCATED = "allocated"  # held by one of our cases
+    BUSY = "busy"  # the remote group runs tasks that this daemon did not submit
+    QUARANTINED = "quarantined"  # a kill could not be confirmed: not reusable until it is
+
+
+class HostState(StrEnum):
+    UNKNOWN = "unknown"  # never polled yet
+    REACHABLE = "reachable"
+    UNREACHABLE = "unreachable"

@@ -1,0 +1,45 @@
+"""Tables of the views file. Columns are listed once here and used by reader and writer."""
+
+from __future__ import annotations
+
+CASE_COLUMNS = (
+    "aggregate_id", "case_id", "state", "arrival", "attempt", "detected_at", "updated_at",
+    "file_count", "total_bytes", "fingerprint", "host", "grp", "label", "remote_dir",
+    "task_id", "task_created_at", "uploaded", "started_at", "not_before", "timeout_hours",
+    "cancel_requested", "kill_cause", "failure", "exit_code", "infra_failures", "results_dir",
+    "reason",
+)  # fmt: skip
+SLOT_COLUMNS = (
+    "aggregate_id", "host", "grp", "state", "updated_at", "case_id", "attempt", "task_id",
+    "reason",
+)  # fmt: skip
+HOST_COLUMNS = (
+    "aggregate_id", "name", "address", "state", "updated_at", "unreachable_since",
+    "last_outage_seconds", "reason",
+)  # fmt: skip
+REFUSAL_COLUMNS = ("aggregate_id", "name_repr", "reason", "refused_at")
+
+TABLES = {
+    "cases": CASE_COLUMNS,
+    "gpu_slots": SLOT_COLUMNS,
+    "hosts": HOST_COLUMNS,
+    "refusals": REFUSAL_COLUMNS,
+}
+
+TABLE_STATEMENTS = [
+    *(
+        f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)}, PRIMARY KEY (aggregate_id))"
+        " WITHOUT ROWID"
+        for table, columns in TABLES.items()
+    ),
+    # Slot and host events that concern a case, for `mqi history` (the case's own events
+    # are read from the log by its aggregate id).
+    "CREATE TABLE IF NOT EXISTS case_links (case_id TEXT, notification_id INTEGER,"
+    " PRIMARY KEY (case_id, notification_id)) WITHOUT ROWID",
+]
+# Created after the tables are filled when a replay builds a fresh file (faster).
+INDEX_STATEMENTS = [
+    "CREATE UNIQUE INDEX IF NOT EXISTS cases_by_case_id ON cases (case_id)",
+    "CREATE INDEX IF NOT EXISTS cases_by_state ON cases (state, arrival)",
+    "CREATE INDEX IF NOT EXISTS cases_by_host ON cases (host) WHERE host IS NOT NULL",
+]
