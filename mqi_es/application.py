@@ -21,12 +21,13 @@ from mqi_es.domain.recorded import Recorded
 from mqi_es.errors import CaseNotFound, ConcurrentUpdate, SlotNotFound
 from mqi_es.ids import case_uuid, host_uuid, refusal_uuid, slot_key, slot_uuid
 from mqi_es.states import CaseState, FailureCategory, KillCause, SlotState
+from mqi_es.store import LEDGER_NAME
 
 
 class Ledger(Application[UUID]):
     """Records what happened to cases, GPU slots and hosts."""
 
-    name = "mqi"
+    name = LEDGER_NAME
 
     def __init__(self, env: Mapping[str, str]) -> None:
         super().__init__(env=dict(env))

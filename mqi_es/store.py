@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The ledger's name: the views track their position in its log under this name.
+LEDGER_NAME = "mqi"
+
 # Seconds a writer waits for SQLite's lock before giving up (eventsourcing wants an int).
 SQLITE_LOCK_TIMEOUT_SECONDS = 10
 

@@ -97,6 +97,18 @@ class Snapshot:
         found = self._c.execute("SELECT 1 FROM refusals WHERE name_repr = ?", (name_repr,))
         return found.fetchone() is not None
 
+    def subject_names(self) -> dict[str, str]:
+        """Printable names of GPU slots and hosts by aggregate id (hex)."""
+        names = {
+            key: f"gpu {host}/{group}"
+            for key, host, group in self._c.execute("SELECT aggregate_id, host, grp FROM gpu_slots")
+        }
+        names.update(
+            (key, f"host {name}")
+            for key, name in self._c.execute("SELECT aggregate_id, name FROM hosts")
+        )
+        return names
+
     def linked_notifications(self, case_id: str) -> list[int]:
         rows = self._c.execute(
             "SELECT notification_id FROM case_links WHERE case_id = ? ORDER BY 1", (case_id,)

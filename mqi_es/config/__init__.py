@@ -7,9 +7,7 @@ Keys of the original tool still load, with a warning for each that no longer app
 
 from mqi_es.config.environment import check_config_environment
 from mqi_es.config.loader import CONFIG_ENV_VAR, LoadedConfig, load_config, resolve_config_path
-from mqi_es.config.rules import remote_command_problem
 from mqi_es.config.schema import (
-    REMOTE_COMMAND_PLACEHOLDERS,
     Config,
     DatabaseConfig,
     HostConfig,
@@ -22,7 +20,6 @@ from mqi_es.config.schema import (
 
 __all__ = [
     "CONFIG_ENV_VAR",
-    "REMOTE_COMMAND_PLACEHOLDERS",
     "Config",
     "DatabaseConfig",
     "HostConfig",
@@ -34,6 +31,5 @@ __all__ = [
     "SqliteDatabase",
     "check_config_environment",
     "load_config",
-    "remote_command_problem",
     "resolve_config_path",
 ]

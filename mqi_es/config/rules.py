@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import string
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from msgspec import UNSET
 
 from mqi_es.config.schema import (
     EXECUTABLE_PATTERN,
-    REMOTE_COMMAND_PLACEHOLDERS,
     Config,
     ConfigFile,
     HostConfig,
@@ -25,11 +23,13 @@ from mqi_es.config.schema import (
     LegacyPueue,
 )
 from mqi_es.config.yaml_source import KeyPath, format_path
+from mqi_es.errors import ConfigError
+from mqi_es.pueue import RemoteCommandTemplate
 
 Given = Callable[[KeyPath], bool]
 Notice = tuple[KeyPath, str]
 
-_REMOTE_DIR = re.compile(r"^(~|~/[^\x00-\x1f]*|/[^\x00-\x1f]*)$")
+_REMOTE_DIR = re.compile(r"~|~/[^\x00-\x1f]*|/[^\x00-\x1f]*")
 _OBSOLETE_HPC_KEYS = {
     "scp_command": "files are copied over the built-in SSH connection",
     "ssh_command": "SSH is built in; use port, key_file, or an ~/.ssh/config alias as host",
@@ -44,56 +44,6 @@ class Invalid(Exception):
         self.path = path
         self.message = message
         self.at_key = at_key
-
-
-def remote_command_problem(template: str) -> str | None:
-    """Why ``template`` cannot be a remote_command, or None if it can.
-
-    Placeholders (``REMOTE_COMMAND_PLACEHOLDERS``) are replaced by shell-quoted values, so
-    one must not sit inside quotes or after a backslash or ``$`` (the quoting would break).
-    """
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        return f"malformed template: {exc} (write {{{{ and }}}} for literal braces)"
-    quote: str | None = None
-    for literal, field, spec, conversion in parts:
-        quote, last = _shell_state(literal, quote)
-        if field is None:
-            continue
-        shown = "{" + field + "}"
-        if field not in REMOTE_COMMAND_PLACEHOLDERS:
-            known = " ".join("{" + name + "}" for name in sorted(REMOTE_COMMAND_PLACEHOLDERS))
-            return f"unknown placeholder {shown}; known placeholders: {known}"
-        if spec or conversion:
-            return f"placeholder {shown} takes no format spec or conversion"
-        if quote is not None:
-            return f"placeholder {shown} is inside {quote} quotes: values are quoted for you"
-        if last in ("\\", "$"):
-            return f"placeholder {shown} follows {last!r}: values are quoted for you"
-    if quote is not None:
-        return f"unterminated {quote} quote"
-    return None
-
-
-def _shell_state(text: str, quote: str | None) -> tuple[str | None, str]:
-    """Quote state after ``text`` and its last unconsumed character ('\\' if escaping)."""
-    escaped = False
-    last = ""
-    for char in text:
-        if escaped:
-            escaped, last = False, ""
-            continue
-        last = char
-        if quote == "'":
-            quote = None if char == "'" else quote
-        elif char == "\\":
-            escaped = True
-        elif quote == '"':
-            quote = None if char == '"' else quote
-        elif char in "'\"":
-            quote = char
-    return quote, "\\" if escaped else last
 
 
 def normalise_hosts(file: ConfigFile, given: Given) -> tuple[tuple[HostConfig, ...], list[Notice]]:
@@ -167,10 +117,12 @@ def _legacy_path(key: KeyPath) -> KeyPath:
 
 
 def _check_host(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None:
-    problem = remote_command_problem(host.remote_command)
-    if problem:
-        raise Invalid(path(("remote_command",)), problem)
-    if not _REMOTE_DIR.match(host.remote_base_dir):
+    try:
+        RemoteCommandTemplate(host.remote_command)
+    except ConfigError as exc:  # the template's own parser is the one authority on it
+        problem = str(exc).removeprefix("remote_command").lstrip(": ")
+        raise Invalid(path(("remote_command",)), problem) from None
+    if not _REMOTE_DIR.fullmatch(host.remote_base_dir):
         raise Invalid(
             path(("remote_base_dir",)),
             "must be an absolute path on the node or start with ~/ (the remote home)",

@@ -17,25 +17,21 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-# Patterns, with the wording used when a value does not match (see PATTERN_HELP).
-HOST_PATTERN = r"^[A-Za-z0-9_:\[][A-Za-z0-9_.:%\[\]-]*$"
-USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$"
-GROUP_PATTERN = r"^[A-Za-z0-9_.-]+$"
-EXECUTABLE_PATTERN = r"^[A-Za-z0-9_./~+][A-Za-z0-9_./~+-]*$"
-FILE_NAME_PATTERN = r"^(?!\.\.?$)[^/\\\x00-\x1f]+$"
+# Patterns, with the wording used when a value does not match. \Z, not $: $ would let
+# a trailing newline through.
+HOST_PATTERN = r"^[A-Za-z0-9_:\[][A-Za-z0-9_.:%\[\]-]*\Z"
+USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*\Z"
+GROUP_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z"
+EXECUTABLE_PATTERN = r"^[A-Za-z0-9_./~+][A-Za-z0-9_./~+-]*\Z"
+FILE_NAME_PATTERN = r"^(?!\.\.?\Z)[^/\\\x00-\x1f]+\Z"
 
 PATTERN_HELP: dict[str, str] = {
-    HOST_PATTERN: "letters, digits and _ . : % [ ] -, not starting with -",
+    HOST_PATTERN: "letters, digits and _ . : % [ ] -, not starting with - . or %",
     USER_PATTERN: "letters, digits and _ . @ -, not starting with - or .",
-    GROUP_PATTERN: "letters, digits and _ . -",
+    GROUP_PATTERN: "letters, digits and _ . -, not starting with - or .",
     EXECUTABLE_PATTERN: "one word (letters, digits and _ . / ~ + -), not starting with -",
-    FILE_NAME_PATTERN: "a file name without / or control characters",
+    FILE_NAME_PATTERN: "a file name without / \\ or control characters",
 }
-
-# Placeholders a remote_command may use; their values are shell-quoted when substituted.
-REMOTE_COMMAND_PLACEHOLDERS = frozenset(
-    {"case_dir", "case_id", "attempt", "group", "gpu_index", "label"}
-)
 
 HostWord = Annotated[str, Meta(pattern=HOST_PATTERN, max_length=255)]
 GroupName = Annotated[str, Meta(pattern=GROUP_PATTERN, max_length=64)]
@@ -59,6 +55,7 @@ class HostSettings(Section, kw_only=True):
     trust_on_first_use: bool = False
     # Remote paths stay text: "~" must reach the node unexpanded (it is the remote home).
     remote_base_dir: Annotated[str, Meta(min_length=1, max_length=4096)] = "~/mqi_cases"
+    # Checked by mqi_es.pueue.RemoteCommandTemplate (placeholders, shell quoting).
     remote_command: Annotated[str, Meta(min_length=1, max_length=8192)]
     pueue: Executable = "pueue"
     connect_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 10.0

@@ -1,0 +1,125 @@
+"""How views and histories look on a terminal (rich) and to machines (JSON)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from mqi_es.states import CaseState
+from mqi_es.views import CaseView, HostView, SlotView
+
+if TYPE_CHECKING:
+    from projections.history import HistoryEntry
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+_STATE_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "held": "yellow",
+    "killing": "yellow",
+    "quarantined": "red",
+    "busy": "yellow",
+    "unreachable": "red",
+    "reachable": "green",
+}
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
+
+
+def as_json(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else ""
+
+
+def _styled(state: str) -> str:
+    style = _STATE_STYLE.get(state)
+    return f"[{style}]{state}[/]" if style else state
+
+
+def status_table(counts: dict[CaseState, int], lag: int) -> Table:
+    table = Table(title="Cases", title_justify="left")
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for state in CaseState:
+        table.add_row(_styled(state.value), str(counts.get(state, 0)))
+    table.add_row("[bold]total[/]", f"[bold]{sum(counts.values())}[/]")
+    if lag:
+        table.caption = f"views are {lag} events behind the log (a daemon is applying them)"
+    return table
+
+
+def cases_table(cases: Sequence[CaseView]) -> Table:
+    table = Table(title=f"Cases ({len(cases)})", title_justify="left")
+    for column in ("case", "state", "attempt", "gpu", "task", "detected", "updated", "reason"):
+        table.add_column(column)
+    for c in cases:
+        state = c.state.value + (f" ({c.failure.value})" if c.failure else "")
+        table.add_row(
+            c.case_id,
+            _styled(state) if not c.failure else f"[red]{state}[/]",
+            str(c.attempt),
+            f"{c.host}/{c.group}" if c.host else "",
+            str(c.task_id) if c.task_id is not None else "",
+            when(c.detected_at),
+            when(c.updated_at),
+            c.reason,
+        )
+    return table
+
+
+def slots_table(slots: Sequence[SlotView]) -> Table:
+    table = Table(title="GPU slots", title_justify="left")
+    for column in ("slot", "state", "case", "attempt", "since", "reason"):
+        table.add_column(column)
+    for s in slots:
+        table.add_row(
+            s.key,
+            _styled(s.state.value),
+            s.case_id or "",
+            str(s.attempt) if s.attempt is not None else "",
+            when(s.updated_at),
+            s.reason,
+        )
+    return table
+
+
+def hosts_table(hosts: Sequence[HostView]) -> Table:
+    table = Table(title="Hosts", title_justify="left")
+    for column in ("host", "address", "state", "since", "reason"):
+        table.add_column(column)
+    for h in hosts:
+        since = h.unreachable_since or h.updated_at
+        table.add_row(h.name, h.address, _styled(h.state.value), when(since), h.reason)
+    return table
+
+
+def history_table(case_id: str, entries: Sequence[HistoryEntry]) -> Table:
+    table = Table(title=f"History of case {case_id}", title_justify="left")
+    for column in ("#", "time (UTC)", "subject", "event", "actor", "details"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        details = ", ".join(f"{k}={_short(v)}" for k, v in e.details.items())
+        if e.reason:
+            details = f"reason={e.reason!r}" + (f", {details}" if details else "")
+        table.add_row(str(e.notification_id), when(e.time), e.subject, e.event, e.actor, details)
+    return table
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
