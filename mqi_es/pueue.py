@@ -28,8 +28,7 @@ import string
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -157,8 +156,7 @@ _GROUP_STATUSES: dict[str, GroupStatus] = {
 
 # chrono's RFC 3339: 0, 3, 6 or 9 fraction digits; `Z`, `+00:00` or another offset.
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:[Zz]|([+-]\d\d):(\d\d))",
-    re.ASCII,
+    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d\d:\d\d)", re.ASCII
 )
 
 
@@ -242,7 +240,7 @@ def _reading(what: str) -> Iterator[None]:
         raise
     # ValueError covers msgspec.DecodeError, datetime, RemoteTask and the UnicodeEncodeError
     # msgspec raises for lone surrogates; it raises RecursionError for deeply nested values.
-    except (ValueError,) as exc:
+    except (ValueError, RecursionError) as exc:
         raise PueueOutputError(f"unreadable `pueue {what}` output: {exc}") from exc
 
 
@@ -324,32 +322,20 @@ def _variant(raw: bytes | str | msgspec.Raw) -> tuple[str, msgspec.Raw | None]:
 
 
 def _timestamp(text: str | None) -> datetime | None:
-    """Read an RFC 3339 time, truncating nanoseconds to microseconds (msgspec would round)."""
+    """Read an RFC 3339 time, truncating nanoseconds to microseconds (msgspec would round).
+
+    The pattern checks the shape strictly (``fromisoformat`` alone accepts other ISO 8601
+    forms and times without an offset); ``fromisoformat`` checks the ranges.
+    """
     if text is None:
         return None
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise PueueOutputError("timestamp is not RFC 3339 with an offset")
-    year, month, day, hour, minute, second, fraction, offset_h, offset_m = match.groups()
-    micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
-    return datetime(
-        int(year),
-        int(month),
-        int(day),
-        int(hour),
-        int(minute),
-        int(second),
-        micro,
-        tzinfo=_zone(offset_h, offset_m),
-    )
-
-
-@lru_cache(maxsize=64)
-def _zone(hours: str | None, minutes: str | None) -> timezone:
-    if hours is None or minutes is None:
-        return UTC
-    sign = -1 if hours.startswith("-") else 1
-    return timezone(sign * timedelta(hours=abs(int(hours)), minutes=int(minutes)))
+    start, end = match.span(1)
+    if end - start > 6:
+        text = text[: start + 6] + text[end:]
+    return datetime.fromisoformat(text.upper())
 
 
 # ---------------------------------------------------------------------- label lookup
@@ -735,7 +721,8 @@ def _template_pieces(text: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(pieces)
 
 
-_CODE = ("top", "cmd", "paren")  # contexts where a quoted word is just a word
+# Contexts where a quoted value would not be one plain word; elsewhere ("top", "cmd" for
+# $(...), "paren" for a subshell) it is.
 _WHERE = {
     "sq": "is inside single quotes",
     "dq": "is inside double quotes",
@@ -781,8 +768,8 @@ class _ShellContext:
     def unfinished(self) -> str | None:
         if self.escaped:
             return "ends with a backslash"
-        if self.stack[-1] in _WHERE:
-            return f"ends with an unterminated quote or substitution ({self.stack[-1]})"
+        if len(self.stack) > 1:
+            return f"ends inside an unterminated quote, substitution or subshell ({self.stack[-1]})"
         return None
 
     def feed(self, text: str) -> None:

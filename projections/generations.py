@@ -42,12 +42,18 @@ def next_generation(link: Path) -> Path:
 
 
 def swap_in(link: Path, generation: Path) -> None:
-    """Point the link at ``generation`` atomically, then delete older generations."""
-    previous = current(link) if link.is_symlink() else None
+    """Point the link at ``generation`` atomically, then delete every other generation
+    (the previous one, and any a replay that died before its swap left behind)."""
     _point(link, generation)
-    if previous is not None and previous != generation:
-        for old in _with_sidecars(previous):
-            old.unlink(missing_ok=True)
+    for other in link.parent.glob(f"{link.name}.gen*"):
+        if _GENERATION.search(other.name) and other != generation:
+            for old in _with_sidecars(other):
+                old.unlink(missing_ok=True)
+
+
+def scratch(link: Path, purpose: str) -> Path:
+    """A private path beside the views for a temporary copy (e.g. ``check``)."""
+    return link.with_name(f"{link.name}.{purpose}-{os.getpid()}")
 
 
 def _point(link: Path, target: Path) -> None:

@@ -98,7 +98,7 @@ def check(link: Path, feed: EventFeed, *, progress: Progress | None = None) -> C
     applying events meanwhile changes nothing in the comparison.
     """
     live = generations.current(link)
-    aside = generations.next_generation(link).with_suffix(".check")
+    aside = generations.scratch(link, "check")
     try:
         rebuild(aside, feed, stop=_position(live, feed.name), progress=progress)
         connection = sqlite3.connect(f"file:{live}?mode=ro", uri=True)

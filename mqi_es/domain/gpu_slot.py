@@ -45,7 +45,7 @@ class GpuSlot(Recorded):
 
     def allocate(self, *, case_id: str, attempt: int, actor: str, reason: str = "") -> None:
         if self.state is not SlotState.FREE:
-            holder = f" by case {self.case_id}" if self.case_id else ""
+            holder = f", held by case {self.case_id}" if self.case_id else ""
             raise SlotUnavailable(f"GPU slot {self.key} is {self.state}{holder}")
         self._allocated(case_id=case_id, attempt=attempt, actor=actor, reason=reason)
 

@@ -58,7 +58,10 @@ STATUS_ALL_STATES = [
     "v4_status_all_states.json",
     "v4_status_all_states.pretty.json",
 ]
-STATE_V2 = ["v3era_fixture_v2.0.0_state.json", R + "Nukesor__pueue__v2.0.0_state_fixture_at_v3.4.1.json"]
+STATE_V2 = [
+    "v3era_fixture_v2.0.0_state.json",
+    R + "Nukesor__pueue__v2.0.0_state_fixture_at_v3.4.1.json",
+]
 STATE_V4 = [
     "v4_fixture_v4.0.0_state.json",
     R + "michaelfortunato__pueue_webui__v4.0.0_state_vendored_upstream.json",
@@ -535,7 +538,11 @@ def test_v3_log_gives_tasks_with_their_output(name: str) -> None:
     assert sorted(logs) == [0, 1, 6]
     assert logs[0].output == "hello\n"
     assert (logs[0].task.state, logs[0].task.result) == ("done", "success")
-    assert (logs[1].task.label, logs[1].task.result, logs[1].task.exit_code) == ("build", "failed", 1)
+    assert (logs[1].task.label, logs[1].task.result, logs[1].task.exit_code) == (
+        "build",
+        "failed",
+        1,
+    )
     assert logs[1].output == (
         "cc -o app main.c\nmain.c:3:1: error: expected ';'\nmake: *** [Makefile:2: app] Error 1\n"
     )
@@ -618,8 +625,9 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

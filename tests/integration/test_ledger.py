@@ -1,0 +1,152 @@
+"""The Ledger on a real SQLite file: atomic saves, idempotence, concurrency, permissions."""
+
+import multiprocessing
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mqi_es.application import Ledger
+from mqi_es.errors import CaseNotFound, ConcurrentUpdate, SlotUnavailable
+from mqi_es.states import CaseState, FailureCategory, SlotState
+from mqi_es.store import sqlite_event_store_env
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def open_ledger(path: Path) -> Ledger:
+    return Ledger(sqlite_event_store_env(path))
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    ledger = open_ledger(tmp_path / "var" / "events.sqlite")
+    ledger.register_host("n1", "127.0.0.1", actor="daemon")
+    for group in ("gpu0", "gpu1"):
+        ledger.register_slot("n1", group, actor="daemon")
+    return ledger
+
+
+def detect(ledger: Ledger, case_id: str) -> int | None:
+    return ledger.detect_case(
+        case_id, file_count=2, total_bytes=20, fingerprint="fp", actor="daemon"
+    )
+
+
+def test_detecting_the_same_case_twice_records_it_once(ledger, tmp_path):
+    assert detect(ledger, "c1") is not None
+    assert detect(ledger, "c1") is None
+    reopened = open_ledger(tmp_path / "var" / "events.sqlite")
+    assert detect(reopened, "c1") is None
+    assert reopened.register_slot("n1", "gpu0", actor="daemon") is None
+    assert len(reopened.recorder.select_events(reopened.case("c1").id)) == 1
+
+
+def test_allocation_and_submission_are_one_transaction(ledger):
+    detect(ledger, "c1")
+    before = ledger.recorder.max_notification_id()
+    last = ledger.start_submission(
+        "c1", host="n1", group="gpu0", remote_base_dir="~/mqi", actor="daemon"
+    )
+    new = ledger.recorder.select_notifications(before + 1, 10)
+    assert [n.topic.rsplit(".", 1)[-1] for n in new] == ["SubmissionStarted", "Allocated"]
+    assert last == new[-1].id
+    assert ledger.slot("n1", "gpu0").case_id == "c1"
+
+
+def test_a_refused_allocation_records_nothing_for_either_aggregate(ledger):
+    detect(ledger, "c1")
+    detect(ledger, "c2")
+    ledger.start_submission("c1", host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
+    before = ledger.recorder.max_notification_id()
+    with pytest.raises(SlotUnavailable):
+        ledger.start_submission("c2", host="n1", group="gpu0", remote_base_dir="~", actor="d")
+    assert ledger.recorder.max_notification_id() == before
+    assert ledger.case("c2").state is CaseState.WAITING
+
+
+def test_failing_a_case_releases_its_slot_in_the_same_save(ledger):
+    detect(ledger, "c1")
+    ledger.start_submission("c1", host="n1", group="gpu1", remote_base_dir="~", actor="daemon")
+    ledger.record_enqueued("c1", attempt=1, task_id=3, created_at=NOW, actor="daemon")
+    before = ledger.recorder.max_notification_id()
+    ledger.fail_case(
+        "c1", category=FailureCategory.CASE_FAILURE, actor="daemon", reason="exit 2", exit_code=2
+    )
+    new = ledger.recorder.select_notifications(before + 1, 10)
+    assert [n.topic.rsplit(".", 1)[-1] for n in new] == ["Failed", "Released"]
+    assert ledger.slot("n1", "gpu1").state is SlotState.FREE
+
+
+def test_an_unconfirmed_kill_quarantines_the_slot_instead_of_freeing_it(ledger):
+    detect(ledger, "c1")
+    ledger.start_submission("c1", host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
+    ledger.fail_case(
+        "c1", category=FailureCategory.TIMEOUT, actor="daemon", reason="kill unconfirmed",
+        quarantine=True, quarantine_task_id=9,
+    )  # fmt: skip
+    slot = ledger.slot("n1", "gpu0")
+    assert (slot.state, slot.case_id, slot.task_id) == (SlotState.QUARANTINED, "c1", 9)
+
+
+def test_cancelling_a_waiting_case_ends_it_at_once(ledger):
+    detect(ledger, "c1")
+    ledger.cancel_case("c1", actor="user:alice", reason="wrong plan")
+    case = ledger.case("c1")
+    assert (case.state, case.failure) == (CaseState.FAILED, FailureCategory.CANCELLED)
+
+
+def test_an_unknown_case_is_a_clear_error(ledger):
+    with pytest.raises(CaseNotFound, match="'nope'"):
+        ledger.case("nope")
+
+
+def test_the_database_files_are_readable_by_the_owner_only(ledger, tmp_path):
+    detect(ledger, "c1")
+    var = tmp_path / "var"
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    files = sorted(var.iterdir())
+    assert [f.name for f in files] == ["events.sqlite", "events.sqlite-shm", "events.sqlite-wal"]
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def _allocate_after_barrier(path: str, case_id: str, barrier, results) -> None:
+    ledger = open_ledger(Path(path))
+    case = ledger.case(case_id)
+    slot = ledger.slot("n1", "gpu0")
+    case.start_submission(host="n1", group="gpu0", remote_base_dir="~", actor=case_id)
+    slot.allocate(case_id=case_id, attempt=case.attempt, actor=case_id)
+    barrier.wait(timeout=30)  # both hold the same slot version now
+    try:
+        ledger._commit(case, slot)
+    except ConcurrentUpdate:
+        results.put((case_id, "refused"))
+    else:
+        results.put((case_id, "saved"))
+
+
+def test_two_processes_allocating_one_gpu_only_one_wins(ledger, tmp_path):
+    detect(ledger, "c1")
+    detect(ledger, "c2")
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    path = str(tmp_path / "var" / "events.sqlite")
+    workers = [
+        spawn.Process(target=_allocate_after_barrier, args=(path, c, barrier, results))
+        for c in ("c1", "c2")
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    outcome = dict(results.get(timeout=5) for _ in workers)
+    assert sorted(outcome.values()) == ["refused", "saved"]
+    winner = next(c for c, result in outcome.items() if result == "saved")
+    loser = next(c for c, result in outcome.items() if result == "refused")
+    fresh = open_ledger(Path(path))
+    assert fresh.slot("n1", "gpu0").case_id == winner
+    assert fresh.case(winner).state is CaseState.SUBMITTING
+    assert fresh.case(loser).state is CaseState.WAITING
