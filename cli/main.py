@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from cli import render
 from cli.bootstrap import Context, load_context
-from mqi_es.errors import CaseNotFound, ConfigError, MqiError
+from mqi_es.errors import ConfigError, MqiError
 from mqi_es.states import CaseState
 
 app = typer.Typer(
@@ -18,8 +20,31 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,  # tracebacks must never dump keys or patient data
 )
+F = TypeVar("F", bound=Callable[..., object])
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+
+
+def _command(group: typer.Typer = app, name: str | None = None) -> Callable[[F], F]:
+    """Register a command whose domain errors become one clear line and an exit code."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        def mapped(*args: object, **kwargs: object) -> object:
+            try:
+                return fn(*args, **kwargs)
+            except ConfigError as e:
+                render.errors.print(f"configuration error: {e}", markup=False)
+                raise typer.Exit(2) from None
+            except MqiError as e:
+                render.errors.print(str(e), markup=False)
+                raise typer.Exit(1) from None
+
+        group.command(name)(mapped)
+        return fn
+
+    return register
+
 
 ConfigOption = Annotated[
     str | None,
@@ -39,7 +64,7 @@ def _context(ctx: typer.Context) -> Context:
     return load_context(ctx.obj)
 
 
-@app.command()
+@_command()
 def status(ctx: typer.Context, json: JsonOption = False) -> None:
     """Cases per state, GPU slots and host reachability."""
     context = _context(ctx)
@@ -61,7 +86,7 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
     render.console.print(render.hosts_table(hosts))
 
 
-@app.command()
+@_command()
 def cases(
     ctx: typer.Context,
     state: Annotated[
@@ -78,7 +103,7 @@ def cases(
         render.console.print(render.cases_table(found))
 
 
-@app.command()
+@_command()
 def gpus(ctx: typer.Context, json: JsonOption = False) -> None:
     """GPU slots: free, allocated (to which case), busy with others' tasks, or quarantined."""
     with _context(ctx).views().snapshot() as views:
@@ -89,7 +114,7 @@ def gpus(ctx: typer.Context, json: JsonOption = False) -> None:
         render.console.print(render.slots_table(slots))
 
 
-@app.command()
+@_command()
 def history(
     ctx: typer.Context,
     case_id: Annotated[str, typer.Argument(metavar="CASE", help="The case id (its folder name).")],
@@ -107,7 +132,7 @@ def history(
         render.console.print(render.history_table(case_id, entries))
 
 
-@app.command()
+@_command()
 def replay(
     ctx: typer.Context,
     check: Annotated[
@@ -160,7 +185,7 @@ def replay(
     )
 
 
-@config_app.command("check")
+@_command(config_app, "check")
 def config_check(ctx: typer.Context) -> None:
     """Print the effective configuration, or what is wrong with it."""
     import msgspec
@@ -189,15 +214,5 @@ def _path_as_text(value: object) -> str:
 
 
 def main() -> None:
-    """Entry point: map the project's errors to one clear line and an exit code."""
-    try:
-        app()  # usage errors are handled (and exit 2) inside
-    except ConfigError as e:
-        render.errors.print(f"configuration error: {e}", markup=False)
-        raise SystemExit(2) from None
-    except CaseNotFound as e:
-        render.errors.print(str(e), markup=False)
-        raise SystemExit(1) from None
-    except MqiError as e:
-        render.errors.print(f"error: {e}", markup=False)
-        raise SystemExit(1) from None
+    """Entry point of the ``mqi`` console script."""
+    app()

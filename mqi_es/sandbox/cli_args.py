@@ -240,31 +240,31 @@ def parse_request(argv: Sequence[str]) -> dict[str, Any]:
     return {"cmd": " ".join(parsed.path), **parsed.values}
 
 
-def _parse(command: Command, tokens: list[str], path: tuple[str, ...]) -> Parsed:
+def _parse(command: Command, args: list[str], path: tuple[str, ...]) -> Parsed:
     values = _defaults(command)
     seen: set[str] = set()
     words: list[str] = []
     index = 0
     options_ended = False
-    while index < len(tokens):
-        token = tokens[index]
+    while index < len(args):
+        arg = args[index]
         index += 1
         if options_ended or (command.trailing and words):
-            words.append(token)
-        elif token == "--":
+            words.append(arg)
+        elif arg == "--":
             options_ended = True
-        elif token.startswith("--"):
-            index = _long(command, path, token, tokens, index, values, seen)
-        elif token.startswith("-") and token != "-":
-            index = _shorts(command, path, token, tokens, index, values, seen)
+        elif arg.startswith("--"):
+            index = _long(command, path, arg, args, index, values, seen)
+        elif arg.startswith("-") and arg != "-":
+            index = _shorts(command, path, arg, args, index, values, seen)
         elif command.subcommands and not command.positionals:
-            sub = next((c for c in command.subcommands if c.name == token), None)
+            sub = next((c for c in command.subcommands if c.name == arg), None)
             if sub is None:
-                raise UsageError(f"unrecognized subcommand '{token}'", command.usage(path))
-            inner = _parse(sub, tokens[index:], (*path, sub.name))
+                raise UsageError(f"unrecognized subcommand '{arg}'", command.usage(path))
+            inner = _parse(sub, args[index:], (*path, sub.name))
             return Parsed(inner.path, values | inner.values)
         else:
-            words.append(token)
+            words.append(arg)
     _assign_positionals(command, path, words, values)
     for first, second in command.conflicts:
         if first in seen and second in seen:

@@ -117,20 +117,31 @@ class Daemon:
             log.info("daemon %d stopped", os.getpid())
 
     def _claim_socket(self) -> None:
-        with contextlib.suppress(OSError):
-            connect(self._files.socket).close()
-            raise AlreadyRunning(f"a daemon already answers on {self._files.socket}")
-        self._files.socket.unlink(missing_ok=True)
+        """Remove a stale socket file, unless a live daemon still answers on it."""
+        try:
+            probe = connect(self._files.socket)
+        except OSError:
+            self._files.socket.unlink(missing_ok=True)
+            return
+        probe.close()
+        raise AlreadyRunning(f"a daemon already answers on {self._files.socket}")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = json.loads(await reader.readline())
+            line = await reader.readline()
+            if not line:  # a readiness probe: connected and left
+                return
+            request = json.loads(line)
+            handler = self._handlers.get(request.get("cmd"))
+            if handler is None:
+                writer.write(Reply(stderr=f"unknown request: {line!r}\n", code=2).encode())
+                return
             faults = read_faults(self._files.faults)
             delay = faults.delay_for(request["cmd"])
             if delay:
                 await asyncio.sleep(delay)
             async with self._lock:
-                reply = await self._handlers[request["cmd"]](request)
+                reply = await handler(request)
             if request["cmd"] == "status":
                 reply = _apply_output_fault(reply, faults)
             writer.write(reply.encode())
@@ -190,7 +201,9 @@ class Daemon:
             if group not in self._state.groups:
                 return human.missing_group(group, self._state.groups)
             targets = [group]
-            text = f'All tasks of group "{group}" are being killed. The group will also be paused!!!\n'
+            text = (
+                f'All tasks of group "{group}" are being killed. The group will also be paused!!!\n'
+            )
         for name in targets:
             self._state.groups[name].status = "Paused"
         for task_id, child in list(self._children.items()):
@@ -318,7 +331,7 @@ class Daemon:
         worker = next(n for n in range(len(busy_workers) + 1) if n not in busy_workers)
         envs = {**task.envs, "PUEUE_GROUP": task.group, "PUEUE_WORKER_ID": str(worker)}
         start = now_ns()
-        with open(self._files.task_log(task.id), "wb") as output:
+        with self._files.task_log(task.id).open("wb") as output:
             try:
                 process = subprocess.Popen(
                     ["sh", "-c", task.command],
@@ -331,7 +344,8 @@ class Daemon:
                 )
             except OSError as error:
                 message = f"Failed to spawn child {task.id} with err: {_rust_os_error(error)}"
-                output.write(f"Pueue error, failed to spawn task. Check your command.\n{message}".encode())
+                notice = f"Pueue error, failed to spawn task. Check your command.\n{message}"
+                output.write(notice.encode())
                 task.start = start
                 task.finish(TaskResult("FailedToSpawn", message=message), now_ns())
                 log.info("task %d failed to spawn", task.id)

@@ -11,7 +11,6 @@ client has given up: the daemon had already received it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,7 +43,7 @@ def write_faults(path: Path, faults: PueueFaults) -> None:
     """Switch faults on (or off, with ``PueueFaults()``) atomically."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(asdict(faults)))
-    os.chmod(temporary, 0o600)
+    temporary.chmod(0o600)
     temporary.replace(path)
 
 

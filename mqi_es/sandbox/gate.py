@@ -45,10 +45,6 @@ class TcpGate:
         self._flowing.set()
         self._cut_after: int | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._listener is not None
-
     async def open(self, port: int = 0) -> int:
         """Listen on ``port`` (0: any free port) and return the port."""
         if self._listener is not None:

@@ -50,7 +50,9 @@ def status_table(state: PueueState, only_group: str | None) -> str:
     order = sorted(by_group, key=lambda name: (name != DEFAULT_GROUP, name))
     blocks = []
     for name in order:
-        rows = [f"{t.id:>4}  {outcome(t):<26} {t.label or '':<12} {t.command}" for t in by_group[name]]
+        rows = [
+            f"{t.id:>4}  {outcome(t):<26} {t.label or '':<12} {t.command}" for t in by_group[name]
+        ]
         blocks.append("\n".join([group_headline(name, state.groups[name]), *rows]))
     return "\n\n".join(blocks) + "\n"
 

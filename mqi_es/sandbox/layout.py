@@ -14,7 +14,6 @@ one does. ``MQI_SANDBOX_PUEUE_DIR`` overrides it.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from collections.abc import Mapping
@@ -73,8 +72,8 @@ def pueue_dir_from_env(environ: Mapping[str, str]) -> Path:
     override = environ.get(PUEUE_DIR_ENV)
     if override:
         return Path(override)
-    home = environ.get("HOME") or os.path.expanduser("~")
-    return Path(home) / ".local" / "share" / "pueue"
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return home / ".local" / "share" / "pueue"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from mqi_es.sandbox.faults import PueueFaults, StatusOutput, write_faults
 from mqi_es.sandbox.gate import TcpGate
 from mqi_es.sandbox.layout import PUEUE_DIR_ENV, NodeLayout, PueueFiles
 from mqi_es.sandbox.procs import kill_recorded_groups
-from mqi_es.sandbox.protocol import ask, connect
+from mqi_es.sandbox.protocol import DaemonGone, Reply, Request, connect, short_socket_path
 from mqi_es.sandbox.ssh_server import CommandRunner, NodeKeys, start_ssh_server
 
 DAEMON_START_SECONDS = 20.0
@@ -186,7 +186,7 @@ class SandboxNode:
             self._ssh.close()
             await self._ssh.wait_closed()
             self._ssh = None
-        self._runner.kill_all()
+        await self._runner.close()
         await self.stop_pueue_daemon()
 
     # -- pueue daemon ---------------------------------------------------------------------
@@ -273,13 +273,13 @@ class SandboxNode:
         raise SandboxError(f"the pueue daemon did not answer within {DAEMON_START_SECONDS} s")
 
     async def _ensure_groups(self) -> None:
-        reply = await ask(self.pueue_files.socket, parse_request(["group", "--json"]))
+        reply = await _ask(self.pueue_files.socket, parse_request(["group", "--json"]))
         existing = json.loads(reply.stdout)
         for group in self.groups:
             if group in existing:
                 continue
             request = parse_request(["group", "add", group, "--parallel", "1"])
-            reply = await ask(self.pueue_files.socket, request)
+            reply = await _ask(self.pueue_files.socket, request)
             if reply.code != 0:
                 raise SandboxError(f"cannot create pueue group {group!r}: {reply.stderr.strip()}")
 
@@ -312,3 +312,19 @@ class SandboxNode:
         if self._gate is None:
             raise SandboxError("the sandbox node is not started")
         return self._gate
+
+
+async def _ask(path: Path, request: Request) -> Reply:
+    """The asyncio form of ``protocol.exchange(connect(path), request)``."""
+    with short_socket_path(path) as name:
+        reader, writer = await asyncio.open_unix_connection(name)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    if not answer.endswith(b"\n"):
+        raise DaemonGone("the daemon closed the connection without an answer")
+    return Reply.decode(answer)

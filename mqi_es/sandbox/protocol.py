@@ -2,12 +2,12 @@
 
 The client sends the parsed command (``{"cmd": "add", ...}``); the daemon answers with what
 the real client would print: ``{"stdout": ..., "stderr": ..., "code": ...}``. Keeping all
-formatting in the daemon keeps the client tiny (it starts once per remote command).
+formatting in the daemon keeps the client tiny (it starts once per remote command), and
+this module free of asyncio for the same reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -72,22 +72,6 @@ def exchange(client: socket.socket, request: Request) -> Reply:
         while chunk := client.recv(65536):
             chunks.append(chunk)
     answer = b"".join(chunks)
-    if not answer.endswith(b"\n"):
-        raise DaemonGone("the daemon closed the connection without an answer")
-    return Reply.decode(answer)
-
-
-async def ask(path: Path, request: Request) -> Reply:
-    """The asyncio form of ``exchange(connect(path), request)``, for the node's own use."""
-    with short_socket_path(path) as name:
-        reader, writer = await asyncio.open_unix_connection(name)
-    try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
-        answer = await reader.read()
-    finally:
-        writer.close()
-        await writer.wait_closed()
     if not answer.endswith(b"\n"):
         raise DaemonGone("the daemon closed the connection without an answer")
     return Reply.decode(answer)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return _emit(Reply(stdout=f"pueue {VERSIONS[dialect]}\n"))
     if request["cmd"] == "add":
         request["command"] = " ".join(request["command"])
-        request["path"] = request["working_directory"] or os.getcwd()
+        request["path"] = request["working_directory"] or str(Path.cwd())
         request["envs"] = _client_environment()
     try:
         client = connect(files.socket)

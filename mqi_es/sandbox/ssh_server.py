@@ -32,6 +32,7 @@ ENCRYPTION_ALGS = (
     "aes256-ctr",
 )
 CHUNK = 65536
+SESSION_END_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +111,9 @@ class CommandRunner:
         self._bin = bin_dir
         self._user = user
         self._running: set[asyncio.subprocess.Process] = set()
+        self._sessions: set[asyncio.Task[object]] = set()
 
-    def environment(self, peer: tuple[str, int], local: tuple[str, int]) -> dict[str, str]:
+    def _environment(self, peer: tuple[str, int], local: tuple[str, int]) -> dict[str, str]:
         """What sshd gives a session, with the sandbox home and bin folder."""
         return {
             "HOME": str(self._home),
@@ -124,12 +126,21 @@ class CommandRunner:
         }
 
     async def __call__(self, session: asyncssh.SSHServerProcess[bytes]) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        self._sessions.add(current)
+        try:
+            await self._serve(session)
+        finally:
+            self._sessions.discard(current)
+
+    async def _serve(self, session: asyncssh.SSHServerProcess[bytes]) -> None:
         if session.subsystem is not None:
             session.stderr.write(f"subsystem {session.subsystem!r} is not served\n".encode())
             session.exit(1)
             return
         argv = ["/bin/sh"] if session.command is None else ["/bin/sh", "-c", session.command]
-        environment = self.environment(
+        environment = self._environment(
             session.get_extra_info("peername"), session.get_extra_info("sockname")
         )
         try:
@@ -177,10 +188,12 @@ class CommandRunner:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
 
-    def kill_all(self) -> None:
-        """Kill every command still running (the node is stopping)."""
+    async def close(self) -> None:
+        """Kill every command still running and wait for their sessions to end."""
         for process in self._running:
             _kill_group(process)
+        if self._sessions:
+            await asyncio.wait(self._sessions, timeout=SESSION_END_SECONDS)
 
 
 async def _feed(source: asyncssh.SSHReader[bytes], sink: asyncio.StreamWriter) -> None:
@@ -201,9 +214,7 @@ async def _drain(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) 
         await sink.drain()
 
 
-async def _finish(
-    process: asyncio.subprocess.Process, outputs: list[asyncio.Task[None]]
-) -> int:
+async def _finish(process: asyncio.subprocess.Process, outputs: list[asyncio.Task[None]]) -> int:
     """Wait until the command has exited and all its output has been sent."""
     await asyncio.gather(*outputs)
     return await process.wait()

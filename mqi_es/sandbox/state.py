@@ -45,7 +45,6 @@ class Task:
 
     def finish(self, result: TaskResult, end: int) -> None:
         self.phase = "Done"
-        self.start = end if self.start is None else self.start
         self.end = end
         self.result = result
 
