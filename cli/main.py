@@ -188,16 +188,14 @@ def replay(
 @_command(config_app, "check")
 def config_check(ctx: typer.Context) -> None:
     """Print the effective configuration, or what is wrong with it."""
-    import msgspec
     import yaml
 
     from mqi_es.config import check_config_environment
 
     context = _context(ctx)
     origin = context.loaded.source or "built-in defaults (no --config, no $MQI_CONFIG)"
-    render.console.print(f"# configuration: {origin}", markup=False)
-    effective = msgspec.to_builtins(context.config, enc_hook=_path_as_text)
-    render.console.print(yaml.safe_dump(effective, sort_keys=False), markup=False)
+    effective = context.config.to_builtins()
+    typer.echo(f"# configuration: {origin}\n{yaml.safe_dump(effective, sort_keys=False)}")
     for warning in context.loaded.warnings:
         render.errors.print(f"warning: {warning}", markup=False)
     problems = check_config_environment(context.config)
@@ -205,12 +203,6 @@ def config_check(ctx: typer.Context) -> None:
         render.errors.print(f"error: {problem}", markup=False)
     if problems:
         raise typer.Exit(1)
-
-
-def _path_as_text(value: object) -> str:
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(type(value).__name__)
 
 
 def main() -> None:
