@@ -262,11 +262,17 @@ class Ledger(Application[UUID]):
         return self._commit(case, slot)
 
     def abandon_attempt(
-        self, case_id: str, *, not_before: datetime | None, actor: str, reason: str
+        self,
+        case_id: str,
+        *,
+        not_before: datetime | None,
+        charged: bool,
+        actor: str,
+        reason: str,
     ) -> int | None:
         case = self.case(case_id)
         slot = self._slot_to_release(case)
-        case.abandon_attempt(not_before=not_before, actor=actor, reason=reason)
+        case.abandon_attempt(not_before=not_before, charged=charged, actor=actor, reason=reason)
         self._release(slot, case, actor=actor, reason=reason)
         return self._commit(case, slot)
 

@@ -20,6 +20,7 @@ class CaseView:
     attempt: int
     detected_at: datetime
     updated_at: datetime
+    state_since: datetime  # when the case entered its current state (our clock)
     file_count: int
     total_bytes: int
     fingerprint: str

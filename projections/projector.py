@@ -92,8 +92,9 @@ def _touch(row: Row, event: Any, state: CaseState | None = None) -> None:
     row["updated_at"] = event.timestamp.isoformat()
     if event.reason:
         row["reason"] = event.reason
-    if state is not None:
+    if state is not None and state != row["state"]:
         row["state"] = state
+        row["state_since"] = row["updated_at"]
 
 
 @_on(Case.Detected, creates=True)
@@ -101,7 +102,8 @@ def _detected(batch: Batch, row: Row, e: Case.Detected, nid: int) -> None:
     row.update(_CLEAR_ATTEMPT)
     row.update(
         case_id=e.case_id, state=CaseState.WAITING, arrival=nid, attempt=0,
-        detected_at=_iso(e.timestamp), updated_at=_iso(e.timestamp), file_count=e.file_count,
+        detected_at=_iso(e.timestamp), updated_at=_iso(e.timestamp),
+        state_since=_iso(e.timestamp), file_count=e.file_count,
         total_bytes=e.total_bytes, fingerprint=e.fingerprint, not_before=None,
         timeout_hours=None, failure=None, exit_code=None, infra_failures=0, results_dir=None,
         reason=e.reason,
@@ -173,7 +175,8 @@ def _abandoned(batch: Batch, row: Row, e: Case.AttemptAbandoned, nid: int) -> No
     _touch(row, e, CaseState.WAITING)
     row.update(_CLEAR_ATTEMPT)
     row["not_before"] = _iso(e.not_before)
-    row["infra_failures"] += 1
+    if e.charged:
+        row["infra_failures"] += 1
 
 
 @_on(Case.KillRequested)

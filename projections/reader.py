@@ -129,6 +129,7 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         attempt=r["attempt"],
         detected_at=_time(r["detected_at"]),
         updated_at=_time(r["updated_at"]),
+        state_since=_time(r["state_since"]),
         file_count=r["file_count"],
         total_bytes=r["total_bytes"],
         fingerprint=r["fingerprint"],

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 CASE_COLUMNS = (
-    "aggregate_id", "case_id", "state", "arrival", "attempt", "detected_at", "updated_at",
+    "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
+    "updated_at",
     "file_count", "total_bytes", "fingerprint", "host", "grp", "label", "remote_dir",
     "task_id", "task_created_at", "uploaded", "started_at", "not_before", "timeout_hours",
     "cancel_requested", "kill_cause", "failure", "exit_code", "infra_failures", "results_dir",

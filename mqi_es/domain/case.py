@@ -300,9 +300,17 @@ class Case(Recorded):
     class AttemptAbandoned(Recorded.Event):
         attempt: int
         not_before: datetime | None
+        charged: bool
 
-    def abandon_attempt(self, *, not_before: datetime | None, actor: str, reason: str) -> None:
-        """Give up the current attempt for an infrastructure reason; a new one follows later."""
+    def abandon_attempt(
+        self, *, not_before: datetime | None, charged: bool, actor: str, reason: str
+    ) -> None:
+        """Give up the current attempt; a new one follows after ``not_before``.
+
+        ``charged``: the infrastructure did something to the task (killed it, lost it), which
+        counts against the case's attempt budget. An attempt whose task never reached the
+        queue is not charged, so an unreachable node can never use up a case's attempts.
+        """
         self._require(
             CaseState.SUBMITTING,
             *_REMOTE_STATES,
@@ -312,15 +320,19 @@ class Case(Recorded):
         )
         if not_before is not None:
             _require_aware(not_before)
-        self._abandoned(attempt=self.attempt, not_before=not_before, actor=actor, reason=reason)
+        self._abandoned(
+            attempt=self.attempt, not_before=not_before, charged=charged, actor=actor,
+            reason=reason,
+        )  # fmt: skip
 
     @event(AttemptAbandoned)
     def _abandoned(
-        self, attempt: int, not_before: datetime | None, actor: str, reason: str
+        self, attempt: int, not_before: datetime | None, charged: bool, actor: str, reason: str
     ) -> None:
         self.state = CaseState.WAITING
         self.not_before = not_before
-        self.infra_failures += 1
+        if charged:
+            self.infra_failures += 1
         self._clear_attempt()
 
     # --- operator and policy commands ------------------------------------------------

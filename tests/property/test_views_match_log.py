@@ -51,7 +51,8 @@ def _commands(ledger: Ledger):
             c, category=list(FailureCategory)[i % 4], actor="daemon", reason=f"r{i}",
             exit_code=i, quarantine=i % 3 == 0, quarantine_task_id=i),
         "abandon": lambda c, s, i: ledger.abandon_attempt(
-            c, not_before=T0 + timedelta(seconds=i), actor="daemon", reason="lost"),
+            c, not_before=T0 + timedelta(seconds=i), charged=i % 2 == 0, actor="daemon",
+            reason="lost"),
         "kill": lambda c, s, i: ledger.request_kill(
             c, cause=list(KillCause)[i % 2], actor="daemon", reason="timeout"),
         "cancel": lambda c, s, i: ledger.cancel_case(c, actor="user:alice", reason="cancel"),

@@ -48,7 +48,7 @@ def test_submission_numbers_attempts_and_gives_each_a_label_and_folder():
     assert (case.attempt, case.label, case.remote_dir) == (
         1, task_label("c1", 1), "~/mqi/c1/attempt-1",
     )  # fmt: skip
-    case.abandon_attempt(not_before=NOW, actor="daemon", reason="lost")
+    case.abandon_attempt(not_before=NOW, charged=True, actor="daemon", reason="lost")
     case.start_submission(host="n1", group="gpu1", remote_base_dir="~/mqi", actor="daemon")
     assert (case.attempt, case.label) == (2, task_label("c1", 2))
 
@@ -101,7 +101,9 @@ def test_a_finished_case_cannot_be_cancelled_or_failed_again():
 
 def test_retry_gives_a_failed_case_a_new_attempt_with_a_fresh_budget():
     case = running_case()
-    case.abandon_attempt(not_before=None, actor="daemon", reason="killed by a restart")
+    case.abandon_attempt(
+        not_before=None, charged=True, actor="daemon", reason="killed by a restart"
+    )
     case.start_submission(host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
     case.fail(category=FailureCategory.INFRASTRUCTURE, actor="daemon", reason="max attempts")
     assert case.infra_failures == 2
