@@ -1,0 +1,41 @@
+"""The lifecycle's settings as plain values, taken from the configuration once.
+
+The decision core reads these instead of the configuration, so it imports nothing of the
+configuration machinery (YAML, msgspec) and tests build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    name: str
+    groups: tuple[str, ...]
+    remote_base_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    hosts: tuple[HostPolicy, ...] = ()
+    timeout: timedelta = timedelta(hours=24)  # running time allowed, unless the case sets its own
+    max_attempts: int = 3  # charged attempts (killed or lost by the infrastructure) before failing
+    missing_grace: int = 3  # consecutive good snapshots without a task before it is lost
+    retry_backoff: timedelta = timedelta(seconds=30)
+    retry_backoff_cap: timedelta = timedelta(minutes=10)
+    kill_confirm_timeout: timedelta = timedelta(minutes=2)
+    kill_resend_interval: timedelta = timedelta(seconds=15)
+    # How long after a `pueue add` was last possibly in flight its task may still appear:
+    # the remote command timeout plus a margin. Only later does "not in the queue" count.
+    submit_settle: timedelta = timedelta(seconds=40)
+    hosts_by_name: dict[str, HostPolicy] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hosts_by_name", {h.name: h for h in self.hosts})
+
+    def backoff(self, charged_failures: int) -> timedelta:
+        """Wait before the next attempt after ``charged_failures`` charged failures."""
+        seconds = self.retry_backoff.total_seconds() * 2 ** max(0, charged_failures - 1)
+        return min(self.retry_backoff_cap, timedelta(seconds=seconds))

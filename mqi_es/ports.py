@@ -1,0 +1,60 @@
+"""The boundary between the lifecycle and the outside world, in our own terms.
+
+The daemon talks to every GPU node through ``RemoteHost``: pueue over SSH is one adapter
+(``mqi_es.remote_host``); a Slurm cluster would be another. Each method returns one of the
+three kinds of outcome and never raises for anything the node or the network does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from mqi_es.observations import Observation
+from mqi_es.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+class RemoteHost(Protocol):
+    name: str
+
+    async def observe(self) -> Observation:
+        """One status query: ``Seen(snapshot, taken_at)`` or ``Unseen(reason)``."""
+        ...
+
+    async def upload(
+        self, local_dir: Path, remote_dir: str, *, progress: Progress | None = None
+    ) -> Uploaded | Refused | RemoteFailure | Unknown:
+        """Copy a case folder to ``remote_dir``; it appears there only once complete."""
+        ...
+
+    async def add(
+        self, *, group: str, label: str, remote_dir: str, case_id: str, attempt: int
+    ) -> Ok | RemoteFailure | Unknown:
+        """Queue the case's simulation in ``group``; ``Ok.stdout`` is the task id."""
+        ...
+
+    async def kill(self, task_id: int, *, running: bool) -> Ok | RemoteFailure | Unknown:
+        """Kill a running task, or remove one that still waits."""
+        ...
+
+    async def resume_group(self, group: str) -> Ok | RemoteFailure | Unknown: ...
+
+    async def log_tail(self, task_id: int) -> Ok | RemoteFailure | Unknown:
+        """The last lines of a task's output, in ``Ok.stdout``."""
+        ...
+
+    async def fetch(
+        self, remote_dir: str, local_dir: Path, *, progress: Progress | None = None
+    ) -> Fetched | NothingToFetch | RemoteFailure | Unknown:
+        """Download the result files of a case into ``local_dir`` (complete or absent)."""
+        ...
+
+    async def missing_groups(self, groups: tuple[str, ...]) -> list[str] | Unknown:
+        """Which configured groups do not exist on the node."""
+        ...
+
+    async def close(self) -> None: ...

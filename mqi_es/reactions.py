@@ -1,0 +1,152 @@
+"""What to record once a remote action has an outcome. Pure, like the decision core.
+
+Every outcome is one of: a result, a remote failure (the node said no), or unknown (we
+could not ask, or could not read the answer). Unknown never records anything: the case
+stays where it is and the next cycle looks again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from mqi_es.actions import FailWithLog, Record, ResumeGroup
+from mqi_es.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.policy import Policy
+from mqi_es.reconcile import infrastructure_loss
+from mqi_es.states import FailureCategory
+from mqi_es.views import CaseView
+
+LOG_TAIL_CHARS = 4_000  # what of a failed task's output goes into its Failed event
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    files: int
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The case cannot be sent as it is (content changed, a link outside it, ...)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    files: int
+    bytes: int
+    results_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class NothingToFetch:
+    globs: tuple[str, ...]
+
+
+def after_upload(
+    case: CaseView, outcome: Uploaded | Refused | RemoteFailure | Unknown, now: datetime,
+    policy: Policy,
+) -> list[Record]:  # fmt: skip
+    """``case`` as it is after its ``SubmissionStarted`` was recorded."""
+    match outcome:
+        case Uploaded(files=files, bytes=size, seconds=seconds):
+            return [
+                Record.of(
+                    "record_upload",
+                    case_id=case.case_id,
+                    attempt=case.attempt,
+                    files=files,
+                    bytes=size,
+                    seconds=seconds,
+                )
+            ]
+        case Refused(reason=reason):
+            return [Record.of("hold_case", case_id=case.case_id, reason=reason)]
+        case RemoteFailure(stderr=stderr, exit_status=status):
+            reason = f"upload refused by the node: {_line(stderr, status)}"
+            return [infrastructure_loss(case, reason, now, policy)]  # fmt: skip
+        case _:
+            return []
+
+
+def after_add(
+    case: CaseView, outcome: Ok | RemoteFailure | Unknown, now: datetime, policy: Policy
+) -> list[Record]:
+    """The task id printed by `pueue add` is not recorded here: the next snapshot finds the
+    task by its label and records it with its ``created_at``, the same way a task added
+    just before a crash is found. A refusal by pueue loses the attempt."""
+    if isinstance(outcome, RemoteFailure):
+        reason = f"pueue refused the task: {_line(outcome.stderr, outcome.exit_status)}"
+        return [infrastructure_loss(case, reason, now, policy)]
+    return []
+
+
+def after_fetch(
+    case: CaseView, outcome: Fetched | NothingToFetch | RemoteFailure | Unknown
+) -> list[Record]:
+    match outcome:
+        case Fetched(files=files, bytes=size, results_dir=results_dir):
+            return [
+                Record.of(
+                    "complete_case",
+                    case_id=case.case_id,
+                    attempt=case.attempt,
+                    files=files,
+                    bytes=size,
+                    results_dir=results_dir,
+                )
+            ]
+        case NothingToFetch(globs=globs):
+            reason = f"the task succeeded but produced no result file matching {list(globs)}"
+            return [_failed(case.case_id, FailureCategory.CASE_FAILURE, reason)]
+        case RemoteFailure(stderr=stderr, exit_status=status):
+            reason = f"results could not be read on the node: {_line(stderr, status)}"
+            return [_failed(case.case_id, FailureCategory.INFRASTRUCTURE, reason)]
+        case _:
+            return []
+
+
+def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> list[Record]:
+    """The task's failure is a fact from the snapshot; its log is only a detail, so the
+    case fails whatever became of reading it."""
+    if isinstance(outcome, Ok):
+        tail = outcome.stdout[-LOG_TAIL_CHARS:]
+    elif isinstance(outcome, RemoteFailure):
+        tail = f"(log unavailable: {_line(outcome.stderr, outcome.exit_status)})"
+    else:
+        tail = f"(log unavailable: {outcome.reason})"
+    return [
+        Record.of(
+            "fail_case",
+            case_id=action.case_id,
+            category=action.category,
+            reason=action.reason,
+            exit_code=action.exit_code,
+            log_tail=tail,
+        )
+    ]
+
+
+def after_resume(action: ResumeGroup, outcome: Ok | RemoteFailure | Unknown) -> list[Record]:
+    if isinstance(outcome, Ok):
+        return [
+            Record.of(
+                "record_group_resumed",
+                host=action.host,
+                group=action.group,
+                reason="the group was paused while our task waited in it",
+            )
+        ]
+    return []
+
+
+def _failed(case_id: str, category: FailureCategory, reason: str) -> Record:
+    return Record.of("fail_case", case_id=case_id, category=category, reason=reason)
+
+
+def _line(stderr: str, status: int) -> str:
+    text = " ".join(stderr.split())[:300]
+    return f"{text} (exit {status})" if text else f"exit {status}"

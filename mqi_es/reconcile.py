@@ -1,0 +1,454 @@
+"""The decision core: from what is recorded and what is seen, what to record and do next.
+
+``reconcile`` is a pure function of the views, this cycle's observations of each host, the
+time and the policy. It reads no clock, does no I/O and draws no random numbers, so every
+rule of the lifecycle can be tested exhaustively. It is level-triggered: it looks at the
+whole state every cycle and asks for what is missing, so running it twice on the same
+input asks for the same things, and a crash anywhere is recovered by the next run.
+
+Rules, per case (only on a host seen this cycle: an unseen host changes nothing):
+
+- submitting: its task found by label -> record it as enqueued (this adopts the task
+  after a crash too). Not found in a snapshot taken after any `pueue add` could still
+  land -> it never reached the queue -> abandon the attempt (uncharged); the next cycle
+  submits a new attempt. Never a second task for one attempt.
+- queued/running/killing: the task is identified by label and ``created_at`` (ids are
+  reused after ``clean``). Running -> record the start; over its timeout -> kill.
+  Done/success -> remote success, then fetch. Failed / failed to spawn -> fail with
+  the log's tail. Killed when we asked -> timeout or cancelled; killed when we did not
+  (pueue restarted), errored -> infrastructure: a new attempt with backoff, until
+  ``max_attempts``. Missing for ``missing_grace`` good snapshots -> lost, the same way.
+  A kill not confirmed within ``kill_confirm_timeout`` -> fail and quarantine the slot.
+- Free slots go to waiting cases in arrival order; a group running tasks we did not
+  submit is busy, not free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mqi_es.actions import (
+    Action,
+    Alarm,
+    Decision,
+    FailWithLog,
+    Fetch,
+    Kill,
+    Memory,
+    Record,
+    ResumeGroup,
+    Submit,
+)
+from mqi_es.observations import Observation, Seen, Unseen
+from mqi_es.policy import Policy
+from mqi_es.snapshot import RemoteTask, StatusSnapshot
+from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.views import CaseView, HostView, SlotView
+
+_ACTIVE = frozenset({CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING})
+_WAITING_IN_QUEUE = frozenset({"queued", "stashed", "locked", "paused"})
+_KILL_OUTCOME = {
+    KillCause.TIMEOUT: FailureCategory.TIMEOUT,
+    KillCause.CANCEL: FailureCategory.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the core may look at in one cycle."""
+
+    cases: Sequence[CaseView]  # every case that is not terminal
+    slots: Sequence[SlotView]
+    hosts: Sequence[HostView]
+    observations: Mapping[str, Observation]
+    started_at: datetime  # when this daemon process started
+    busy: frozenset[str] = frozenset()  # cases with remote work in flight
+    # per case: a "not in the queue" only counts in snapshots taken after this time
+    settled_at: Mapping[str, datetime] = field(default_factory=dict)
+
+
+def reconcile(world: World, now: datetime, policy: Policy, memory: Memory) -> Decision:
+    """Decide this cycle's records and actions. Pure: same input, same decision."""
+    cycle = _Cycle(world, now, policy, memory)
+    cycle.hosts()
+    cycle.cases()
+    cycle.slots()
+    cycle.allocate()
+    return cycle.decision()
+
+
+class _Cycle:
+    def __init__(self, world: World, now: datetime, policy: Policy, memory: Memory) -> None:
+        self.world, self.now, self.policy = world, now, policy
+        self.records: list[Record] = []
+        self.actions: list[Action] = []
+        self.alarms: list[Alarm] = []
+        self.missing = dict(memory.missing)
+        self.kill_sent = dict(memory.kill_sent)
+        self.seen: dict[str, Seen] = {}
+        self.ours: dict[str, set[str]] = {}  # host -> labels of our live attempts
+        self.taken: set[tuple[str, str]] = set()  # slots not to hand out this cycle
+
+    def decision(self) -> Decision:
+        live = {(c.case_id, c.attempt) for c in self.world.cases if c.state in _ACTIVE}
+        missing = {key: n for key, n in self.missing.items() if key in live}
+        killing = {f"{c.case_id}#{c.attempt}" for c in self.world.cases if c.state in _ACTIVE}
+        killing |= {
+            f"slot:{s.host}/{s.group}" for s in self.world.slots if s.state is SlotState.QUARANTINED
+        }
+        kill_sent = {key: at for key, at in self.kill_sent.items() if key in killing}
+        actions = tuple(dict.fromkeys(self.actions))  # e.g. one resume per paused group
+        return Decision(
+            tuple(self.records),
+            actions,
+            tuple(self.alarms),
+            Memory(missing=missing, kill_sent=kill_sent),
+        )
+
+    # --- hosts: reachability, recorded at transitions only -----------------------------
+
+    def hosts(self) -> None:
+        views = {h.name: h for h in self.world.hosts}
+        for host in self.policy.hosts:
+            seen = self.world.observations.get(host.name, Unseen("not polled yet"))
+            view = views.get(host.name)
+            if isinstance(seen, Unseen):
+                if view is not None and view.state is not HostState.UNREACHABLE:
+                    self._record(
+                        "record_host_unreachable",
+                        name=host.name,
+                        since=self.now,
+                        reason=seen.reason,
+                    )
+                continue
+            self.seen[host.name] = seen
+            if view is not None and view.state is not HostState.REACHABLE:
+                self._record("record_host_reachable", name=host.name, at=self.now)
+        for case in self.world.cases:
+            if case.label is not None and case.host is not None:
+                self.ours.setdefault(case.host, set()).add(case.label)
+
+    # --- cases with an attempt under way ------------------------------------------------
+
+    def cases(self) -> None:
+        for case in self.world.cases:
+            if case.case_id in self.world.busy or case.host is None:
+                continue
+            seen = self.seen.get(case.host)
+            if seen is None:
+                continue  # unknown: never change a case on what we could not see
+            if case.state is CaseState.SUBMITTING:
+                self._submitting(case, seen)
+            elif case.state in _ACTIVE:
+                self._active(case, seen.snapshot)
+            elif case.state is CaseState.RETRIEVING:
+                self._retrieving(case)
+
+    def _submitting(self, case: CaseView, seen: Seen) -> None:
+        tasks = seen.snapshot.tasks_with_label(case.label or "")
+        if tasks:
+            first = min(tasks, key=lambda t: (t.created_at is None, t.created_at, t.id))
+            if len(tasks) > 1:
+                self._alarm(
+                    f"{len(tasks)} remote tasks carry label {case.label}; adopting task "
+                    f"{first.id}, the oldest",
+                    case,
+                )
+            self._record(
+                "record_enqueued",
+                case_id=case.case_id,
+                attempt=case.attempt,
+                task_id=first.id,
+                created_at=first.created_at or seen.taken_at,
+                reason="task found in the queue by its label",
+            )
+            return
+        settled = self.world.settled_at.get(
+            case.case_id, self.world.started_at + self.policy.submit_settle
+        )
+        if seen.taken_at < settled:
+            return  # a `pueue add` may still land: look again next cycle
+        if case.cancel_requested:
+            self._fail(case, FailureCategory.CANCELLED, "cancelled before it reached the queue")
+            return
+        self._record(
+            "abandon_attempt",
+            case_id=case.case_id,
+            not_before=self.now,
+            charged=False,
+            reason="the task never reached the queue; submitting a new attempt",
+        )
+
+    def _active(self, case: CaseView, snapshot: StatusSnapshot) -> None:
+        key = (case.case_id, case.attempt)
+        task = _identify(snapshot, case)
+        if task is None:
+            self._missing(case, key)
+            return
+        self.missing.pop(key, None)
+        if task.state in _WAITING_IN_QUEUE:
+            self._waiting(case, task, snapshot)
+        elif task.state == "running":
+            self._running(case, task)
+        else:
+            self._done(case, task)
+
+    def _missing(self, case: CaseView, key: tuple[str, int]) -> None:
+        if case.state is CaseState.KILLING:
+            self._end_killed(case, "the task is gone from the queue after our kill")
+            return
+        count = self.missing[key] = self.missing.get(key, 0) + 1
+        if count < self.policy.missing_grace:
+            return
+        self.missing.pop(key, None)
+        self._alarm(f"task {case.task_id} of case {case.case_id} vanished from the queue", case)
+        self._infrastructure_loss(
+            case, f"task {case.task_id} missing from {count} consecutive snapshots"
+        )
+
+    def _waiting(self, case: CaseView, task: RemoteTask, snapshot: StatusSnapshot) -> None:
+        if case.cancel_requested or case.state is CaseState.KILLING:
+            self._kill(case, task, case.kill_cause or KillCause.CANCEL, "cancelled by an operator")
+            return
+        group = snapshot.groups.get(task.group)
+        if group is not None and group.status == "paused" and task.state == "queued":
+            self.actions.append(ResumeGroup(case.host or "", task.group))
+
+    def _running(self, case: CaseView, task: RemoteTask) -> None:
+        if case.state is CaseState.QUEUED:
+            self._record(
+                "record_started",
+                case_id=case.case_id,
+                attempt=case.attempt,
+                started_at=task.start,
+            )
+            running_since = self.now
+        else:
+            running_since = case.state_since
+        if case.state is CaseState.KILLING:
+            self._kill(case, task, case.kill_cause or KillCause.CANCEL, "")
+        elif case.cancel_requested:
+            self._kill(case, task, KillCause.CANCEL, "cancelled by an operator")
+        else:
+            limit = (
+                timedelta(hours=case.timeout_hours) if case.timeout_hours else self.policy.timeout
+            )
+            if self.now - running_since > limit:
+                self._kill(case, task, KillCause.TIMEOUT, f"running longer than {limit}")
+
+    def _done(self, case: CaseView, task: RemoteTask) -> None:
+        if task.result == "success":
+            if case.cancel_requested or case.kill_cause is KillCause.CANCEL:
+                self._fail(case, FailureCategory.CANCELLED, "cancelled by an operator")
+            else:
+                self._record(
+                    "record_remote_success",
+                    case_id=case.case_id,
+                    attempt=case.attempt,
+                    ended_at=task.end,
+                )
+        elif task.result in ("failed", "failed_to_spawn"):
+            reason = (
+                f"the simulation exited with code {task.exit_code}"
+                if task.result == "failed"
+                else f"the task could not be started: {task.detail}"
+            )
+            self.actions.append(
+                FailWithLog(
+                    case.case_id, case.attempt, case.host or "", task.id, task.exit_code, reason
+                )
+            )
+        elif task.result == "killed" and case.state is CaseState.KILLING:
+            self._end_killed(case, "the task was killed as asked")
+        else:
+            cause = "killed, but not by us" if task.result == "killed" else task.result
+            self._infrastructure_loss(case, f"task {task.id} ended remotely: {cause}")
+
+    def _retrieving(self, case: CaseView) -> None:
+        if case.cancel_requested:
+            self._fail(case, FailureCategory.CANCELLED, "cancelled by an operator")
+            return
+        self.actions.append(
+            Fetch(case.case_id, case.attempt, case.host or "", case.remote_dir or "")
+        )
+
+    # --- endings -----------------------------------------------------------------------
+
+    def _kill(self, case: CaseView, task: RemoteTask, cause: KillCause, reason: str) -> None:
+        if case.state is not CaseState.KILLING:
+            self._record("request_kill", case_id=case.case_id, cause=cause, reason=reason)
+            started_killing = self.now
+        else:
+            started_killing = case.state_since
+        if self.now - started_killing > self.policy.kill_confirm_timeout:
+            self._alarm(
+                f"kill of task {task.id} not confirmed after {self.policy.kill_confirm_timeout};"
+                f" GPU slot {case.host}/{case.group} quarantined",
+                case,
+            )
+            self._fail(
+                case,
+                _KILL_OUTCOME[cause],
+                "kill not confirmed; slot quarantined",
+                quarantine_task_id=task.id,
+            )
+            return
+        sent_key = f"{case.case_id}#{case.attempt}"
+        last = self.kill_sent.get(sent_key)
+        if last is None or self.now - last >= self.policy.kill_resend_interval:
+            self.kill_sent[sent_key] = self.now
+            self.actions.append(
+                Kill(
+                    case.host or "", task.id, running=task.state == "running", case_id=case.case_id
+                )
+            )
+
+    def _end_killed(self, case: CaseView, reason: str) -> None:
+        category = _KILL_OUTCOME[case.kill_cause or KillCause.CANCEL]
+        self._fail(case, category, reason)
+
+    def _infrastructure_loss(self, case: CaseView, reason: str) -> None:
+        self.records.append(infrastructure_loss(case, reason, self.now, self.policy))
+
+    def _fail(
+        self,
+        case: CaseView,
+        category: FailureCategory,
+        reason: str,
+        *,
+        quarantine_task_id: int | None = None,
+    ) -> None:
+        self.records.append(_failure(case, category, reason, quarantine_task_id))
+
+    # --- slots -------------------------------------------------------------------------
+
+    def slots(self) -> None:
+        for slot in self.world.slots:
+            seen = self.seen.get(slot.host)
+            if seen is None:
+                self.taken.add((slot.host, slot.group))
+                continue
+            snapshot = seen.snapshot
+            group = snapshot.groups.get(slot.group)
+            tasks = snapshot.tasks_in_group(slot.group)
+            ours = self.ours.get(slot.host, set())
+            foreign = [t.id for t in tasks if t.state == "running" and t.label not in ours]
+            if group is None or any(t.state != "done" for t in tasks):
+                self.taken.add((slot.host, slot.group))  # missing, or work queued there
+            if slot.state is SlotState.FREE and foreign:
+                self._record(
+                    "mark_slot_busy",
+                    host=slot.host,
+                    group=slot.group,
+                    task_ids=foreign,
+                    reason="the group runs tasks this daemon did not submit",
+                )
+            elif slot.state is SlotState.BUSY and not foreign:
+                self._record(
+                    "mark_slot_free",
+                    host=slot.host,
+                    group=slot.group,
+                    reason="the other tasks are gone",
+                )
+            elif slot.state is SlotState.QUARANTINED:
+                self._quarantined(slot, snapshot)
+
+    def _quarantined(self, slot: SlotView, snapshot: StatusSnapshot) -> None:
+        task = snapshot.tasks.get(slot.task_id) if slot.task_id is not None else None
+        if task is None or task.state == "done":
+            self._record(
+                "lift_quarantine",
+                host=slot.host,
+                group=slot.group,
+                reason="the task we could not kill is gone",
+            )
+            return
+        key = f"slot:{slot.host}/{slot.group}"
+        last = self.kill_sent.get(key)
+        if last is None or self.now - last >= self.policy.kill_resend_interval:
+            self.kill_sent[key] = self.now
+            self.actions.append(
+                Kill(slot.host, task.id, running=task.state == "running", case_id=None)
+            )
+            self._alarm(f"GPU slot {slot.key} quarantined: task {task.id} still {task.state}")
+
+    # --- allocation --------------------------------------------------------------------
+
+    def allocate(self) -> None:
+        free = [
+            s
+            for s in sorted(self.world.slots, key=lambda s: (s.host, s.group))
+            if s.state is SlotState.FREE and (s.host, s.group) not in self.taken
+        ]
+        waiting = sorted(
+            (
+                c
+                for c in self.world.cases
+                if c.state is CaseState.WAITING
+                and c.case_id not in self.world.busy
+                and not c.cancel_requested
+                and (c.not_before is None or c.not_before <= self.now)
+            ),
+            key=lambda c: c.arrival,
+        )
+        for case, slot in zip(waiting, free, strict=False):
+            self.actions.append(Submit(case.case_id, slot.host, slot.group))
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _record(self, command: str, **args: object) -> None:
+        self.records.append(Record.of(command, **args))
+
+    def _alarm(self, message: str, case: CaseView | None = None) -> None:
+        self.alarms.append(Alarm(message, case.case_id if case else None))
+
+
+def _identify(snapshot: StatusSnapshot, case: CaseView) -> RemoteTask | None:
+    """The task of this attempt: same label and creation time (ids get reused)."""
+    task = snapshot.tasks.get(case.task_id) if case.task_id is not None else None
+    if task is not None and task.label == case.label and task.created_at == case.task_created_at:
+        return task
+    return next(
+        (
+            t
+            for t in snapshot.tasks_with_label(case.label or "")
+            if t.created_at == case.task_created_at
+        ),
+        None,
+    )
+
+
+def infrastructure_loss(case: CaseView, reason: str, now: datetime, policy: Policy) -> Record:
+    """The infrastructure lost an attempt: try again after a backoff, or fail the case
+    once ``max_attempts`` attempts were lost (or if it is being cancelled anyway)."""
+    charged = case.infra_failures + 1
+    if case.cancel_requested:
+        return _failure(case, FailureCategory.CANCELLED, reason)
+    if charged >= policy.max_attempts:
+        return _failure(
+            case,
+            FailureCategory.INFRASTRUCTURE,
+            f"{reason}; {charged} attempts lost to the infrastructure",
+        )
+    return Record.of(
+        "abandon_attempt",
+        case_id=case.case_id,
+        not_before=now + policy.backoff(charged),
+        charged=True,
+        reason=f"{reason}; retrying",
+    )
+
+
+def _failure(
+    case: CaseView, category: FailureCategory, reason: str, quarantine_task_id: int | None = None
+) -> Record:
+    return Record.of(
+        "fail_case",
+        case_id=case.case_id,
+        category=category,
+        reason=reason,
+        quarantine=quarantine_task_id is not None,
+        quarantine_task_id=quarantine_task_id,
+    )
