@@ -1,0 +1,349 @@
+"""The decision core, rule by rule: given views, snapshots and the time, what it decides."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mqi_es.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
+from mqi_es.ids import task_label
+from mqi_es.observations import Seen, Unseen
+from mqi_es.policy import HostPolicy, Policy
+from mqi_es.reconcile import World, reconcile
+from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.views import CaseView, HostView, SlotView
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+STARTED = T0 - timedelta(hours=1)
+POLICY = Policy(hosts=(HostPolicy("n1", ("gpu0", "gpu1"), "~/mqi"),))
+CREATED = T0 - timedelta(minutes=30)
+
+
+def case(case_id: str = "c1", state: CaseState = CaseState.RUNNING, **changes) -> CaseView:
+    active = state not in (CaseState.WAITING, CaseState.HELD)
+    base = CaseView(
+        case_id=case_id, state=state, arrival=int(case_id[1:] or 0), attempt=1 if active else 0,
+        detected_at=T0 - timedelta(hours=2), updated_at=T0 - timedelta(minutes=20),
+        state_since=T0 - timedelta(minutes=20), file_count=1, total_bytes=1, fingerprint="f",
+        host="n1" if active else None, group="gpu0" if active else None,
+        label=task_label(case_id, 1) if active else None,
+        remote_dir=f"~/mqi/{case_id}/attempt-1" if active else None,
+        task_id=7 if state in (CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING) else None,
+        task_created_at=CREATED
+        if state in (CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING)
+        else None,
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+def task(task_id: int = 7, label: str | None = None, state: str = "running", **kw) -> RemoteTask:
+    result = kw.pop("result", None)
+    return RemoteTask(
+        id=task_id, label=task_label("c1", 1) if label is None else label,
+        group=kw.pop("group", "gpu0"), state=state, result=result,
+        exit_code=kw.pop("exit_code", None), created_at=kw.pop("created_at", CREATED),
+        start=kw.pop("start", CREATED), end=kw.pop("end", None), detail=kw.pop("detail", None),
+    )  # fmt: skip
+
+
+def seen(*tasks: RemoteTask, paused: tuple[str, ...] = (), taken_at: datetime = T0) -> Seen:
+    groups = {g: RemoteGroup("paused" if g in paused else "running", 1) for g in ("gpu0", "gpu1")}
+    return Seen(StatusSnapshot({t.id: t for t in tasks}, groups), taken_at)
+
+
+def slot(group: str = "gpu0", state: SlotState = SlotState.FREE, **kw) -> SlotView:
+    return SlotView(host="n1", group=group, state=state, updated_at=T0, **kw)
+
+
+def decide(
+    cases=(), observation=None, slots=None, host_state=HostState.REACHABLE, now=T0,
+    memory=None, policy=POLICY, **world,
+):  # fmt: skip
+    if slots is None:
+        holders = {c.group: c for c in cases if c.group}
+        slots = [
+            slot(g, SlotState.ALLOCATED, case_id=holders[g].case_id, attempt=1)
+            if g in holders
+            else slot(g)
+            for g in ("gpu0", "gpu1")
+        ]
+    w = World(
+        cases=list(cases), slots=slots,
+        hosts=[HostView("n1", "127.0.0.1", host_state, T0)],
+        observations={"n1": observation if observation is not None else seen()},
+        started_at=STARTED, **world,
+    )  # fmt: skip
+    return reconcile(w, now, policy, memory if memory is not None else Memory())
+
+
+def commands(decision) -> list[str]:
+    return [r.command for r in decision.records]
+
+
+# --- the three defects of the original tool ----------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["connection refused", "ssh timed out after 10 s"])
+def test_unreachable_host_is_not_a_failed_job(reason):
+    running = case(state=CaseState.RUNNING)
+    decision = decide([running], Unseen(reason))
+    assert decision.records == (
+        Record.of("record_host_unreachable", name="n1", since=T0, reason=reason),
+    )
+    assert decision.actions == ()
+
+
+def test_a_parse_error_of_pueue_status_is_not_a_failed_job():
+    cases = [case("c1", CaseState.RUNNING), case("c2", CaseState.QUEUED, group="gpu1")]
+    decision = decide(cases, Unseen("pueue status output could not be parsed"))
+    assert commands(decision) == ["record_host_unreachable"]
+    assert decision.actions == ()
+
+
+def test_an_outage_is_recorded_once_not_once_per_poll():
+    decision = decide([case()], Unseen("refused"), host_state=HostState.UNREACHABLE)
+    assert decision.records == () and decision.actions == ()
+
+
+def test_a_host_that_answers_again_is_recorded_reachable_once():
+    decision = decide([case()], seen(task()), host_state=HostState.UNREACHABLE)
+    assert decision.records == (Record.of("record_host_reachable", name="n1", at=T0),)
+    assert decide([case()], seen(task())).records == ()
+
+
+# --- allocation ---------------------------------------------------------------------------
+
+
+def test_waiting_cases_get_free_slots_in_arrival_order():
+    waiting = [case(f"c{i}", CaseState.WAITING, arrival=10 - i) for i in range(3)]
+    decision = decide(waiting, slots=[slot("gpu0"), slot("gpu1")])
+    assert decision.actions == (Submit("c2", "n1", "gpu0"), Submit("c1", "n1", "gpu1"))
+
+
+def test_a_case_waiting_for_its_backoff_is_not_submitted_yet():
+    later = case("c1", CaseState.WAITING, not_before=T0 + timedelta(seconds=30))
+    assert decide([later]).actions == ()
+    assert decide([later], now=T0 + timedelta(seconds=30)).actions == (Submit("c1", "n1", "gpu0"),)
+
+
+def test_a_group_running_tasks_we_did_not_submit_is_busy_not_allocated():
+    foreign = task(3, label="someone-else", group="gpu0")
+    decision = decide([case("c1", CaseState.WAITING)], seen(foreign))
+    assert decision.records == (
+        Record.of(
+            "mark_slot_busy", host="n1", group="gpu0", task_ids=[3],
+            reason="the group runs tasks this daemon did not submit",
+        ),
+    )  # fmt: skip
+    assert decision.actions == (Submit("c1", "n1", "gpu1"),)
+
+
+def test_a_busy_slot_is_free_again_once_the_other_tasks_are_gone():
+    decision = decide([], seen(), slots=[slot("gpu0", SlotState.BUSY), slot("gpu1")])
+    assert commands(decision) == ["mark_slot_free"]
+
+
+def test_no_slot_is_allocated_on_a_host_we_cannot_see():
+    assert decide([case("c1", CaseState.WAITING)], Unseen("refused")).actions == ()
+
+
+def test_cases_with_work_in_flight_are_left_alone():
+    decision = decide([case("c1", CaseState.WAITING)], busy=frozenset({"c1"}))
+    assert decision.actions == ()
+
+
+# --- interrupted submissions ----------------------------------------------------------------
+
+
+def test_a_submitting_case_adopts_its_task_found_by_label():
+    submitting = case(state=CaseState.SUBMITTING)
+    decision = decide([submitting], seen(task(12, state="queued")))
+    assert decision.records == (
+        Record.of(
+            "record_enqueued", case_id="c1", attempt=1, task_id=12, created_at=CREATED,
+            reason="task found in the queue by its label",
+        ),
+    )  # fmt: skip
+
+
+def test_a_missing_task_right_after_a_submission_is_looked_for_again():
+    submitting = case(state=CaseState.SUBMITTING)
+    settled = {"c1": T0 + timedelta(seconds=5)}
+    assert decide([submitting], seen(), settled_at=settled).records == ()
+
+
+def test_a_task_that_never_reached_the_queue_gives_a_new_uncharged_attempt():
+    submitting = case(state=CaseState.SUBMITTING)
+    decision = decide([submitting], seen(), settled_at={"c1": T0 - timedelta(seconds=1)})
+    assert decision.records == (
+        Record.of(
+            "abandon_attempt", case_id="c1", not_before=T0, charged=False,
+            reason="the task never reached the queue; submitting a new attempt",
+        ),
+    )  # fmt: skip
+
+
+def test_after_a_restart_an_interrupted_submission_waits_for_stragglers():
+    submitting = case(state=CaseState.SUBMITTING)
+    early = seen(taken_at=STARTED + POLICY.submit_settle - timedelta(seconds=1))
+    assert decide([submitting], early).records == ()
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+
+def test_a_queued_case_whose_task_runs_is_recorded_as_started():
+    decision = decide([case(state=CaseState.QUEUED)], seen(task(start=CREATED)))
+    assert decision.records == (
+        Record.of("record_started", case_id="c1", attempt=1, started_at=CREATED),
+    )
+
+
+def test_success_records_the_remote_success_and_a_retrieving_case_is_fetched():
+    done = task(state="done", result="success", end=T0)
+    decision = decide([case()], seen(done))
+    assert decision.records == (
+        Record.of("record_remote_success", case_id="c1", attempt=1, ended_at=T0),
+    )
+    retrieving = case(state=CaseState.RETRIEVING, task_id=None, task_created_at=None)
+    fetch = decide([retrieving], seen(done), slots=[slot("gpu0"), slot("gpu1")])
+    assert fetch.actions == (Fetch("c1", 1, "n1", "~/mqi/c1/attempt-1"),)
+
+
+def test_a_failed_task_fails_the_case_with_its_exit_code_and_log():
+    failed = task(state="done", result="failed", exit_code=2, end=T0)
+    decision = decide([case()], seen(failed))
+    assert decision.records == ()
+    assert decision.actions == (
+        FailWithLog("c1", 1, "n1", 7, 2, "the simulation exited with code 2"),
+    )
+
+
+def test_a_task_that_failed_to_spawn_fails_the_case():
+    spawn = task(state="done", result="failed_to_spawn", detail="No such file", end=T0)
+    (action,) = decide([case()], seen(spawn)).actions
+    assert isinstance(action, FailWithLog) and "No such file" in action.reason
+
+
+def test_a_task_killed_by_others_is_resubmitted_with_backoff():
+    killed = task(state="done", result="killed", end=T0)
+    decision = decide([case()], seen(killed))
+    (record,) = decision.records
+    assert record.command == "abandon_attempt"
+    assert record.kwargs["charged"] is True
+    assert record.kwargs["not_before"] == T0 + POLICY.retry_backoff
+
+
+def test_infrastructure_losses_end_the_case_after_max_attempts():
+    killed = task(state="done", result="killed", end=T0)
+    decision = decide([case(infra_failures=POLICY.max_attempts - 1)], seen(killed))
+    (record,) = decision.records
+    assert record.command == "fail_case"
+    assert record.kwargs["category"] is FailureCategory.INFRASTRUCTURE
+
+
+def test_a_missing_task_is_lost_only_after_the_grace_polls():
+    memory = Memory()
+    for poll in range(1, POLICY.missing_grace):
+        decision = decide([case()], seen(), memory=memory)
+        assert decision.records == (), poll
+        memory = decision.memory
+    decision = decide([case()], seen(), memory=memory)
+    assert commands(decision) == ["abandon_attempt"]
+    assert decision.alarms
+
+
+def test_an_unknown_poll_does_not_count_towards_the_grace():
+    memory = decide([case()], seen()).memory
+    memory = decide([case()], Unseen("refused"), memory=memory).memory
+    assert memory.missing == {("c1", 1): 1}
+    back = decide([case()], seen(task()), memory=memory)
+    assert back.memory.missing == {}
+
+
+def test_a_reused_task_id_is_not_mistaken_for_ours():
+    impostor = task(7, label="other-job", created_at=T0)
+    assert decide([case()], seen(impostor)).memory.missing == {("c1", 1): 1}
+
+
+# --- timeouts, kills, cancels ---------------------------------------------------------------
+
+
+def test_a_case_over_its_timeout_is_killed_and_its_gpu_kept_until_confirmed():
+    old = case(state_since=T0 - POLICY.timeout - timedelta(seconds=1))
+    decision = decide([old], seen(task()))
+    assert decision.records == (
+        Record.of(
+            "request_kill", case_id="c1", cause=KillCause.TIMEOUT,
+            reason=f"running longer than {POLICY.timeout}",
+        ),
+    )  # fmt: skip
+    assert decision.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+
+
+def test_a_case_sets_its_own_timeout():
+    patient = case(state_since=T0 - timedelta(hours=30), timeout_hours=48.0)
+    assert decide([patient], seen(task())).records == ()
+
+
+def test_a_kill_is_resent_at_most_every_interval_and_ends_the_case_when_confirmed():
+    killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT,
+                   state_since=T0 - timedelta(seconds=5))  # fmt: skip
+    first = decide([killing], seen(task()))
+    assert first.records == () and len(first.actions) == 1
+    again = decide([killing], seen(task()), memory=first.memory, now=T0 + timedelta(seconds=1))
+    assert again.actions == ()
+    confirmed = decide([killing], seen(task(state="done", result="killed", end=T0)))
+    assert confirmed.records == (
+        Record.of(
+            "fail_case", case_id="c1", category=FailureCategory.TIMEOUT,
+            reason="the task was killed as asked", quarantine=False, quarantine_task_id=None,
+        ),
+    )  # fmt: skip
+
+
+def test_a_kill_that_is_never_confirmed_quarantines_the_slot():
+    stuck = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT,
+                 state_since=T0 - POLICY.kill_confirm_timeout - timedelta(seconds=1))  # fmt: skip
+    decision = decide([stuck], seen(task()))
+    (record,) = decision.records
+    assert record.command == "fail_case" and record.kwargs["quarantine"] is True
+    assert record.kwargs["quarantine_task_id"] == 7
+    assert decision.alarms
+
+
+def test_a_quarantined_slot_is_killed_again_and_lifted_once_its_task_is_gone():
+    quarantined = slot("gpu0", SlotState.QUARANTINED, case_id="c1", attempt=1, task_id=7)
+    still = decide([], seen(task()), slots=[quarantined, slot("gpu1")])
+    assert still.actions == (Kill("n1", 7, running=True, case_id=None),)
+    assert still.alarms
+    gone = decide([], seen(), slots=[quarantined, slot("gpu1")])
+    assert commands(gone) == ["lift_quarantine"]
+
+
+def test_an_operator_cancel_kills_the_running_task():
+    decision = decide([case(cancel_requested=True)], seen(task()))
+    assert decision.records[0].kwargs["cause"] is KillCause.CANCEL
+    assert decision.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+
+
+def test_a_cancelled_task_still_waiting_in_the_queue_is_removed():
+    decision = decide([case(state=CaseState.QUEUED, cancel_requested=True)],
+                      seen(task(state="queued")))  # fmt: skip
+    assert decision.actions == (Kill("n1", 7, running=False, case_id="c1"),)
+
+
+def test_a_paused_group_holding_our_queued_task_is_resumed():
+    queued = [case("c1", CaseState.QUEUED), case("c2", CaseState.QUEUED, task_id=8,
+                                                 label=task_label("c2", 1))]  # fmt: skip
+    tasks = [task(7, state="queued"), task(8, label=task_label("c2", 1), state="queued")]
+    decision = decide(queued, seen(*tasks, paused=("gpu0",)))
+    assert decision.actions == (ResumeGroup("n1", "gpu0"),)
+
+
+def test_the_same_input_gives_the_same_decision():
+    cases = [case("c1"), case("c2", CaseState.WAITING), case("c3", CaseState.SUBMITTING,
+                                                             group="gpu1")]  # fmt: skip
+    observation = seen(task(state="done", result="killed", end=T0))
+    assert decide(cases, observation) == decide(cases, observation)
