@@ -321,9 +321,12 @@ class Case(Recorded):
         if not_before is not None:
             _require_aware(not_before)
         self._abandoned(
-            attempt=self.attempt, not_before=not_before, charged=charged, actor=actor,
+            attempt=self.attempt,
+            not_before=not_before,
+            charged=charged,
+            actor=actor,
             reason=reason,
-        )  # fmt: skip
+        )
 
     @event(AttemptAbandoned)
     def _abandoned(
