@@ -1,74 +1,152 @@
-"""Builds a realistic event log of a given size quickly, for the benchmarks."""
+"""A realistic event history of a given size, built quickly, for the benchmarks.
+
+Two GPU nodes with four GPUs each run one case after another. A case records nine
+events (detection, submission with the slot's allocation, upload, enqueue, start,
+remote success with the slot's release, completion or, one case in ten, failure).
+Every ``OUTAGE_EVERY`` cases a node drops off during a run: the host's outage, the
+abandoned attempt and its release, then a second attempt. The last case on each GPU is
+left running, so the views end with busy slots, like a live installation.
+
+Aggregates are changed directly and saved in batches, as the Ledger's commands would
+record them but without its per-command transaction: tens of times faster.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mqi_es.application import Ledger
 from mqi_es.domain import Case, GpuSlot, Host
+from mqi_es.domain.recorded import Recorded
 from mqi_es.states import FailureCategory
 from mqi_es.store import sqlite_event_store_env
 
-GROUPS = [f"gpu{i}" for i in range(8)]
+NODES = {"node1": "10.0.0.11", "node2": "10.0.0.12"}
+GROUPS = ["gpu0", "gpu1", "gpu2", "gpu3"]
+OUTAGE_EVERY = 2_000
 ACTOR = "daemon"
+_CASE_SPACING = timedelta(minutes=3)
+_RUN_TIME = timedelta(minutes=9)
+
+Batch = list[Recorded | Recorded.Event]  # what one Ledger.save() records
 
 
-def build_log(path: Path, events: int, *, active: int = 0, chunk_cases: int = 500) -> Ledger:
-    """Fill a new log at ``path`` with about ``events`` events of finished cases
-    (9 events each: case lifecycle plus slot allocation and release), then ``active``
-    cases left running."""
-    ledger = Ledger(sqlite_event_store_env(path))
-    host = Host(name="node1", address="127.0.0.1", actor=ACTOR)
-    slots = [GpuSlot(host="node1", group=g, actor=ACTOR) for g in GROUPS]
-    ledger.save(host, *slots)
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    n_cases = max(0, (events - 9 * active) // 9)
-    done = 0
-    while done < n_cases + active:
-        batch: list[Case | GpuSlot] = []
-        for i in range(done, min(done + chunk_cases, n_cases + active)):
-            slot = slots[i % len(slots)]
-            case = Case(
-                case_id=f"case-{i:07d}",
-                file_count=12,
-                total_bytes=48_000_000,
-                fingerprint=f"{i:016x}",
+def event_count(batch: Batch) -> int:
+    return sum(len(x.pending_events) if isinstance(x, Recorded) else 1 for x in batch)
+
+
+class Installation:
+    """The hosts and GPU slots of a small site, and the cases it runs, oldest first."""
+
+    def __init__(self) -> None:
+        self.hosts = {name: Host(name=name, address=ip, actor=ACTOR) for name, ip in NODES.items()}
+        self.slots = [
+            GpuSlot(host=name, group=group, actor=ACTOR) for name in NODES for group in GROUPS
+        ]
+        self._cases = 0
+        self._clock = datetime(2026, 1, 1, tzinfo=UTC)
+        for host in self.hosts.values():
+            host.record_reachable(at=self._clock, actor=ACTOR)
+
+    def batches(self, events: int, *, per_save: int = 1_000) -> Iterator[Batch]:
+        """What to save together, batch by batch: about ``per_save`` events each and
+        ``events`` in all, the last cases left running.
+
+        The cases go as aggregates, the hosts' and slots' events as events (taken from
+        them here), so every batch stands alone and they can all be built before saving.
+        """
+        to_finish = max(0, events // 9 - len(self.slots))
+        cases: list[Case] = []
+        pending = 0
+        for index in range(to_finish + len(self.slots)):
+            case = self._run(finish=index < to_finish)
+            cases.append(case)
+            pending += len(case.pending_events)
+            if pending + self._pending_on_site() >= per_save:
+                yield [*cases, *self._site_events()]
+                cases, pending = [], 0
+        if cases or self._pending_on_site():
+            yield [*cases, *self._site_events()]
+
+    def _pending_on_site(self) -> int:
+        return sum(len(a.pending_events) for a in (*self.hosts.values(), *self.slots))
+
+    def _site_events(self) -> list[Recorded.Event]:
+        return [e for a in (*self.hosts.values(), *self.slots) for e in a.collect_events()]
+
+    def _run(self, *, finish: bool) -> Case:
+        number = self._cases
+        self._cases += 1
+        self._clock += _CASE_SPACING
+        slot = self.slots[number % len(self.slots)]
+        case = Case(
+            case_id=f"case-{number:07d}",
+            file_count=12 + number % 40,
+            total_bytes=48_000_000 + number % 7_919 * 1_000,
+            fingerprint=f"{number * 2_654_435_761 % 2**64:016x}",
+            actor=ACTOR,
+        )
+        if number % OUTAGE_EVERY == OUTAGE_EVERY - 1:
+            self._lose_first_attempt(case, slot)
+        attempt = self._start(case, slot)
+        if not finish:
+            return case
+        case.record_remote_success(attempt=attempt, ended_at=self._clock + _RUN_TIME, actor=ACTOR)
+        slot.release(case_id=case.case_id, attempt=attempt, actor=ACTOR, reason="task succeeded")
+        if number % 10:
+            case.complete(
+                attempt=attempt,
+                files=3,
+                bytes=9_000_000,
+                results_dir=f"/data/results/{case.case_id}",
                 actor=ACTOR,
             )
-            case.start_submission(
-                host="node1", group=slot.group, remote_base_dir="~/mqi", actor=ACTOR
+        else:
+            case.fail(
+                category=FailureCategory.CASE_FAILURE,
+                actor=ACTOR,
+                reason="simulation exited with status 2",
+                exit_code=2,
+                log_tail="ERROR: dose grid exceeds the CT volume\n",
             )
-            slot.allocate(case_id=case.case_id, attempt=1, actor=ACTOR)
-            case.record_upload(attempt=1, files=12, bytes=48_000_000, seconds=0.4, actor=ACTOR)
-            case.record_enqueued(attempt=1, task_id=i, created_at=now, actor=ACTOR)
-            case.record_started(attempt=1, started_at=now, actor=ACTOR)
-            if i < n_cases:
-                case.record_remote_success(
-                    attempt=1, ended_at=now + timedelta(minutes=9), actor=ACTOR
-                )
-                slot.release(case_id=case.case_id, attempt=1, actor=ACTOR, reason="done")
-                if i % 10:
-                    case.complete(
-                        attempt=1,
-                        files=3,
-                        bytes=9_000_000,
-                        results_dir=f"/results/{case.case_id}",
-                        actor=ACTOR,
-                    )
-                else:
-                    case.fail(
-                        category=FailureCategory.CASE_FAILURE,
-                        actor=ACTOR,
-                        reason="exit 2",
-                        exit_code=2,
-                        log_tail="error: dose grid",
-                    )
-            else:
-                # Active cases keep their slot; slots only model one holder, so use a
-                # fresh slot aggregate per active case.
-                slot.release(case_id=case.case_id, attempt=1, actor=ACTOR, reason="bench")
-            batch.append(case)
-        ledger.save(*batch, *slots)
-        done += chunk_cases
-    return ledger
+        return case
+
+    def _start(self, case: Case, slot: GpuSlot) -> int:
+        case.start_submission(
+            host=slot.host, group=slot.group, remote_base_dir="~/mqi_cases", actor=ACTOR
+        )
+        slot.allocate(case_id=case.case_id, attempt=case.attempt, actor=ACTOR)
+        case.record_upload(
+            attempt=case.attempt, files=case.file_count, bytes=case.total_bytes, seconds=0.4,
+            actor=ACTOR,
+        )  # fmt: skip
+        case.record_enqueued(
+            attempt=case.attempt, task_id=self._cases, created_at=self._clock, actor=ACTOR
+        )
+        case.record_started(attempt=case.attempt, started_at=self._clock, actor=ACTOR)
+        return case.attempt
+
+    def _lose_first_attempt(self, case: Case, slot: GpuSlot) -> None:
+        host = self.hosts[slot.host]
+        self._start(case, slot)
+        reason = "ssh: connection timed out"
+        host.record_unreachable(since=self._clock, actor=ACTOR, reason=reason)
+        case.abandon_attempt(
+            not_before=self._clock + _RUN_TIME, charged=True, actor=ACTOR, reason=reason
+        )
+        slot.release(case_id=case.case_id, attempt=case.attempt, actor=ACTOR, reason=reason)
+        host.record_reachable(at=self._clock + _RUN_TIME, actor=ACTOR)
+        self._clock += _RUN_TIME
+
+
+def build_log(path: Path, events: int) -> int:
+    """Write a new log of about ``events`` events at ``path``; returns how many."""
+    ledger = Ledger(sqlite_event_store_env(path))
+    try:
+        for batch in Installation().batches(events, per_save=5_000):
+            ledger.save(*batch)
+        return ledger.recorder.max_notification_id() or 0
+    finally:
+        ledger.close()

@@ -1,6 +1,6 @@
 """Status polling cost: one persistent connection against a new `ssh host CMD` per query.
 
-Run: .venv/bin/python benchmarks/bench_polling.py [--queries 200]
+Run: .venv/bin/python benchmarks/bench_polling.py [--queries 100]
 
 Starts a private OpenSSH sshd on 127.0.0.1 (tests/fixtures/sshd.py) and asks it for a
 real ``pueue status --json`` sample (``cat`` of the file: the transport is what is
@@ -53,7 +53,7 @@ def spawned(server: Sshd, command: str, queries: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=100)
     args = parser.parse_args()
     print(f"{args.queries} status queries each ({SAMPLE.name}, {SAMPLE.stat().st_size} bytes)")
     print(f"{'remote shell':<26}{'persistent':>12}{'ssh per query':>15}{'ratio':>9}")

@@ -108,12 +108,12 @@ def _name_problem(text: str) -> str | None:
         if text.startswith(lead):
             return f"name starts with {lead!r}"
     for char in text:
-        category = unicodedata.category(char)
-        if category == "Cc":
+        if unicodedata.category(char) == "Cc":
             return f"name contains a control character (U+{ord(char):04X})"
-        # Format and separator characters are invisible: a log line would show another name.
-        if category in ("Cf", "Zl", "Zp"):
-            return f"name contains an invisible character (U+{ord(char):04X})"
+        # Format, private-use, unassigned and most space characters would show up as nothing
+        # or as something else: an accepted name must read in a log exactly as it is.
+        if not char.isprintable():
+            return f"name contains a non-printable character (U+{ord(char):04X})"
     if text != text.strip():
         return "name starts or ends with whitespace"
     return None
@@ -122,8 +122,8 @@ def _name_problem(text: str) -> str | None:
 def show_name(name: str | bytes) -> str:
     """Render any file name printable and unambiguous, never emitting its raw bytes.
 
-    Bytes that are not UTF-8 become ``\\xNN``, non-printable characters ``\\xNN``/``\\uNNNN``,
-    and a backslash is doubled, so distinct names always render differently.
+    Bytes that are not UTF-8 become ``\\xNN``, non-printable characters ``\\uNNNN`` (or
+    ``\\UNNNNNNNN``) and a backslash is doubled, so distinct names always render differently.
     """
     if isinstance(name, bytes):
         raw = name
@@ -141,8 +141,6 @@ def show_name(name: str | bytes) -> str:
             out.append("\\\\")
         elif char.isprintable():
             out.append(char)
-        elif code <= 0xFF:
-            out.append(f"\\x{code:02x}")
         elif code <= 0xFFFF:
             out.append(f"\\u{code:04x}")
         else:

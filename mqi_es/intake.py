@@ -13,9 +13,13 @@ last write to registration by about ``quiescence + 1 s`` in both modes, and regi
 cost nothing: no inotify watch, no polling of their files, and rescans skip them by name.
 
 Other watchfiles pitfalls handled here: the watcher goes silent for good when the watch root is
-deleted and recreated (the root's identity is checked every ``min(1 s, rescan_interval)`` and
-the watcher restarted), and it dies on a name that is not UTF-8 (it is restarted with a
-bounded backoff, and the folder listed again).
+deleted and recreated (a deletion event on the root, or a change of its identity, checked every
+``min(1 s, rescan_interval)``, restarts the watcher), and it dies on a name that is not UTF-8
+(it is restarted with a bounded backoff, and the folder listed again).
+
+Top-level entries that are not cases are ignored with one log line each: plain files,
+symlinks, and temporary names (``.staging``, ``x.part``), which are expected to be renamed
+into place.
 
 Reports to the sink: ``case_ready`` once per case; ``case_refused`` and ``case_held`` once per
 distinct (name, reason). ``is_known`` is asked with the case id of a valid name and with the
@@ -63,9 +67,12 @@ logger = logging.getLogger(__name__)
 
 _PROBE_CAP_SECONDS = 1.0  # a settling candidate is fingerprinted at least this often
 _ROOT_CHECK_CAP_SECONDS = 1.0  # the root's identity is checked at least this often
-_RETRY_CAP_SECONDS = 10.0  # bound of the backoff for a missing root or a failing watcher
+_RETRY_FIRST_SECONDS = 0.25  # backoff for a missing root or a failing watcher: first delay
+_RETRY_CAP_SECONDS = 10.0  # and its bound
 _DEBOUNCE_MS = 400
 _STEP_MS = 50
+
+_IN_TRANSIT = "temporary name, still in transit"
 
 _RootIdentity = tuple[int, int]
 
@@ -139,10 +146,8 @@ class Intake:
             raise ConfigError(f"rescan interval must be positive, not {rescan_interval!r}")
         if not poll_delay_ms > 0:
             raise ConfigError(f"poll delay must be positive, not {poll_delay_ms!r}")
-        if ready_marker is not None:
-            marker = validate_case_name(ready_marker)
-            if isinstance(marker, Refused):
-                raise ConfigError(f"ready marker '{marker.shown}' is unusable: {marker.reason}")
+        if ready_marker is not None and not _is_plain_file_name(ready_marker):
+            raise ConfigError(f"ready marker '{show_name(ready_marker)}' is not a plain file name")
         self._root = Path(watch_path).absolute()  # not resolved: a re-pointed symlink is noticed
         self._root_str = str(self._root)
         self._prefix = self._root_str.rstrip(os.sep) + os.sep
@@ -205,7 +210,7 @@ class Intake:
 
     async def _await_root(self) -> _RootIdentity:
         """Wait, with a bounded backoff, until the lost watch folder exists again."""
-        delay = self._root_check_interval
+        delay = _RETRY_FIRST_SECONDS
         reported = False
         while True:
             identity, problem = self._probe_root()
@@ -261,6 +266,11 @@ class Intake:
         failures = 0
         last_failure = None
         while not stop.is_set():
+            if failures:
+                # Arrivals while it was down left no event: list once it is armed again (the
+                # listing runs when this task yields, after awatch has set its watch up).
+                self._listing_due = True
+                self._wake.set()
             try:
                 async for changes in awatch(
                     self._root,
@@ -287,7 +297,7 @@ class Intake:
                     last_failure = failure
                 self._root_touched = self._listing_due = True
                 self._wake.set()
-                delay = min(self._root_check_interval * 2 ** (failures - 1), _RETRY_CAP_SECONDS)
+                delay = min(_RETRY_FIRST_SECONDS * 2 ** (failures - 1), _RETRY_CAP_SECONDS)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
@@ -331,10 +341,10 @@ class Intake:
             return False
         self._listing_error = None
         present = set()
-        for name, is_dir in listing:
+        for name, ignore in listing:
             present.add(name)
             if name not in self._settled and name not in self._candidates:
-                self._classify(name, is_dir, now)
+                self._classify(name, ignore, now)
         for name in self._candidates.keys() - present:
             self._forget(name)
         self._settled &= present
@@ -342,13 +352,10 @@ class Intake:
         self._held = {name: why for name, why in self._held.items() if name in present}
         return True
 
-    def _classify(self, name: str, is_dir: bool, now: float) -> None:
-        ignore = "not a directory" if not is_dir else None
-        if ignore is None and is_temporary_name(name):
-            ignore = "temporary name, still in transit"
+    def _classify(self, name: str, ignore: str | None, now: float) -> None:
         if ignore is not None:
             if self._ignored.get(name) != ignore:
-                level = logging.WARNING if not is_dir else logging.INFO
+                level = logging.INFO if ignore == _IN_TRANSIT else logging.WARNING
                 logger.log(level, "ignoring '%s' in the watch folder: %s", show_name(name), ignore)
                 self._ignored[name] = ignore
             return
@@ -478,9 +485,24 @@ class Intake:
         self._held.pop(name, None)
 
 
-def _list_entries(root: str) -> list[tuple[str, bool]]:
+def _is_plain_file_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and name.isprintable()
+
+
+def _list_entries(root: str) -> list[tuple[str, str | None]]:
+    """Top-level entries, each with the reason to ignore it (None for a candidate)."""
     with os.scandir(root) as listing:
-        return [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in listing]
+        return [(entry.name, _ignore_reason(entry)) for entry in listing]
+
+
+def _ignore_reason(entry: os.DirEntry[str]) -> str | None:
+    if entry.is_symlink():
+        return "a symlink; a case must be a real directory"
+    if not entry.is_dir(follow_symlinks=False):
+        return "not a directory"
+    if is_temporary_name(entry.name):
+        return _IN_TRANSIT  # e.g. staged under a hidden name, then renamed into place
+    return None
 
 
 def _hold_detail(held: Held) -> str:

@@ -13,7 +13,9 @@ Connection states (`HostConnection.state`, for status views):
 
     Idle            not connected yet (the first command connects) or closed
     Connected       since when, and the negotiated cipher
-    Reconnecting    the last attempt failed or the link dropped; next attempt at T
+    Reconnecting    the last attempt failed or the link dropped; next attempt at T (capped
+                    exponential backoff, full jitter). No background task: the first
+                    command after T connects; earlier ones get Unknown at once.
     ConfigProblem   unknown or changed host key, key refused, key unusable: NOT retried
                     until a file involved (known_hosts, key, ssh config) changes or
                     `reset()` is called, because retrying cannot fix it.
@@ -57,13 +59,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# About twice chacha20-poly1305's throughput with AES-NI; the server's list is the fallback.
+# About twice chacha20-poly1305's throughput with AES-NI; asyncssh's defaults follow it as
+# the fallback (this overrides a Ciphers line of the ssh config).
 PREFERRED_CIPHER = "aes128-gcm@openssh.com"
 _BACKOFF_BASE = 1.0  # seconds before the first retry, doubled per failure up to the cap
 _KILL_AFTER = 2.0  # remote `timeout -k`: SIGKILL this long after SIGTERM
 _LOCAL_MARGIN = 1.0  # local deadline = limit + _KILL_AFTER + this
 # OpenSSH's MaxSessions allows 10 channels per connection; one more is the SFTP session.
 _MAX_COMMAND_CHANNELS = 8
+_CHANNEL_RETRY_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.5)  # seconds between channel open attempts
 # coreutils timeout exits 124 after TERM, 137 when KILL was needed (-k).
 _TIMEOUT_EXITS = frozenset({124, 128 + signal.SIGKILL})
 
@@ -161,7 +165,7 @@ class _Client(asyncssh.SSHClient):
     def __init__(self, owner: HostConnection) -> None:
         self._owner = owner
         self._conn: asyncssh.SSHClientConnection | None = None
-        self.offered: tuple[str, int | None, asyncssh.SSHKey] | None = None
+        self.offered: tuple[str, str, int | None, asyncssh.SSHKey] | None = None
 
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         self._conn = conn
@@ -170,7 +174,7 @@ class _Client(asyncssh.SSHClient):
         self, host: str, addr: str, port: int | None, key: asyncssh.SSHKey
     ) -> bool:
         # asyncssh asks only about a key that known_hosts does not list for this host.
-        self.offered = (host, port, key)
+        self.offered = (host, addr, port, key)
         return self._owner._trust_on_first_use(host, addr, port, key)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -231,33 +235,23 @@ class HostConnection:
             command_timeout); the node kills it then
         :param input: text fed to the command's stdin
         :returns: Ok, RemoteFailure or Unknown (see the module docstring)
+        :raises ValueError: a timeout <= 0, or text that is not valid Unicode (a
+            surrogate-escaped non-UTF-8 file name): callers must not build such commands
         """
         limit = self.target.command_timeout if timeout is None else timeout
         if limit <= 0:
             raise ValueError(f"timeout must be positive, not {limit}")
+        for text in (command, input or ""):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("command or input is not valid UTF-8 text") from None
         conn = await self._connection()
         if isinstance(conn, Unknown):
             return conn
         log.debug("%s: run %s", self.target.name, command)
-        loop = asyncio.get_running_loop()
         async with self._channels:
-            started = loop.time()
-            try:
-                async with asyncio.timeout(limit + _KILL_AFTER + _LOCAL_MARGIN):
-                    done = await conn.run(
-                        with_remote_timeout(command, limit),
-                        input=None if input is None else input.encode(),
-                        encoding=None,
-                        check=False,
-                    )
-            except TimeoutError:
-                # The node's own timeout should have answered long ago: the link is stuck.
-                conn.abort()
-                outcome: Outcome = Unknown(f"{self.target.name}: no answer within {limit:g} s")
-            except (OSError, asyncssh.Error) as exc:
-                outcome = Unknown(f"{self.target.name}: {_describe(exc)}")
-            else:
-                outcome = self._outcome(done, loop.time() - started, limit)
+            outcome = await self._execute(conn, command, limit, input)
         if not isinstance(outcome, Ok):
             log.info("%s: command ended %s", self.target.name, _kind(outcome))
         return outcome
@@ -313,10 +307,48 @@ class HostConnection:
             self._state = Idle()
             self._closing = False
 
+    async def _execute(
+        self, conn: asyncssh.SSHClientConnection, command: str, limit: float, input: str | None
+    ) -> Outcome:
+        remote = with_remote_timeout(command, limit)
+        stdin = None if input is None else input.encode()
+        deadline = limit + _KILL_AFTER + _LOCAL_MARGIN + sum(_CHANNEL_RETRY_PAUSES)
+        try:
+            async with asyncio.timeout(deadline):
+                done, started = await self._run_channel(conn, remote, stdin)
+        except TimeoutError:
+            # The node's own timeout should have answered long ago: the link is stuck.
+            conn.abort()
+            return Unknown(f"{self.target.name}: no answer within {limit:g} s")
+        except (OSError, asyncssh.Error) as exc:
+            return Unknown(f"{self.target.name}: {_describe(exc)}")
+        return self._outcome(done, asyncio.get_running_loop().time() - started, limit)
+
+    @staticmethod
+    async def _run_channel(
+        conn: asyncssh.SSHClientConnection, remote: str, stdin: bytes | None
+    ) -> tuple[asyncssh.SSHCompletedProcess, float]:
+        """conn.run() and when it started. A refused channel ran nothing: ask again.
+
+        sshd frees a finished session's slot a moment after its channel closed, so a busy
+        connection meets "no more sessions" now and then.
+        """
+        loop = asyncio.get_running_loop()
+        for pause in _CHANNEL_RETRY_PAUSES:
+            started = loop.time()
+            try:
+                return await conn.run(remote, input=stdin, encoding=None, check=False), started
+            except asyncssh.ChannelOpenError:
+                if conn.is_closed():
+                    raise
+                await asyncio.sleep(pause)
+        started = loop.time()
+        return await conn.run(remote, input=stdin, encoding=None, check=False), started
+
     # -- connecting -------------------------------------------------------------------
 
     async def _connection(self) -> asyncssh.SSHClientConnection | Unknown:
-        if self._conn is not None:
+        if self._conn is not None and not self._conn.is_closed():
             return self._conn
         if self._attempt is None:
             blocked = self._blocked()
@@ -404,6 +436,8 @@ class HostConnection:
         if self._key_file is not None and not os.access(self._key_file, os.R_OK):
             raise _Misconfigured(f"{name}: key_file {self._key_file} is missing or unreadable")
         if self._known_hosts.is_file():
+            if not os.access(self._known_hosts, os.R_OK):
+                raise _Misconfigured(f"{name}: known_hosts file {self._known_hosts} is unreadable")
             return
         if not self.target.trust_on_first_use:
             raise _Misconfigured(
@@ -420,11 +454,20 @@ class HostConnection:
         if not self.target.trust_on_first_use or self._recorded_keys(host, addr, port):
             return False
         key_type, key_data = key.export_public_key("openssh").decode().split()[:2]
-        fd = os.open(self._known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a") as known_hosts:
-            known_hosts.write(f"{_known_hosts_pattern(host, port)} {key_type} {key_data}\n")
-            known_hosts.flush()
-            os.fsync(known_hosts.fileno())
+        try:
+            fd = os.open(self._known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a") as known_hosts:
+                known_hosts.write(f"{_known_hosts_pattern(host, port)} {key_type} {key_data}\n")
+                known_hosts.flush()
+                os.fsync(known_hosts.fileno())
+        except OSError as exc:
+            log.error(
+                "%s: cannot record the host key in %s: %s",
+                self.target.name,
+                self._known_hosts,
+                exc.strerror,
+            )
+            return False
         log.warning(
             "%s: trusting the host key of %s on first use: %s %s, recorded in %s",
             self.target.name,
@@ -448,9 +491,9 @@ class HostConnection:
         name, path = self.target.name, self._known_hosts
         if client.offered is None:
             return f"{name}: the host key could not be verified against {path}"
-        host, port, key = client.offered
+        host, addr, port, key = client.offered
         pattern, fingerprint = _known_hosts_pattern(host, port), key.get_fingerprint()
-        if self._recorded_keys(host, host, port):
+        if self._recorded_keys(host, addr, port):
             return (
                 f"{name}: the host key of {pattern} ({fingerprint}) does NOT match the one in "
                 f"{path}: the node was reinstalled, or someone is in between. Check the "
@@ -478,7 +521,15 @@ class HostConnection:
             next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
             failures=self._failures,
         )
-        log.warning("%s unreachable: %s (next attempt in %.1f s)", self.target.name, reason, delay)
+        # WARNING when the node goes away; the retries of a long outage only at INFO.
+        log.log(
+            logging.WARNING if self._failures == 1 else logging.INFO,
+            "%s unreachable: %s (attempt %d failed, next in %.1f s)",
+            self.target.name,
+            reason,
+            self._failures,
+            delay,
+        )
         return Unknown(f"{self.target.name} unreachable: {reason}")
 
     def _connection_lost(self, conn: asyncssh.SSHClientConnection, exc: Exception | None) -> None:

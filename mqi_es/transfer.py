@@ -1,7 +1,7 @@
 """Case upload and result download over a node's shared SFTP session.
 
 Both directions write into a temporary sibling ``<dir>.part-<random>``, check every size,
-write a manifest (``.mqi-manifest.json``: each file with its size) LAST, and only then
+write a manifest (``.mqi-manifest.json``: each file, its size and mtime) LAST, and then
 rename the folder to ``<dir>``. So a folder without ``.part-`` is complete, a partial copy
 never looks complete, and a retry either finds the complete folder (accepted once its
 manifest matches and every listed size checks out: no second copy) or removes the stale
@@ -59,6 +59,7 @@ __all__ = [
 
 MANIFEST = ".mqi-manifest.json"
 _PART = ".part-"
+_SMALL_FILE = 1024 * 1024  # up to this size a file is read whole and sent in one write
 _CONNECTION_GONE = frozenset({asyncssh.FX_NO_CONNECTION, asyncssh.FX_CONNECTION_LOST})
 
 Progress = Callable[[int, int], None]
@@ -95,12 +96,15 @@ class TransferFailed:
 class _File:
     relpath: str  # POSIX, relative to the copied folder
     size: int
+    mtime_ns: int  # tells a re-exported case from a retry of the same one
     source: str  # where to read it: a local real path, or a remote absolute path
 
 
 class _SizeMismatch(Exception):
-    def __init__(self, relpath: str, expected: int, found: int) -> None:
-        super().__init__(f"{relpath}: {found} bytes arrived, {expected} expected")
+    def __init__(self, relpath: str, expected: int, found: int | None) -> None:
+        self.relpath = relpath
+        arrived = "nothing" if found is None else f"{found} bytes"
+        super().__init__(f"{relpath}: {arrived} arrived, {expected} bytes expected")
 
 
 class _Conflict(Exception):
@@ -121,7 +125,9 @@ async def upload_dir(
         per case attempt, chosen by the caller
     :param parallel: files in flight at once
     :raises TransferRefused: the case holds something that must not be sent
+    :raises ValueError: `parallel` < 1, or `remote_dir` is ``~user/...``, ``/`` or the home
     """
+    _check_parallel(parallel)
     started = time.monotonic()
     dirs, files = await asyncio.to_thread(_scan_case, local_dir)
     sftp = await conn.sftp()
@@ -135,7 +141,7 @@ async def upload_dir(
     part: str | None = None
     try:
         if await _remote_exists(sftp, target):
-            await _check_remote_copy(sftp, target, manifest, parallel)
+            await _check_remote_copy(sftp, target, manifest)
             return _done(files, started, reused=True)
         parent, name = posixpath.split(target)
         await sftp.makedirs(parent, exist_ok=True)
@@ -148,19 +154,21 @@ async def upload_dir(
 
         async def send(file: _File) -> None:
             destination = posixpath.join(part, file.relpath)
-            await sftp.put(file.source, destination, progress_handler=meter.handler())
-            size = (await sftp.stat(destination)).size
-            if size != file.size:
-                raise _SizeMismatch(file.relpath, file.size, size or 0)
+            if file.size <= _SMALL_FILE:
+                await _send_small(sftp, file.source, destination)
+                meter.add(file.size)
+            else:
+                await sftp.put(file.source, destination, progress_handler=meter.handler())
 
         await _each(files, send, parallel)
+        await _verify_remote(sftp, part, files)
         async with sftp.open(posixpath.join(part, MANIFEST), "wb") as out:
             await out.write(manifest)
         await sftp.rename(part, target)
     except _Conflict as exc:
         return TransferFailed(f"{conn.target.name}: {exc}")
     except (OSError, asyncssh.Error, _SizeMismatch) as exc:
-        outcome = await _failure(conn, exc, sftp, target)
+        outcome = await _failure(conn, "upload", exc, sftp, target)
         if part is not None and isinstance(outcome, TransferFailed):
             with contextlib.suppress(OSError, asyncssh.Error):
                 await sftp.rmtree(part)
@@ -182,7 +190,10 @@ async def download_results(
     :param globs: relative to `remote_dir`; ``*``, ``?``, ``[...]`` within a name and
         ``**`` for any number of folders (``**/*.dcm``)
     :param local_dir: created owner-only (0700), with the remote sub-folders kept
+    :raises ValueError: `parallel` < 1, a glob that is absolute or climbs with ``..``, or
+        `remote_dir` is ``~user/...``, ``/`` or the home
     """
+    _check_parallel(parallel)
     patterns = [_glob_parts(glob) for glob in globs]
     started = time.monotonic()
     try:
@@ -216,9 +227,10 @@ async def download_results(
 
         await _each(files, fetch, parallel)
         await asyncio.to_thread(_seal_local_part, part, local_dir, _manifest(files))
-    except (OSError, asyncssh.Error, _SizeMismatch) as exc:
+    except (OSError, asyncssh.Error, _SizeMismatch, UnicodeError) as exc:
+        # UnicodeError: a remote file name that is not UTF-8.
         await asyncio.to_thread(shutil.rmtree, part, True)
-        return await _failure(conn, exc, sftp, None)
+        return await _failure(conn, "download", exc, sftp, None)
     return _done(files, started)
 
 
@@ -237,8 +249,9 @@ def _scan_case(local_dir: Path) -> tuple[list[str], list[_File]]:
         for entry in listing:
             relpath = relative / entry.name
             _check_name(entry.name, relpath)
-            path = Path(entry.path).resolve()
+            path = Path(entry.path)  # `folder` is resolved: only a link can lead elsewhere
             if entry.is_symlink():
+                path = path.resolve()
                 if not path.is_relative_to(root):
                     raise TransferRefused(f"{relpath} is a symbolic link to outside the case")
                 if not path.exists():
@@ -251,7 +264,7 @@ def _scan_case(local_dir: Path) -> tuple[list[str], list[_File]]:
                 dirs.append(str(relpath))
                 walk(path, relpath, ancestors | {identity})
             elif stat.S_ISREG(info.st_mode):
-                files.append(_File(str(relpath), info.st_size, str(path)))
+                files.append(_File(str(relpath), info.st_size, info.st_mtime_ns, str(path)))
             else:
                 raise TransferRefused(f"{relpath} is neither a regular file nor a folder")
 
@@ -266,7 +279,8 @@ def _check_name(name: str, relpath: PurePosixPath) -> None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise TransferRefused(f"{relpath!s:.200} has a name that is not UTF-8") from None
+        shown = os.fsencode(relpath).decode("utf-8", "backslashreplace")  # the raw bytes
+        raise TransferRefused(f"{shown} has a name that is not UTF-8") from None
 
 
 def _prepare_local_part(local_dir: Path, part: Path, files: Iterable[_File]) -> None:
@@ -276,7 +290,10 @@ def _prepare_local_part(local_dir: Path, part: Path, files: Iterable[_File]) -> 
         shutil.rmtree(stale, ignore_errors=True)
     part.mkdir(mode=0o700)
     for file in files:
-        (part / file.relpath).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = part
+        for name in PurePosixPath(file.relpath).parts[:-1]:
+            folder = folder / name
+            folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _seal_local_part(part: Path, local_dir: Path, manifest: bytes) -> None:
@@ -312,6 +329,28 @@ def _check_local_copy(local_dir: Path) -> list[_File]:
 # -- the remote side ----------------------------------------------------------------------
 
 
+async def _send_small(sftp: asyncssh.SFTPClient, source: str, destination: str) -> None:
+    """Write a small file in one go: open, write, close (put() adds a stat and more).
+
+    Many small files are bound by requests, not bytes; sizes are checked afterwards.
+    """
+    data = Path(source).read_bytes()
+    async with sftp.open(destination, "wb") as out:
+        await out.write(data)
+
+
+async def _verify_remote(sftp: asyncssh.SFTPClient, folder: str, files: Sequence[_File]) -> None:
+    """Every file is in `folder` with its size, or _SizeMismatch.
+
+    One directory listing per folder: the sizes the node reports, for a fraction of the
+    requests a stat per file would take.
+    """
+    found = {f.relpath: f.size for f in await _remote_files(sftp, folder)}
+    for file in files:
+        if found.get(file.relpath) != file.size:
+            raise _SizeMismatch(file.relpath, file.size, found.get(file.relpath))
+
+
 def _remote_absolute(path: str, home: str) -> str:
     """An absolute remote path; ``~/`` and relative paths are under the remote home."""
     if path == "~" or path.startswith("~/"):
@@ -332,9 +371,7 @@ async def _remote_exists(sftp: asyncssh.SFTPClient, path: str) -> bool:
     return True
 
 
-async def _check_remote_copy(
-    sftp: asyncssh.SFTPClient, target: str, manifest: bytes, parallel: int
-) -> None:
+async def _check_remote_copy(sftp: asyncssh.SFTPClient, target: str, manifest: bytes) -> None:
     """Accept a complete earlier upload of the same case, else raise _Conflict."""
     try:
         async with sftp.open(posixpath.join(target, MANIFEST), "rb") as recorded:
@@ -343,13 +380,10 @@ async def _check_remote_copy(
         raise _Conflict(f"{target} exists but is not a complete upload") from None
     if previous != manifest:
         raise _Conflict(f"{target} exists with other content than this case")
-
-    async def check(file: _File) -> None:
-        size = (await sftp.stat(posixpath.join(target, file.relpath))).size
-        if size != file.size:
-            raise _Conflict(f"{target} is a complete upload, but {file.relpath} changed since")
-
-    await _each(_parse_manifest(manifest), check, parallel)
+    try:
+        await _verify_remote(sftp, target, _parse_manifest(manifest))
+    except _SizeMismatch as exc:
+        raise _Conflict(f"{target} was uploaded, but {exc.relpath} changed since") from None
 
 
 async def _remove_remote_parts(sftp: asyncssh.SFTPClient, parent: str, name: str) -> None:
@@ -361,7 +395,7 @@ async def _remove_remote_parts(sftp: asyncssh.SFTPClient, parent: str, name: str
 
 
 async def _remote_files(sftp: asyncssh.SFTPClient, root: str) -> list[_File]:
-    """Regular files under `root`, recursively, without following links."""
+    """Regular files under `root`, recursively, without following links or the manifest."""
     files: list[_File] = []
     pending = [""]
     while pending:
@@ -373,8 +407,11 @@ async def _remote_files(sftp: asyncssh.SFTPClient, root: str) -> list[_File]:
             relpath = posixpath.join(relative, name)
             if entry.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
                 pending.append(relpath)
-            elif entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
-                files.append(_File(relpath, entry.attrs.size or 0, posixpath.join(root, relpath)))
+            elif entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR and relpath != MANIFEST:
+                mtime_ns = (entry.attrs.mtime or 0) * 1_000_000_000
+                files.append(
+                    _File(relpath, entry.attrs.size or 0, mtime_ns, posixpath.join(root, relpath))
+                )
     return sorted(files, key=lambda f: f.relpath)
 
 
@@ -385,8 +422,6 @@ async def _each(
     items: Sequence[_File], act: Callable[[_File], Awaitable[None]], parallel: int
 ) -> None:
     """`act` on every item, at most `parallel` at once; the first error stops the rest."""
-    if parallel < 1:
-        raise ValueError(f"parallel must be at least 1, not {parallel}")
     queue = iter(items)
 
     async def worker() -> None:
@@ -397,8 +432,13 @@ async def _each(
         async with asyncio.TaskGroup() as group:
             for _ in range(min(parallel, len(items))):
                 group.create_task(worker())
-    except* (OSError, asyncssh.Error, _SizeMismatch, _Conflict) as failures:
+    except* (OSError, asyncssh.Error, _SizeMismatch) as failures:
         raise _most_telling(failures.exceptions) from None
+
+
+def _check_parallel(parallel: int) -> None:
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, not {parallel}")
 
 
 def _most_telling(errors: Sequence[BaseException]) -> BaseException:
@@ -422,18 +462,22 @@ def _failure_kind(exc: BaseException) -> TransferFailed | Unknown:
 
 
 async def _failure(
-    conn: HostConnection, exc: BaseException, sftp: asyncssh.SFTPClient, target: str | None
+    conn: HostConnection,
+    what: str,
+    exc: BaseException,
+    sftp: asyncssh.SFTPClient,
+    target: str | None,
 ) -> TransferFailed | Unknown:
     """The outcome for `exc`; OpenSSH reports a full disk as a bare "Failure": add free space."""
     outcome = _failure_kind(exc)
     if isinstance(outcome, Unknown):
-        return Unknown(f"{conn.target.name}: {outcome.reason}")
+        return Unknown(f"{conn.target.name}: {what}: {outcome.reason}")
     reason = outcome.reason
     if isinstance(exc, asyncssh.SFTPFailure) and target is not None:
         with contextlib.suppress(OSError, asyncssh.Error):
             space = await sftp.statvfs(posixpath.dirname(target))
             reason += f" ({space.bavail * space.frsize} bytes free on the node's file system)"
-    return TransferFailed(f"{conn.target.name}: {reason}")
+    return TransferFailed(f"{conn.target.name}: {what}: {reason}")
 
 
 class _Meter:
@@ -446,23 +490,27 @@ class _Meter:
         if progress is not None:
             progress(0, total)
 
+    def add(self, moved: int) -> None:
+        self.done += moved
+        if self._progress is not None:
+            self._progress(self.done, self.total)
+
     def handler(self) -> Callable[[bytes, bytes, int, int], None] | None:
+        """A progress handler for one asyncssh put() or get()."""
         if self._progress is None:
             return None
         last = 0
 
         def moved(_source: bytes, _destination: bytes, copied: int, _size: int) -> None:
             nonlocal last
-            self.done += copied - last
+            self.add(copied - last)
             last = copied
-            assert self._progress is not None
-            self._progress(self.done, self.total)
 
         return moved
 
 
 def _manifest(files: Iterable[_File]) -> bytes:
-    listing = sorted([f.relpath, f.size] for f in files)
+    listing = sorted([f.relpath, f.size, f.mtime_ns] for f in files)
     return json.dumps({"manifest": 1, "files": listing}, ensure_ascii=False).encode() + b"\n"
 
 
@@ -470,7 +518,7 @@ def _parse_manifest(data: bytes) -> list[_File]:
     """Files listed by a manifest; ValueError if it is not one of ours."""
     try:
         listing = json.loads(data)["files"]
-        return [_File(str(relpath), int(size), "") for relpath, size in listing]
+        return [_File(str(path), int(size), int(mtime), "") for path, size, mtime in listing]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a transfer manifest: {exc}") from None
 

@@ -1,0 +1,350 @@
+"""Model-based test of the lifecycle: the decision core, the ledger and the views driven
+against a simulated pueue node that misbehaves in every way we know of.
+
+The node loses replies, is unreachable or prints garbage, restarts (killing what runs and
+pausing groups), reuses ids after ``clean``, and runs tasks that succeed, fail or get killed.
+The daemon crashes between any two steps (its memory and actions in flight are lost). After
+every step, the invariants a clinic relies on must hold; at the end, with the node behaving,
+every case must reach an end.
+"""
+
+import contextlib
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from mqi_es.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
+from mqi_es.application import Ledger
+from mqi_es.domain.recorded import Recorded
+from mqi_es.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, SlotError
+from mqi_es.observations import Seen, Unseen
+from mqi_es.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.policy import HostPolicy, Policy
+from mqi_es.reactions import (
+    Fetched,
+    NothingToFetch,
+    Uploaded,
+    after_add,
+    after_fetch,
+    after_log,
+    after_resume,
+    after_upload,
+)
+from mqi_es.reconcile import World, reconcile
+from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.states import CaseState, SlotState
+from mqi_es.store import sqlite_event_store_env
+from projections import runner
+from projections.feed import EventFeed
+from projections.reader import ViewReader
+
+GROUPS = ("gpu0", "gpu1")
+POLICY = Policy(
+    hosts=(HostPolicy("n1", GROUPS, "~/mqi"),),
+    timeout=timedelta(minutes=30),
+    max_attempts=3,
+    missing_grace=2,
+    retry_backoff=timedelta(seconds=20),
+    kill_confirm_timeout=timedelta(minutes=5),
+    submit_settle=timedelta(seconds=40),
+)
+
+
+@dataclass
+class _Task:
+    id: int
+    label: str
+    group: str
+    created_at: datetime
+    state: str = "queued"
+    result: str | None = None
+    exit_code: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class FakeNode:
+    """pueue as far as the lifecycle depends on it (see field-notes section 3)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, _Task] = {}
+        self.paused: set[str] = set()
+        self.labels_added: list[str] = []  # every task ever added, for the invariant
+
+    def add(self, label: str, group: str, now: datetime) -> int:
+        task_id = max(self.tasks, default=-1) + 1  # ids are reused after clean
+        self.tasks[task_id] = _Task(task_id, label, group, now)
+        self.labels_added.append(label)
+        return task_id
+
+    def snapshot(self) -> StatusSnapshot:
+        tasks = {
+            t.id: RemoteTask(
+                id=t.id, label=t.label, group=t.group, state=t.state, result=t.result,
+                exit_code=t.exit_code, created_at=t.created_at, start=t.start, end=t.end,
+                detail="spawn error" if t.result == "failed_to_spawn" else None,
+            )
+            for t in self.tasks.values()
+        }  # fmt: skip
+        groups = {g: RemoteGroup("paused" if g in self.paused else "running", 1) for g in GROUPS}
+        return StatusSnapshot(tasks, groups)
+
+    def step(self, now: datetime, result: str) -> None:
+        """Start what may start, and end the oldest running task with ``result``."""
+        running = [t for t in self.tasks.values() if t.state == "running"]
+        if running:
+            done = min(running, key=lambda t: t.id)
+            done.state, done.result, done.end = "done", result, now
+            done.exit_code = 2 if result == "failed" else None
+        for group in GROUPS:
+            if group in self.paused:
+                continue
+            if any(t.state == "running" and t.group == group for t in self.tasks.values()):
+                continue
+            queued = [t for t in self.tasks.values() if t.state == "queued" and t.group == group]
+            if queued:
+                first = min(queued, key=lambda t: t.id)
+                first.state, first.start = "running", now
+
+    def kill(self, task_id: int, now: datetime) -> None:
+        task = self.tasks.get(task_id)
+        if task is None:
+            return
+        if task.state == "running":
+            task.state, task.result, task.end = "done", "killed", now
+        elif task.state == "queued":
+            del self.tasks[task_id]
+
+    def restart(self, now: datetime) -> None:
+        for task in self.tasks.values():
+            if task.state == "running":
+                task.state, task.result, task.end = "done", "killed", now
+        self.paused |= {t.group for t in self.tasks.values() if t.state == "queued"}
+
+    def clean(self) -> None:
+        self.tasks = {i: t for i, t in self.tasks.items() if t.state != "done"}
+
+
+class Lifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+        Recorded.Event.create_timestamp = classmethod(lambda cls: self.now)  # type: ignore[method-assign]
+        self.root = tempfile.TemporaryDirectory()
+        self.ledger = Ledger(sqlite_event_store_env(Path(self.root.name) / "events.sqlite"))
+        self.ledger.register_host("n1", "127.0.0.1", actor="daemon")
+        for group in GROUPS:
+            self.ledger.register_slot("n1", group, actor="daemon")
+        self.feed = EventFeed(self.ledger)
+        self.link = Path(self.root.name) / "views.sqlite"
+        self.views = runner.open_views(self.link, self.feed)
+        self.reader = ViewReader(self.link, application_name=self.ledger.name)
+        self.node = FakeNode()
+        self.cases = 0
+        self.pending: list = []
+        self.memory = Memory()
+        self.settled_at: dict[str, datetime] = {}
+        self.started_at = self.now
+        self.log: list[tuple[int, str]] = []
+
+    def teardown(self) -> None:
+        try:
+            self._run_to_the_end()
+        finally:
+            self.views.close()
+            self.feed.close()
+            self.ledger.close()
+            self.root.cleanup()
+            del Recorded.Event.create_timestamp
+
+    # --- the daemon's side -------------------------------------------------------------
+
+    def _apply(self, records) -> None:
+        for record in records:
+            with contextlib.suppress(InvalidTransition, SlotError, ConcurrentUpdate, CaseNotFound):
+                getattr(self.ledger, record.command)(**record.kwargs, actor="daemon")
+        runner.catch_up(self.views, self.feed)
+
+    def _world(self, observation) -> World:
+        runner.catch_up(self.views, self.feed)
+        with self.reader.snapshot() as views:
+            return World(
+                cases=views.cases(active_only=True), slots=views.slots(), hosts=views.hosts(),
+                observations={"n1": observation}, started_at=self.started_at,
+                busy=frozenset(a.case_id for a in self.pending if getattr(a, "case_id", None)),
+                settled_at=dict(self.settled_at),
+            )  # fmt: skip
+
+    @rule(view=st.sampled_from(["seen", "seen", "seen", "unreachable", "garbage"]))
+    def cycle(self, view: str) -> None:
+        if view == "seen":
+            observation = Seen(self.node.snapshot(), self.now)
+        else:
+            observation = Unseen("connection refused" if view == "unreachable" else "bad JSON")
+        decision = reconcile(self._world(observation), self.now, POLICY, self.memory)
+        if isinstance(observation, Unseen):  # an unknown check never changes a case
+            assert all(r.case_id is None for r in decision.records), decision.records
+            assert decision.actions == ()
+        self.memory = decision.memory
+        self._apply(decision.records)
+        for action in decision.actions:
+            if action not in self.pending:
+                self.pending.append(action)
+
+    @precondition(lambda self: self.pending)
+    @rule(
+        index=st.integers(0, 10), luck=st.sampled_from(["ok", "ok", "unknown", "failure", "lost"])
+    )
+    def perform(self, index: int, luck: str) -> None:
+        action = self.pending.pop(index % len(self.pending))
+        if isinstance(action, Submit):
+            self._submit(action, luck)
+        elif isinstance(action, Kill):
+            if luck in ("ok", "lost"):
+                self.node.kill(action.task_id, self.now)
+        elif isinstance(action, ResumeGroup):
+            if luck in ("ok", "lost"):
+                self.node.paused.discard(action.group)
+            self._apply(after_resume(action, Ok("") if luck == "ok" else Unknown("x")))
+        elif isinstance(action, FailWithLog):
+            outcome = Ok("error: dose grid") if luck == "ok" else Unknown("timed out")
+            self._apply(after_log(action, outcome))
+        elif isinstance(action, Fetch):
+            case = self._case(action.case_id)
+            if case is None or case.state is not CaseState.RETRIEVING:
+                return
+            outcome = {
+                "ok": Fetched(2, 100, "/results"), "unknown": Unknown("cut"),
+                "failure": NothingToFetch(("*.dcm",)), "lost": Unknown("cut"),
+            }[luck]  # fmt: skip
+            self._apply(after_fetch(case, outcome))
+
+    def _submit(self, action: Submit, luck: str) -> None:
+        self.settled_at[action.case_id] = self.now + POLICY.submit_settle
+        self._apply([Record.of("start_submission", case_id=action.case_id, host=action.host,
+                               group=action.group, remote_base_dir="~/mqi")])  # fmt: skip
+        case = self._case(action.case_id)
+        if case is None or case.state is not CaseState.SUBMITTING:
+            return
+        upload = {"failure": RemoteFailure(1, "disk full"), "unknown": Unknown("cut")}.get(
+            luck, Uploaded(1, 10, 0.1)
+        )
+        self._apply(after_upload(case, upload, self.now, POLICY))
+        if not isinstance(upload, Uploaded):
+            return
+        if luck in ("ok", "lost"):
+            task_id = self.node.add(case.label, action.group, self.now)
+            added = Ok(str(task_id)) if luck == "ok" else Unknown("connection lost")
+        else:
+            added = Unknown("timed out")
+        self._apply(after_add(case, added, self.now, POLICY))
+
+    def _case(self, case_id: str):
+        runner.catch_up(self.views, self.feed)
+        with self.reader.snapshot() as views:
+            return views.case(case_id)
+
+    # --- the world's side --------------------------------------------------------------
+
+    @precondition(lambda self: self.cases < 5)
+    @rule()
+    def new_case(self) -> None:
+        self.ledger.detect_case(f"c{self.cases}", file_count=1, total_bytes=1, fingerprint="f",
+                                actor="daemon")  # fmt: skip
+        self.cases += 1
+
+    @rule(result=st.sampled_from(["success", "success", "failed", "failed_to_spawn", "killed"]))
+    def node_works(self, result: str) -> None:
+        self.node.step(self.now, result)
+
+    @rule()
+    def node_restarts(self) -> None:
+        self.node.restart(self.now)
+
+    @rule()
+    def node_cleans(self) -> None:
+        self.node.clean()
+
+    @rule(seconds=st.sampled_from([1, 10, 30, 60, 600, 3600]))
+    def time_passes(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    @rule()
+    def daemon_crashes(self) -> None:
+        self.pending.clear()
+        self.memory = Memory()
+        self.settled_at.clear()
+        self.started_at = self.now
+
+    @precondition(lambda self: self.cases > 0)
+    @rule(which=st.integers(0, 4), command=st.sampled_from(["cancel_case", "retry_case"]))
+    def operator(self, which: int, command: str) -> None:
+        with contextlib.suppress(InvalidTransition, CaseNotFound, SlotError, ConcurrentUpdate):
+            getattr(self.ledger, command)(f"c{which % self.cases}", actor="user:op", reason="op")
+
+    # --- invariants ----------------------------------------------------------------------
+
+    @invariant()
+    def a_gpu_is_never_held_by_two_cases_and_no_ended_case_holds_one(self) -> None:
+        runner.catch_up(self.views, self.feed)
+        with self.reader.snapshot() as views:
+            cases = {c.case_id: c for c in views.cases()}
+            slots = views.slots()
+        holders = [s.case_id for s in slots if s.state is SlotState.ALLOCATED]
+        assert len(holders) == len(set(holders))
+        for s in slots:
+            if s.state is SlotState.ALLOCATED:
+                holder = cases[s.case_id]
+                assert holder.state.holds_slot and holder.attempt == s.attempt, (s, holder)
+            if s.state is SlotState.QUARANTINED:
+                assert s.reason, s
+        for c in cases.values():
+            if c.state.holds_slot:
+                assert any(s.case_id == c.case_id and s.group == c.group for s in slots), c
+            if c.state.is_terminal:
+                assert c.host is None and c.task_id is None
+
+    @invariant()
+    def at_most_one_remote_task_per_attempt(self) -> None:
+        labels = self.node.labels_added
+        assert len(labels) == len(set(labels)), labels
+
+    @invariant()
+    def a_case_never_has_two_live_tasks(self) -> None:
+        live = [t.label.rsplit(":", 1)[0] for t in self.node.tasks.values() if t.state != "done"]
+        assert len(live) == len(set(live)), live
+
+    @invariant()
+    def the_log_only_grows(self) -> None:
+        current = [(n, type(e).__qualname__) for n, _, e in self.feed.read(0, 100_000)]
+        assert current[: len(self.log)] == self.log
+        self.log = current
+
+    # --- the end -------------------------------------------------------------------------
+
+    def _run_to_the_end(self) -> None:
+        """With the node behaving from now on, every case reaches an end."""
+        for _ in range(80):
+            self.now += timedelta(minutes=2)
+            self.node.paused.clear()
+            self.node.step(self.now, "success")
+            self.cycle("seen")
+            while self.pending:
+                self.perform(0, "ok")
+            with self.reader.snapshot() as views:
+                if all(c.state.is_terminal for c in views.cases()):
+                    break
+        with self.reader.snapshot() as views:
+            unfinished = [c for c in views.cases() if not c.state.is_terminal]
+            slots = views.slots()
+        assert not unfinished, unfinished
+        assert all(s.state in (SlotState.FREE, SlotState.QUARANTINED) for s in slots), slots
+
+
+Lifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+test_lifecycle_model = Lifecycle.TestCase
