@@ -69,43 +69,59 @@ class MsgspecMapper(Mapper[UUID]):
         self._ids: dict[str, UUID] = {}
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        originator_id = stored_event.originator_id
         return self.event_from(
-            stored_event.originator_id,
+            originator_id.hex if isinstance(originator_id, UUID) else originator_id,
             stored_event.originator_version,
             stored_event.topic,
             stored_event.state,
         )
 
     def event_from(
-        self, originator_id: UUID | str, originator_version: int, topic: str, state: bytes
+        self, originator_id: str, originator_version: int, topic: str, state: bytes
     ) -> Any:
-        found = self._classes.get(topic)
-        if found is None:
-            cls = resolve_topic(topic)
-            found = self._classes[topic] = (cls, getattr(cls, "class_version", 1))
-        cls, class_version = found
-        try:
-            event_state: dict[str, Any] = self._decode(state)
-        except msgspec.DecodeError as e:
-            raise MapperDeserialisationError(
-                f"cannot decode event {originator_id} v{originator_version} ({topic}): {e}"
-            ) from e
-        if isinstance(originator_id, str):
-            originator_id = self._uuid(originator_id)
-        event_state["originator_id"] = originator_id
+        """The domain event of one stored row (``originator_id`` as its 32 hex digits)."""
+        cls, event_state = self.state_from(topic, state)
+        uuid = self._ids.get(originator_id)
+        if uuid is None:
+            uuid = self._new_id(originator_id)
+        event_state["originator_id"] = uuid
         event_state["originator_version"] = originator_version
-        version = event_state.pop("class_version", 1)
-        while version < class_version:
-            getattr(cls, f"upcast_v{version}_v{version + 1}")(event_state)
-            version += 1
         domain_event = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", event_state)
         return domain_event
 
-    def _uuid(self, text: str) -> UUID:
-        found = self._ids.get(text)
+    def state_from(self, topic: str, state: bytes) -> tuple[type, dict[str, Any]]:
+        """An event's class and its fields (upcast to the current version), without
+        building the event: the projections read fields, and a million events' worth of
+        objects and UUIDs would cost replay a sixth of its time."""
+        found = self._classes.get(topic)
         if found is None:
-            if len(self._ids) >= self._ID_CACHE_SIZE:
-                self._ids.clear()
-            found = self._ids[text] = UUID(text)
+            found = self._resolve(topic)
+        try:
+            event_state: dict[str, Any] = self._decode(state)
+        except msgspec.DecodeError as e:
+            raise MapperDeserialisationError(f"cannot decode a stored {topic}: {e}") from e
+        cls, class_version = found
+        if class_version > 1 or "class_version" in event_state:
+            _upcast(cls, class_version, event_state)
+        return cls, event_state
+
+    def _resolve(self, topic: str) -> tuple[type, int]:
+        cls = resolve_topic(topic)
+        found = self._classes[topic] = (cls, getattr(cls, "class_version", 1))
         return found
+
+    def _new_id(self, text: str) -> UUID:
+        if len(self._ids) >= self._ID_CACHE_SIZE:
+            self._ids.clear()
+        uuid = self._ids[text] = UUID(text)
+        return uuid
+
+
+def _upcast(cls: type, class_version: int, event_state: dict[str, Any]) -> None:
+    """Bring a stored state written under an older class version up to the current one."""
+    version = event_state.pop("class_version", 1)
+    while version < class_version:
+        getattr(cls, f"upcast_v{version}_v{version + 1}")(event_state)
+        version += 1

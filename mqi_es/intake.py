@@ -479,6 +479,13 @@ class Intake:
         )
         return True
 
+    def reconsider(self, case_id: str) -> None:
+        """Watch a registered case again until it is stable; its next ``case_ready`` is the
+        daemon's cue to release it (it was held: its content changed after registration)."""
+        self._settled.discard(case_id)
+        self._listing_due = True
+        self._wake.set()
+
     def _forget(self, name: str) -> None:
         """Drop a candidate that disappeared: it leaves nothing behind."""
         self._candidates.pop(name, None)

@@ -7,11 +7,15 @@ Reading
     answer: a status we cannot read is "unknown", never "the job failed".
 
 Writing
-    Every ``build_*`` function returns the whole command line sent over SSH. It is
+    Every ``build_*`` function returns the pueue command line sent over SSH. It is
     parsed by shells twice::
 
-        login shell:  timeout -k 5 30 sh -c '<pueue command line>'       (level 1)
-        pueue:        sh -c '<task command>'                              (level 2)
+        node:   sh -c '<pueue command line>'                              (level 1)
+        pueue:  sh -c '<task command>'                                    (level 2)
+
+    The builders do not limit how long pueue may take: ``HostConnection.run`` runs every
+    command under the node's ``timeout`` (level 1 is its ``sh -c``), and tells a command
+    it stopped from one that answered.
 
     Every value that reaches either level is single-quoted, so a case name can only
     ever be data. Paths under the remote home are written ``"$HOME"/'rest'``, because
@@ -22,7 +26,6 @@ Writing
 
 from __future__ import annotations
 
-import math
 import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,7 +52,6 @@ from mqi_es.snapshot import (
 __all__ = [
     "DAEMON_DOWN_REASON",
     "DEFAULT_LOG_LINES",
-    "DEFAULT_TIMEOUT_S",
     "Found",
     "LabelLookup",
     "LookupUnknown",
@@ -63,6 +65,7 @@ __all__ = [
     "build_kill",
     "build_log",
     "build_parallel",
+    "build_remove",
     "build_start_group",
     "build_status",
     "classify",
@@ -77,7 +80,6 @@ __all__ = [
     "remote_path",
     "split_home",
     "task_label",
-    "wrap_timeout",
 ]
 
 
@@ -391,8 +393,8 @@ def find_task_by_label(
 # ------------------------------------------------------------------ outcome meaning
 
 DAEMON_DOWN_REASON = "pueue daemon not running on the node"
-# `timeout` exits 124 when it stopped the command, 137 (128 + SIGKILL) when it had to kill it.
-_TIMED_OUT = frozenset({124, 137})
+# sh reports a command killed by signal N as exit status 128 + N; pueue itself exits 1 or 2.
+_KILLED_BY_SIGNAL = 128
 
 # Unix socket: '... while connecting to daemon. Did you start it?'; TCP: '... on H:P. Did
 # you start it?'; no config file yet: "Couldn't find a configuration file. Did you start
@@ -408,23 +410,26 @@ def is_daemon_down(stderr: str) -> bool:
 def classify(outcome: Outcome) -> Outcome:
     """Turn failures that say nothing about the task into ``Unknown``.
 
-    A daemon that is not running is a service outage, not a refusal. A command stopped
-    by our remote ``timeout`` may or may not have taken effect (an ``add`` may have
-    queued the task), so its outcome is unknown too.
+    A daemon that is not running is a service outage, not a refusal. A pueue client
+    killed by a signal (the OOM killer, an administrator) may or may not have taken
+    effect (an ``add`` may have queued the task), so its outcome is unknown too. A
+    command stopped by our remote ``timeout`` is already ``Unknown``: ``HostConnection``
+    says so.
     """
     if isinstance(outcome, RemoteFailure):
         if is_daemon_down(outcome.stderr):
             return Unknown(DAEMON_DOWN_REASON)
-        if outcome.exit_status in _TIMED_OUT:
-            return Unknown(f"pueue did not answer in time (exit status {outcome.exit_status})")
+        if outcome.exit_status > _KILLED_BY_SIGNAL:
+            signal_number = outcome.exit_status - _KILLED_BY_SIGNAL
+            return Unknown(
+                f"pueue was killed by signal {signal_number} (exit status {outcome.exit_status})"
+            )
     return outcome
 
 
 # --------------------------------------------------------------------------- writing
 
-DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_LOG_LINES = 50
-_KILL_GRACE_S = 5  # after the timeout, `timeout` waits this long before SIGKILL
 
 # Passed through `env -i` when set: pueue finds its config, state and socket through these.
 _PASSED_THROUGH = (
@@ -487,19 +492,6 @@ def remote_path(base_dir: str, *parts: str) -> str:
     return '"$HOME"/' + _quote(rest) if rest else '"$HOME"'
 
 
-def wrap_timeout(command: str, seconds: float) -> str:
-    """Run ``command`` (a POSIX shell command line) under coreutils ``timeout`` on the node.
-
-    A hung pueue must not linger there: a client-side timeout would leave it running.
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError("seconds must be a number")
-    if not (math.isfinite(seconds) and seconds >= 0.01):
-        raise ValueError("a remote timeout must be finite and at least 0.01 s")
-    limit = f"{seconds:.3f}".rstrip("0").rstrip(".")
-    return f"timeout -k {_KILL_GRACE_S} {limit} sh -c {_quote(command)}"
-
-
 def build_add(
     *,
     group: str,
@@ -508,7 +500,6 @@ def build_add(
     task_command: str,
     pueue: str = "pueue",
     env: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> str:
     """``pueue add --print-task-id`` of ``task_command`` (run by pueue through ``sh -c``).
 
@@ -531,89 +522,68 @@ def build_add(
             _quote(task_command),
         ],
         pueue=pueue,
-        timeout=timeout,
         env=env,
     )
 
 
-def build_status(*, pueue: str = "pueue", timeout: float = DEFAULT_TIMEOUT_S) -> str:
+def build_status(*, pueue: str = "pueue") -> str:
     """``pueue status --json`` for every group: filter with ``StatusSnapshot.tasks_in_group``."""
-    return _pueue(["status", "--json"], pueue=pueue, timeout=timeout)
+    return _pueue(["status", "--json"], pueue=pueue)
 
 
-def build_kill(task_id: int, *, pueue: str = "pueue", timeout: float = DEFAULT_TIMEOUT_S) -> str:
+def build_kill(task_id: int, *, pueue: str = "pueue") -> str:
     """``pueue kill <id>``. pueue kills asynchronously: confirm through a later status."""
-    return _pueue(["kill", str(_count(task_id, "task_id"))], pueue=pueue, timeout=timeout)
+    return _pueue(["kill", str(_count(task_id, "task_id"))], pueue=pueue)
 
 
-def build_start_group(
-    group: str, *, pueue: str = "pueue", timeout: float = DEFAULT_TIMEOUT_S
-) -> str:
+def build_remove(task_id: int, *, pueue: str = "pueue") -> str:
+    """``pueue remove <id>``: drop a task that waits in the queue (pueue refuses running ones)."""
+    return _pueue(["remove", str(_count(task_id, "task_id"))], pueue=pueue)
+
+
+def build_start_group(group: str, *, pueue: str = "pueue") -> str:
     """``pueue start --group G``: resume a group (pueue pauses them when its daemon restarts)."""
-    return _pueue(
-        ["start", "--group=" + _quote(_checked_group(group))], pueue=pueue, timeout=timeout
-    )
+    return _pueue(["start", "--group=" + _quote(_checked_group(group))], pueue=pueue)
 
 
-def build_group_list(*, pueue: str = "pueue", timeout: float = DEFAULT_TIMEOUT_S) -> str:
+def build_group_list(*, pueue: str = "pueue") -> str:
     """``pueue group --json``."""
-    return _pueue(["group", "--json"], pueue=pueue, timeout=timeout)
+    return _pueue(["group", "--json"], pueue=pueue)
 
 
-def build_log(
-    task_id: int,
-    *,
-    lines: int = DEFAULT_LOG_LINES,
-    pueue: str = "pueue",
-    timeout: float = DEFAULT_TIMEOUT_S,
-) -> str:
+def build_log(task_id: int, *, lines: int = DEFAULT_LOG_LINES, pueue: str = "pueue") -> str:
     """``pueue log --json --lines N <id>``: the task and the last ``lines`` of its output."""
     if _count(lines, "lines") < 1:
         raise ValueError("lines must be at least 1")
     return _pueue(
-        ["log", "--json", f"--lines={lines}", str(_count(task_id, "task_id"))],
-        pueue=pueue,
-        timeout=timeout,
+        ["log", "--json", f"--lines={lines}", str(_count(task_id, "task_id"))], pueue=pueue
     )
 
 
-def build_group_add(
-    group: str, parallel: int, *, pueue: str = "pueue", timeout: float = DEFAULT_TIMEOUT_S
-) -> str:
+def build_group_add(group: str, parallel: int, *, pueue: str = "pueue") -> str:
     """``pueue group add --parallel N G``. pueue fails if the group exists already."""
     return _pueue(
         ["group", "add", f"--parallel={_parallel(parallel)}", _quote(_checked_group(group))],
         pueue=pueue,
-        timeout=timeout,
     )
 
 
-def build_parallel(
-    group: str, n: int, *, pueue: str = "pueue", timeout: float = DEFAULT_TIMEOUT_S
-) -> str:
+def build_parallel(group: str, n: int, *, pueue: str = "pueue") -> str:
     """``pueue parallel --group G N``."""
     return _pueue(
         ["parallel", "--group=" + _quote(_checked_group(group)), str(_parallel(n))],
         pueue=pueue,
-        timeout=timeout,
     )
 
 
-def _pueue(
-    words: Sequence[str],
-    *,
-    pueue: str,
-    timeout: float,
-    env: Mapping[str, str] | None = None,
-) -> str:
+def _pueue(words: Sequence[str], *, pueue: str, env: Mapping[str, str] | None = None) -> str:
     """The full command line: pueue, given shell ``words``, in a minimal environment."""
     if not pueue:
         raise ConfigError("the pueue executable must not be empty")
     executable = remote_path(pueue) if "/" in pueue else _quote(pueue)
     inherited = [f'${{{name}+"{name}=${name}"}}' for name in _PASSED_THROUGH]
     extra = [_env_word(name, value) for name, value in (env or {}).items()]
-    line = " ".join(["env", "-i", *inherited, "LANG=C.UTF-8", *extra, executable, *words])
-    return wrap_timeout(line, timeout)
+    return " ".join(["env", "-i", *inherited, "LANG=C.UTF-8", *extra, executable, *words])
 
 
 def _env_word(name: str, value: str) -> str:

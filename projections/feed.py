@@ -19,6 +19,8 @@ from mqi_es.application import Ledger
 
 # (notification id, aggregate id as 32 hex digits, domain event)
 FeedItem = tuple[int, str, Any]
+# (notification id, aggregate id as 32 hex digits, event class, event fields)
+StateItem = tuple[int, str, type, dict[str, Any]]
 
 _COLUMNS = "rowid, originator_id, originator_version, topic, state"
 
@@ -32,18 +34,29 @@ class EventFeed:
             raise TypeError(f"the event feed reads SQLite event logs, not {type(recorder)}")
         self.name = ledger.name
         self._event_from = ledger.mapper.event_from
+        self._state_from = ledger.mapper.state_from
         self._table = recorder.events_table_name
+        self._after = (
+            f"SELECT {_COLUMNS} FROM {self._table} "  # noqa: S608
+            "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
         self._rows = sqlite3.connect(
             f"file:{recorder.datastore.pool.db_name}?mode=ro", uri=True, check_same_thread=False
         )
 
     def read(self, after: int, limit: int, stop: int | None = None) -> list[FeedItem]:
         """Up to ``limit`` events with ``after < notification id <= stop``."""
-        return self._decoded(
-            f"SELECT {_COLUMNS} FROM {self._table} "  # noqa: S608
-            "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
-            (after, stop if stop is not None else 2**63 - 1, limit),
-        )
+        return self._decoded(self._after, (after, _stop(stop), limit))
+
+    def states(self, after: int, limit: int, stop: int | None = None) -> list[StateItem]:
+        """Like ``read``, as (class, fields) pairs: what the projections fold."""
+        state_from = self._state_from
+        return [
+            (nid, key, *state_from(topic, state))
+            for nid, key, _, topic, state in self._rows.execute(
+                self._after, (after, _stop(stop), limit)
+            )
+        ]
 
     def aggregate(self, aggregate_id: UUID) -> list[FeedItem]:
         """Every event of one aggregate, oldest first."""
@@ -80,3 +93,7 @@ class EventFeed:
             (nid, key, event_from(key, version, topic, state))
             for nid, key, version, topic, state in self._rows.execute(query, tuple(params))
         ]
+
+
+def _stop(stop: int | None) -> int:
+    return stop if stop is not None else 2**63 - 1

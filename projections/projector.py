@@ -1,7 +1,8 @@
 """How each event changes the views: a fold over rows held in memory for one batch.
 
-Rows hold what is stored: text for times and states, integers for flags. The rows of a
-batch are loaded from the views file on first use, changed here, and
+Rows hold stored values (text for states, integers for flags) except times, which stay
+datetimes until the row is written (see ``ViewStore``). The rows of a batch are loaded
+from the views file on first use, changed here, and
 written back with the batch's tracking position in one transaction by ``ViewStore``.
 Keeping the fold free of SQL keeps it fast (replay) and easy to read next to the
 aggregates it mirrors; the property tests check both agree.
@@ -10,13 +11,13 @@ aggregates it mirrors; the property tests check both agree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
 from mqi_es.domain import Case, GpuSlot, Host, Refusal
 from mqi_es.states import CaseState, FailureCategory, HostState, SlotState
 
 Row = dict[str, Any]
+Fields = dict[str, Any]  # an event's fields, as stored (see MsgspecMapper.state_from)
 Loader = Callable[[str, str], Row | None]
 HostCases = Callable[[str], Iterable[str]]
 
@@ -47,12 +48,12 @@ class Batch:
         found.update(key for key, row in cases.items() if row["host"] == host)
         return found
 
-    def apply(self, key: str, event: Any, notification_id: int) -> None:
-        """Fold one event of the aggregate ``key`` (its id in hex) into its row."""
+    def apply(self, key: str, cls: type, event: Fields, notification_id: int) -> None:
+        """Fold one event (its class and fields) of the aggregate ``key`` into its row."""
         try:
-            fn, table, creates = _HANDLERS[type(event)]
+            fn, table, creates = _HANDLERS[cls]
         except KeyError:
-            raise LookupError(f"the views do not know event {type(event).__qualname__}") from None
+            raise LookupError(f"the views do not know event {cls.__qualname__}") from None
         if creates:
             row = self.rows[table][key] = {"aggregate_id": key}
         else:
@@ -60,7 +61,7 @@ class Batch:
         fn(self, row, event, notification_id)
 
 
-Handler = Callable[[Batch, Row, Any, int], None]
+Handler = Callable[[Batch, Row, Fields, int], None]
 _HANDLERS: dict[type, tuple[Handler, str, bool]] = {}
 _TABLE_OF = {"Case": "cases", "GpuSlot": "gpu_slots", "Host": "hosts", "Refusal": "refusals"}
 
@@ -74,11 +75,6 @@ def _on(event_class: type, *, creates: bool = False) -> Callable[[Handler], None
     return register
 
 
-def _iso(moment: datetime | None) -> str | None:
-    """Times are stored as ISO 8601 text, the form the reader parses back."""
-    return moment.isoformat() if moment is not None else None
-
-
 # --- cases -----------------------------------------------------------------------------
 
 _CLEAR_ATTEMPT: Row = {
@@ -88,119 +84,139 @@ _CLEAR_ATTEMPT: Row = {
 }  # fmt: skip
 
 
-def _touch(row: Row, event: Any, state: CaseState | None = None) -> None:
-    row["updated_at"] = event.timestamp.isoformat()
-    if event.reason:
-        row["reason"] = event.reason
+def _touch(row: Row, event: Fields, state: CaseState | None = None) -> None:
+    row["updated_at"] = event["timestamp"]
+    if event["reason"]:
+        row["reason"] = event["reason"]
     if state is not None and state != row["state"]:
         row["state"] = state
         row["state_since"] = row["updated_at"]
 
 
 @_on(Case.Detected, creates=True)
-def _detected(batch: Batch, row: Row, e: Case.Detected, nid: int) -> None:
+def _detected(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(_CLEAR_ATTEMPT)
     row.update(
-        case_id=e.case_id, state=CaseState.WAITING, arrival=nid, attempt=0,
-        detected_at=_iso(e.timestamp), updated_at=_iso(e.timestamp),
-        state_since=_iso(e.timestamp), file_count=e.file_count,
-        total_bytes=e.total_bytes, fingerprint=e.fingerprint, not_before=None,
-        timeout_hours=None, failure=None, exit_code=None, infra_failures=0, results_dir=None,
-        reason=e.reason,
-    )  # fmt: skip
+        case_id=e["case_id"],
+        state=CaseState.WAITING,
+        arrival=nid,
+        attempt=0,
+        detected_at=e["timestamp"],
+        updated_at=e["timestamp"],
+        state_since=e["timestamp"],
+        file_count=e["file_count"],
+        total_bytes=e["total_bytes"],
+        fingerprint=e["fingerprint"],
+        not_before=None,
+        timeout_hours=None,
+        failure=None,
+        exit_code=None,
+        infra_failures=0,
+        results_dir=None,
+        reason=e["reason"],
+    )
 
 
 @_on(Case.HeldBack)
-def _held(batch: Batch, row: Row, e: Case.HeldBack, nid: int) -> None:
+def _held(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.HELD)
     row.update(_CLEAR_ATTEMPT)
 
 
 @_on(Case.Restabilized)
-def _restabilized(batch: Batch, row: Row, e: Case.Restabilized, nid: int) -> None:
+def _restabilized(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.WAITING)
-    row.update(file_count=e.file_count, total_bytes=e.total_bytes, fingerprint=e.fingerprint)
+    row.update(
+        file_count=e["file_count"], total_bytes=e["total_bytes"], fingerprint=e["fingerprint"]
+    )
 
 
 @_on(Case.SubmissionStarted)
-def _submission_started(batch: Batch, row: Row, e: Case.SubmissionStarted, nid: int) -> None:
+def _submission_started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.SUBMITTING)
     row.update(
-        attempt=e.attempt, host=e.host, grp=e.group, label=e.label, remote_dir=e.remote_dir,
-        not_before=None, uploaded=0, started_at=None,
-    )  # fmt: skip
+        attempt=e["attempt"],
+        host=e["host"],
+        grp=e["group"],
+        label=e["label"],
+        remote_dir=e["remote_dir"],
+        not_before=None,
+        uploaded=0,
+        started_at=None,
+    )
 
 
 @_on(Case.Uploaded)
-def _uploaded(batch: Batch, row: Row, e: Case.Uploaded, nid: int) -> None:
+def _uploaded(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e)
     row["uploaded"] = 1
 
 
 @_on(Case.TaskEnqueued)
-def _enqueued(batch: Batch, row: Row, e: Case.TaskEnqueued, nid: int) -> None:
+def _enqueued(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.QUEUED)
-    row.update(task_id=e.task_id, task_created_at=_iso(e.created_at))
+    row.update(task_id=e["task_id"], task_created_at=e["created_at"])
 
 
 @_on(Case.TaskStarted)
-def _started(batch: Batch, row: Row, e: Case.TaskStarted, nid: int) -> None:
+def _started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.RUNNING)
-    row["started_at"] = _iso(e.started_at)
+    row["started_at"] = e["started_at"]
 
 
 @_on(Case.RemoteSucceeded)
-def _remote_succeeded(batch: Batch, row: Row, e: Case.RemoteSucceeded, nid: int) -> None:
+def _remote_succeeded(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.RETRIEVING)
+    row["kill_cause"] = None
 
 
 @_on(Case.Completed)
-def _completed(batch: Batch, row: Row, e: Case.Completed, nid: int) -> None:
+def _completed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.COMPLETED)
     row.update(_CLEAR_ATTEMPT)
-    row["results_dir"] = e.results_dir
+    row["results_dir"] = e["results_dir"]
 
 
 @_on(Case.Failed)
-def _failed(batch: Batch, row: Row, e: Case.Failed, nid: int) -> None:
+def _failed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.FAILED)
     row.update(_CLEAR_ATTEMPT)
-    row.update(failure=e.category, exit_code=e.exit_code)
-    if e.category == FailureCategory.INFRASTRUCTURE:
+    row.update(failure=e["category"], exit_code=e["exit_code"])
+    if e["category"] == FailureCategory.INFRASTRUCTURE:
         row["infra_failures"] += 1
 
 
 @_on(Case.AttemptAbandoned)
-def _abandoned(batch: Batch, row: Row, e: Case.AttemptAbandoned, nid: int) -> None:
+def _abandoned(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.WAITING)
     row.update(_CLEAR_ATTEMPT)
-    row["not_before"] = _iso(e.not_before)
-    if e.charged:
+    row["not_before"] = e["not_before"]
+    if e["charged"]:
         row["infra_failures"] += 1
 
 
 @_on(Case.KillRequested)
-def _kill_requested(batch: Batch, row: Row, e: Case.KillRequested, nid: int) -> None:
+def _kill_requested(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.KILLING)
-    row["kill_cause"] = e.cause
+    row["kill_cause"] = e["cause"]
 
 
 @_on(Case.CancelRequested)
-def _cancel_requested(batch: Batch, row: Row, e: Case.CancelRequested, nid: int) -> None:
+def _cancel_requested(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e)
     row["cancel_requested"] = 1
 
 
 @_on(Case.RetryRequested)
-def _retry_requested(batch: Batch, row: Row, e: Case.RetryRequested, nid: int) -> None:
+def _retry_requested(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.WAITING)
     row.update(failure=None, exit_code=None, infra_failures=0, not_before=None)
 
 
 @_on(Case.TimeoutChanged)
-def _timeout_changed(batch: Batch, row: Row, e: Case.TimeoutChanged, nid: int) -> None:
+def _timeout_changed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e)
-    row["timeout_hours"] = e.hours
+    row["timeout_hours"] = e["hours"]
 
 
 # --- GPU slots -------------------------------------------------------------------------
@@ -208,59 +224,59 @@ def _timeout_changed(batch: Batch, row: Row, e: Case.TimeoutChanged, nid: int) -
 _FREE_SLOT: Row = {"state": SlotState.FREE, "case_id": None, "attempt": None, "task_id": None}
 
 
-def _slot_touch(batch: Batch, row: Row, e: Any, nid: int, case_id: str | None) -> None:
-    row["updated_at"] = e.timestamp.isoformat()
-    row["reason"] = e.reason
+def _slot_touch(batch: Batch, row: Row, e: Fields, nid: int, case_id: str | None) -> None:
+    row["updated_at"] = e["timestamp"]
+    row["reason"] = e["reason"]
     if case_id is not None:
         batch.links.append((case_id, nid))
 
 
 @_on(GpuSlot.Registered, creates=True)
-def _slot_registered(batch: Batch, row: Row, e: GpuSlot.Registered, nid: int) -> None:
+def _slot_registered(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(_FREE_SLOT)
-    row.update(host=e.host, grp=e.group)
+    row.update(host=e["host"], grp=e["group"])
     _slot_touch(batch, row, e, nid, None)
 
 
 @_on(GpuSlot.Allocated)
-def _allocated(batch: Batch, row: Row, e: GpuSlot.Allocated, nid: int) -> None:
-    row.update(state=SlotState.ALLOCATED, case_id=e.case_id, attempt=e.attempt)
-    _slot_touch(batch, row, e, nid, e.case_id)
+def _allocated(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(state=SlotState.ALLOCATED, case_id=e["case_id"], attempt=e["attempt"])
+    _slot_touch(batch, row, e, nid, e["case_id"])
 
 
 @_on(GpuSlot.Released)
-def _released(batch: Batch, row: Row, e: GpuSlot.Released, nid: int) -> None:
+def _released(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(_FREE_SLOT)
-    _slot_touch(batch, row, e, nid, e.case_id)
+    _slot_touch(batch, row, e, nid, e["case_id"])
 
 
 @_on(GpuSlot.Quarantined)
-def _quarantined(batch: Batch, row: Row, e: GpuSlot.Quarantined, nid: int) -> None:
-    row.update(state=SlotState.QUARANTINED, task_id=e.task_id)
-    _slot_touch(batch, row, e, nid, e.case_id)
+def _quarantined(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(state=SlotState.QUARANTINED, task_id=e["task_id"])
+    _slot_touch(batch, row, e, nid, e["case_id"])
 
 
 @_on(GpuSlot.QuarantineLifted)
-def _quarantine_lifted(batch: Batch, row: Row, e: GpuSlot.QuarantineLifted, nid: int) -> None:
+def _quarantine_lifted(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     case_id = row["case_id"]
     row.update(_FREE_SLOT)
     _slot_touch(batch, row, e, nid, case_id)
 
 
 @_on(GpuSlot.BusyElsewhere)
-def _busy(batch: Batch, row: Row, e: GpuSlot.BusyElsewhere, nid: int) -> None:
+def _busy(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row["state"] = SlotState.BUSY
     _slot_touch(batch, row, e, nid, None)
 
 
 @_on(GpuSlot.FreedElsewhere)
-def _freed(batch: Batch, row: Row, e: GpuSlot.FreedElsewhere, nid: int) -> None:
+def _freed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row["state"] = SlotState.FREE
     _slot_touch(batch, row, e, nid, None)
 
 
 @_on(GpuSlot.GroupResumed)
-def _group_resumed(batch: Batch, row: Row, e: GpuSlot.GroupResumed, nid: int) -> None:
+def _group_resumed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _slot_touch(batch, row, e, nid, row["case_id"])
 
 
@@ -273,28 +289,38 @@ def _link_host_event(batch: Batch, row: Row, nid: int) -> None:
 
 
 @_on(Host.Registered, creates=True)
-def _host_registered(batch: Batch, row: Row, e: Host.Registered, nid: int) -> None:
+def _host_registered(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(
-        name=e.name, address=e.address, state=HostState.UNKNOWN, updated_at=_iso(e.timestamp),
-        unreachable_since=None, last_outage_seconds=None, reason=e.reason,
-    )  # fmt: skip
+        name=e["name"],
+        address=e["address"],
+        state=HostState.UNKNOWN,
+        updated_at=e["timestamp"],
+        unreachable_since=None,
+        last_outage_seconds=None,
+        reason=e["reason"],
+    )
 
 
 @_on(Host.BecameUnreachable)
-def _unreachable(batch: Batch, row: Row, e: Host.BecameUnreachable, nid: int) -> None:
+def _unreachable(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(
-        state=HostState.UNREACHABLE, unreachable_since=_iso(e.since), updated_at=_iso(e.timestamp),
-        reason=e.reason,
-    )  # fmt: skip
+        state=HostState.UNREACHABLE,
+        unreachable_since=e["since"],
+        updated_at=e["timestamp"],
+        reason=e["reason"],
+    )
     _link_host_event(batch, row, nid)
 
 
 @_on(Host.BecameReachable)
-def _reachable(batch: Batch, row: Row, e: Host.BecameReachable, nid: int) -> None:
+def _reachable(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(
-        state=HostState.REACHABLE, unreachable_since=None, updated_at=_iso(e.timestamp),
-        last_outage_seconds=e.outage_seconds, reason=e.reason,
-    )  # fmt: skip
+        state=HostState.REACHABLE,
+        unreachable_since=None,
+        updated_at=e["timestamp"],
+        last_outage_seconds=e["outage_seconds"],
+        reason=e["reason"],
+    )
     _link_host_event(batch, row, nid)
 
 
@@ -302,5 +328,5 @@ def _reachable(batch: Batch, row: Row, e: Host.BecameReachable, nid: int) -> Non
 
 
 @_on(Refusal.Refused, creates=True)
-def _refused(batch: Batch, row: Row, e: Refusal.Refused, nid: int) -> None:
-    row.update(name_repr=e.name_repr, reason=e.reason, refused_at=_iso(e.timestamp))
+def _refused(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(name_repr=e["name_repr"], reason=e["reason"], refused_at=e["timestamp"])

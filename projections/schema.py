@@ -20,6 +20,12 @@ HOST_COLUMNS = (
 )  # fmt: skip
 REFUSAL_COLUMNS = ("aggregate_id", "name_repr", "reason", "refused_at")
 
+# Columns holding times, stored as ISO 8601 text (the reader parses them back).
+TIME_COLUMNS = frozenset({
+    "state_since", "detected_at", "updated_at", "task_created_at", "started_at", "not_before",
+    "unreachable_since", "refused_at",
+})  # fmt: skip
+
 TABLES = {
     "cases": CASE_COLUMNS,
     "gpu_slots": SLOT_COLUMNS,
@@ -29,18 +35,18 @@ TABLES = {
 
 TABLE_STATEMENTS = [
     *(
-        f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)}, PRIMARY KEY (aggregate_id))"
-        " WITHOUT ROWID"
+        f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)}, UNIQUE (aggregate_id))"
         for table, columns in TABLES.items()
     ),
     # Slot and host events that concern a case, for `mqi history` (the case's own events
     # are read from the log by its aggregate id).
     "CREATE TABLE IF NOT EXISTS case_links (case_id TEXT, notification_id INTEGER,"
     " PRIMARY KEY (case_id, notification_id)) WITHOUT ROWID",
+    # Kept from the start even by a replay: host events ask which cases run on the host.
+    "CREATE INDEX IF NOT EXISTS cases_by_host ON cases (host) WHERE host IS NOT NULL",
 ]
 # Created after the tables are filled when a replay builds a fresh file (faster).
 INDEX_STATEMENTS = [
     "CREATE UNIQUE INDEX IF NOT EXISTS cases_by_case_id ON cases (case_id)",
     "CREATE INDEX IF NOT EXISTS cases_by_state ON cases (state, arrival)",
-    "CREATE INDEX IF NOT EXISTS cases_by_host ON cases (host) WHERE host IS NOT NULL",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from mqi_es.store import SQLITE_LOCK_TIMEOUT_SECONDS, ensure_private_file
 from projections.feed import EventFeed
 from projections.projector import Batch, Row
-from projections.schema import INDEX_STATEMENTS, TABLE_STATEMENTS, TABLES
+from projections.schema import INDEX_STATEMENTS, TABLE_STATEMENTS, TABLES, TIME_COLUMNS
 
 Progress = Callable[[int, int], None]  # (position, head)
 
@@ -39,6 +40,10 @@ class ViewStore(SQLiteTrackingRecorder):
         self._upserts = {
             table: f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) "  # noqa: S608
             f"VALUES ({', '.join('?' * len(cols))})"
+            for table, cols in TABLES.items()
+        }
+        self._times = {
+            table: [i for i, column in enumerate(cols) if column in TIME_COLUMNS]
             for table, cols in TABLES.items()
         }
 
@@ -60,11 +65,11 @@ class ViewStore(SQLiteTrackingRecorder):
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 position = self._max_tracking_id(self.application_name, cursor) or 0
-                events = feed.read(after=position, limit=limit, stop=stop)
+                events = feed.states(after=position, limit=limit, stop=stop)
                 if events:
                     batch = Batch(load=_loader(cursor), cases_on_host=_host_cases(cursor))
-                    for notification_id, key, event in events:
-                        batch.apply(key, event, notification_id)
+                    for notification_id, key, cls, fields in events:
+                        batch.apply(key, cls, fields, notification_id)
                     self._write(cursor, batch, events[-1][0])
             except BaseException:
                 conn.rollback()
@@ -90,12 +95,12 @@ class ViewStore(SQLiteTrackingRecorder):
             cursor = conn.cursor()
             cursor.execute("PRAGMA synchronous = OFF")
             position = 0
-            while events := feed.read(after=position, limit=batch, stop=head):
+            while events := feed.states(after=position, limit=batch, stop=head):
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
                     current = Batch(load=_loader(cursor), cases_on_host=_host_cases(cursor))
-                    for notification_id, key, event in events:
-                        current.apply(key, event, notification_id)
+                    for notification_id, key, cls, fields in events:
+                        current.apply(key, cls, fields, notification_id)
                     position = events[-1][0]
                     self._write(cursor, current, position)
                 except BaseException:
@@ -112,8 +117,9 @@ class ViewStore(SQLiteTrackingRecorder):
         for table, rows in batch.rows.items():
             if rows:
                 columns = TABLES[table]
+                times = self._times[table]
                 cursor.executemany(
-                    self._upserts[table], [tuple(map(row.get, columns)) for row in rows.values()]
+                    self._upserts[table], [_stored(row, columns, times) for row in rows.values()]
                 )
         if batch.links:
             cursor.executemany("INSERT OR IGNORE INTO case_links VALUES (?, ?)", batch.links)
@@ -130,6 +136,16 @@ class ViewStore(SQLiteTrackingRecorder):
     def close(self) -> None:
         """Close the file; SQLite folds the write-ahead log into it on the last close."""
         self.datastore.close()
+
+
+def _stored(row: Row, columns: tuple[str, ...], times: list[int]) -> list[Any]:
+    """A row's values in column order, times as ISO 8601 text (once per row, not per event)."""
+    values = list(map(row.get, columns))
+    for i in times:
+        value = values[i]
+        if value.__class__ is datetime:
+            values[i] = value.isoformat()
+    return values
 
 
 @contextmanager

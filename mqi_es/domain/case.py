@@ -216,8 +216,12 @@ class Case(Recorded):
         ended_at: datetime | None
 
     def record_remote_success(self, *, attempt: int, ended_at: datetime | None, actor: str) -> None:
-        """The remote task finished with success: its GPU is free, results are to be fetched."""
-        self._require(*_REMOTE_STATES, verb="record the success of")
+        """The remote task finished with success: its GPU is free, results are to be fetched.
+
+        Also while a timeout kill is pending: the task finished before the kill reached it,
+        and its results are as good as any.
+        """
+        self._require(*_REMOTE_STATES, CaseState.KILLING, verb="record the success of")
         self._require_attempt(attempt)
         self._remote_succeeded(attempt=attempt, ended_at=ended_at, actor=actor, reason="")
 
@@ -226,6 +230,7 @@ class Case(Recorded):
         self, attempt: int, ended_at: datetime | None, actor: str, reason: str
     ) -> None:
         self.state = CaseState.RETRIEVING
+        self.kill_cause = None
 
     class Completed(Recorded.Event):
         attempt: int

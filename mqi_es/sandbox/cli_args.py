@@ -161,6 +161,13 @@ KILL = Command(
     (_IDS,),
     conflicts=(("group", "all"),),
 )
+REMOVE = Command(
+    "remove",
+    "Remove tasks from the list. Running or paused tasks need to be killed first.",
+    positionals=(
+        Positional("TASK_IDS", "The task ids to be removed", usize, many=True, required=True),
+    ),
+)
 START = Command(
     "start",
     "Resume operation of specific tasks or groups of tasks.",
@@ -214,7 +221,7 @@ PUEUE = Command(
         Flag("verbose", "v", "Verbose mode"),
         Option("color", None, "COLOR", "Colorize the output", color_choice),
     ),
-    subcommands=(ADD, STATUS, KILL, START, GROUP, PARALLEL, LOG, CLEAN, RESET),
+    subcommands=(ADD, STATUS, KILL, REMOVE, START, GROUP, PARALLEL, LOG, CLEAN, RESET),
 )
 
 

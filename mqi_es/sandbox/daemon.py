@@ -8,7 +8,8 @@ behaves like pueued where this project depends on it:
   ``PUEUE_WORKER_ID``; stdout and stderr go to ``task_logs/<id>.log``;
 * groups run ``parallel_tasks`` tasks at once (0: no limit); queued tasks start in id order;
 * results are Success, Failed(code), FailedToSpawn(message) or Killed; ``kill`` answers at
-  once and the status flips when the killed process group is gone;
+  once and the status flips when the killed process group is gone; ``remove`` forgets
+  queued and finished tasks and refuses running ones;
 * ids are max(existing)+1, so they come back after ``clean``;
 * the state is saved on every change; at start-up Running tasks become Done/Killed (their
   process groups are killed) and groups with queued tasks are paused until ``start -g``.
@@ -77,6 +78,7 @@ class Daemon:
             "add": self._add,
             "status": self._status,
             "kill": self._kill,
+            "remove": self._remove,
             "start": self._start,
             "group": self._groups,
             "group add": self._group_add,
@@ -211,6 +213,19 @@ class Daemon:
                 self._signal_kill(task_id)
         self._save()
         return Reply(stdout=text)
+
+    async def _remove(self, request: dict[str, Any]) -> Reply:
+        """Forget tasks that do not run; a running task has to be killed first."""
+        ids = request["task_ids"]
+        removable = [
+            i for i in ids if i in self._state.tasks and self._state.tasks[i].phase != "Running"
+        ]
+        for task_id in removable:
+            self._state.tasks.pop(task_id, None)  # an id given twice is removed once
+            self._files.task_log(task_id).unlink(missing_ok=True)
+        self._save()
+        failing = [i for i in ids if i not in removable]
+        return human.task_action("Tasks removed from list", removable, failing)
 
     async def _start(self, request: dict[str, Any]) -> Reply:
         if request["task_ids"]:

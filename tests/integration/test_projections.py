@@ -114,11 +114,11 @@ def test_an_error_in_the_middle_of_a_batch_applies_none_of_it(world, monkeypatch
     real_apply = projector.Batch.apply
     calls = []
 
-    def failing_apply(self, key, event, nid):
+    def failing_apply(self, key, cls, fields, nid):
         calls.append(nid)
         if len(calls) == 2:
             raise RuntimeError("crash in the middle")
-        real_apply(self, key, event, nid)
+        real_apply(self, key, cls, fields, nid)
 
     monkeypatch.setattr(projector.Batch, "apply", failing_apply)
     with pytest.raises(RuntimeError):

@@ -81,7 +81,7 @@ PLAUSIBLE = {
     "submitting": ["upload", "enqueue", "enqueue", "abandon", "hold", "fail", "cancel"],
     "queued": ["start", "succeed", "kill", "fail", "abandon", "cancel"],
     "running": ["succeed", "kill", "fail", "abandon", "cancel", "timeout"],
-    "killing": ["fail", "abandon", "cancel"],
+    "killing": ["fail", "abandon", "cancel", "succeed"],
     "retrieving": ["complete", "fail", "abandon"],
     "completed": ["retry", "cancel"],
     "failed": ["retry", "retry", "cancel", "timeout"],

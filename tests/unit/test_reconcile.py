@@ -347,3 +347,12 @@ def test_the_same_input_gives_the_same_decision():
                                                              group="gpu1")]  # fmt: skip
     observation = seen(task(state="done", result="killed", end=T0))
     assert decide(cases, observation) == decide(cases, observation)
+
+
+def test_a_task_that_succeeds_while_its_timeout_kill_is_pending_is_a_success():
+    killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
+    done = task(state="done", result="success", end=T0)
+    decision = decide([killing], seen(done))
+    assert decision.records == (
+        Record.of("record_remote_success", case_id="c1", attempt=1, ended_at=T0),
+    )
