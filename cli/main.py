@@ -8,9 +8,10 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from cli import render
+from cli import failures, render
 from cli.bootstrap import Context, load_context
-from mqi_es.errors import ConfigError, MqiError
+from cli.json_output import as_json, emit_json
+from mqi_es.errors import MqiError
 from mqi_es.states import CaseState
 
 app = typer.Typer(
@@ -32,12 +33,8 @@ def _command(group: typer.Typer = app, name: str | None = None) -> Callable[[F],
         def mapped(*args: object, **kwargs: object) -> object:
             try:
                 return fn(*args, **kwargs)
-            except ConfigError as e:
-                render.errors.print(f"configuration error: {e}", markup=False)
-                raise typer.Exit(2) from None
             except MqiError as e:
-                render.errors.print(str(e), markup=False)
-                raise typer.Exit(1) from None
+                raise typer.Exit(failures.report(e)) from None
 
         group.command(name)(mapped)
         return fn
@@ -52,6 +49,8 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+CaseArgument = Annotated[str, typer.Argument(metavar="CASE", help="The case id (its folder name).")]
+ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the history).")]
 
 
 @app.callback()
@@ -66,23 +65,9 @@ def _context(ctx: typer.Context) -> Context:
 @_command()
 def status(ctx: typer.Context, json: JsonOption = False) -> None:
     """Cases per state, GPU slots and host reachability."""
-    context = _context(ctx)
-    with context.views().snapshot() as views:
-        counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
-    lag = context.lag()
-    if json:
-        render.emit_json(
-            {
-                "cases": {state.value: counts.get(state, 0) for state in CaseState},
-                "gpus": render.as_json(slots),
-                "hosts": render.as_json(hosts),
-                "views_behind_log": lag,
-            }
-        )
-        return
-    render.console.print(render.status_table(counts, lag))
-    render.console.print(render.slots_table(slots))
-    render.console.print(render.hosts_table(hosts))
+    from cli.status import show_status
+
+    show_status(_context(ctx), json=json)
 
 
 @_command()
@@ -97,7 +82,7 @@ def cases(
     with _context(ctx).views().snapshot() as views:
         found = views.cases(state)
     if json:
-        render.emit_json(render.as_json(found))
+        emit_json(as_json(found))
     else:
         render.console.print(render.cases_table(found))
 
@@ -108,7 +93,7 @@ def gpus(ctx: typer.Context, json: JsonOption = False) -> None:
     with _context(ctx).views().snapshot() as views:
         slots = views.slots()
     if json:
-        render.emit_json(render.as_json(slots))
+        emit_json(as_json(slots))
     else:
         render.console.print(render.slots_table(slots))
 
@@ -116,7 +101,7 @@ def gpus(ctx: typer.Context, json: JsonOption = False) -> None:
 @_command()
 def history(
     ctx: typer.Context,
-    case_id: Annotated[str, typer.Argument(metavar="CASE", help="The case id (its folder name).")],
+    case_id: CaseArgument,
     json: JsonOption = False,
 ) -> None:
     """The complete audit trail of one case, oldest first."""
@@ -126,7 +111,7 @@ def history(
     with context.views().snapshot() as views:
         entries = case_history(context.feed, views, case_id)
     if json:
-        render.emit_json([entry.to_json() for entry in entries])
+        emit_json([entry.to_json() for entry in entries])
     else:
         render.console.print(render.history_table(case_id, entries))
 
@@ -184,6 +169,36 @@ def replay(
     )
 
 
+@_command()
+def run(ctx: typer.Context) -> None:
+    """Run the daemon: watch for cases, run them on the GPU nodes, record everything."""
+    from cli.daemon import run_daemon
+
+    raise typer.Exit(run_daemon(_context(ctx)))
+
+
+@_command()
+def retry(ctx: typer.Context, case_id: CaseArgument, reason: ReasonOption = "") -> None:
+    """Give a failed case a new attempt."""
+    context = _context(ctx)
+    context.ledger.retry_case(case_id, actor=context.actor, reason=reason or "retry asked")
+    render.console.print(f"case {case_id}: a new attempt will be made", markup=False)
+
+
+@_command()
+def cancel(ctx: typer.Context, case_id: CaseArgument, reason: ReasonOption = "") -> None:
+    """Cancel a case; a running task is killed and its GPU freed once the kill is confirmed."""
+    context = _context(ctx)
+    context.ledger.cancel_case(case_id, actor=context.actor, reason=reason or "cancel asked")
+    state = context.ledger.case(case_id).state
+    if state.is_terminal:
+        render.console.print(f"case {case_id}: cancelled", markup=False)
+    else:
+        render.console.print(
+            f"case {case_id}: cancel recorded; the daemon stops its remote task", markup=False
+        )
+
+
 @_command(config_app, "check")
 def config_check(ctx: typer.Context) -> None:
     """Print the effective configuration, or what is wrong with it."""
@@ -202,8 +217,3 @@ def config_check(ctx: typer.Context) -> None:
         render.errors.print(f"error: {problem}", markup=False)
     if problems:
         raise typer.Exit(1)
-
-
-def main() -> None:
-    """Entry point of the ``mqi`` console script."""
-    app()

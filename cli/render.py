@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from rich.console import Console
 from rich.table import Table
 
@@ -30,14 +28,6 @@ _STATE_STYLE = {
     "unreachable": "red",
     "reachable": "green",
 }
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
-
-
-def as_json(obj: Any) -> Any:
-    return msgspec.to_builtins(obj)
 
 
 def when(moment: datetime | None) -> str:

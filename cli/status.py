@@ -1,0 +1,32 @@
+"""`mqi status`: cases per state, GPU slots and host reachability.
+
+The command operators and monitoring scripts run most often, so it is kept cheap to
+start: it reads the views and loads rich only to draw tables.
+"""
+
+from __future__ import annotations
+
+from cli.bootstrap import Context
+from cli.json_output import as_json, emit_json
+from mqi_es.states import CaseState
+
+
+def show_status(context: Context, *, json: bool) -> None:
+    with context.views().snapshot() as views:
+        counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
+    lag = context.lag()
+    if json:
+        emit_json(
+            {
+                "cases": {state.value: counts.get(state, 0) for state in CaseState},
+                "gpus": as_json(slots),
+                "hosts": as_json(hosts),
+                "views_behind_log": lag,
+            }
+        )
+        return
+    from cli import render
+
+    render.console.print(render.status_table(counts, lag))
+    render.console.print(render.slots_table(slots))
+    render.console.print(render.hosts_table(hosts))
