@@ -1,19 +1,20 @@
 """Read-only rows of the current state, as the projections keep them.
 
 The decision core and the CLI read these; they are rebuilt from the event log at will
-and are never a source of truth.
+and are never a source of truth. They are msgspec Structs rather than frozen dataclasses
+because the daemon builds one per active case every cycle, and a Struct is built in C.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 
 
-@dataclass(frozen=True, slots=True)
-class CaseView:
+class CaseView(msgspec.Struct, frozen=True, kw_only=True):
     case_id: str
     state: CaseState
     arrival: int  # notification id of its detection: the arrival order
@@ -43,8 +44,7 @@ class CaseView:
     reason: str = ""  # the reason of the last event that gave one
 
 
-@dataclass(frozen=True, slots=True)
-class SlotView:
+class SlotView(msgspec.Struct, frozen=True, kw_only=True):
     host: str
     group: str
     state: SlotState
@@ -59,8 +59,7 @@ class SlotView:
         return f"{self.host}/{self.group}"
 
 
-@dataclass(frozen=True, slots=True)
-class HostView:
+class HostView(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     address: str
     state: HostState
@@ -70,8 +69,7 @@ class HostView:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class RefusalView:
+class RefusalView(msgspec.Struct, frozen=True, kw_only=True):
     name_repr: str
     reason: str
     refused_at: datetime

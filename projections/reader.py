@@ -57,10 +57,13 @@ class Snapshot:
                 (state.value,),
             )
         elif active_only:
-            terminal = (CaseState.COMPLETED.value, CaseState.FAILED.value)
+            # Listed, not "NOT IN (terminal)", so the state index is used: the cost stays
+            # flat however many finished cases the history holds.
+            active = [s.value for s in CaseState if not s.is_terminal]
             rows = self._c.execute(
-                f"SELECT {columns} FROM cases WHERE state NOT IN (?, ?) ORDER BY arrival",  # noqa: S608
-                terminal,
+                f"SELECT {columns} FROM cases WHERE state IN ({', '.join('?' * len(active))})"  # noqa: S608
+                " ORDER BY arrival",
+                active,
             )
         else:
             rows = self._c.execute(f"SELECT {columns} FROM cases ORDER BY arrival")  # noqa: S608
@@ -91,7 +94,7 @@ class Snapshot:
 
     def refusals(self) -> list[RefusalView]:
         rows = self._c.execute("SELECT name_repr, reason, refused_at FROM refusals ORDER BY 3")
-        return [RefusalView(n, r, _time(t)) for n, r, t in rows]
+        return [RefusalView(name_repr=n, reason=r, refused_at=_fromiso(t)) for n, r, t in rows]
 
     def is_refused(self, name_repr: str) -> bool:
         found = self._c.execute("SELECT 1 FROM refusals WHERE name_repr = ?", (name_repr,))
@@ -116,65 +119,104 @@ class Snapshot:
         return [row[0] for row in rows]
 
 
+_fromiso = datetime.fromisoformat
+# Enum lookups by value through a dict: calling the enum class costs more than the rest of
+# a row, and the daemon reads every active case each cycle.
+_CASE_STATE = {s.value: s for s in CaseState}
+_SLOT_STATE = {s.value: s for s in SlotState}
+_HOST_STATE = {s.value: s for s in HostState}
+_KILL_CAUSE = {c.value: c for c in KillCause}
+_FAILURE = {f.value: f for f in FailureCategory}
+
+
 def _time(value: str | None) -> Any:
-    return datetime.fromisoformat(value) if value is not None else None
+    return _fromiso(value) if value is not None else None
 
 
 def _case(row: tuple[Any, ...]) -> CaseView:
-    r = dict(zip(CASE_COLUMNS, row, strict=True))
+    (
+        _,
+        case_id,
+        state,
+        state_since,
+        arrival,
+        attempt,
+        detected_at,
+        updated_at,
+        file_count,
+        total_bytes,
+        fingerprint,
+        host,
+        group,
+        label,
+        remote_dir,
+        task_id,
+        task_created_at,
+        uploaded,
+        started_at,
+        not_before,
+        timeout_hours,
+        cancel_requested,
+        kill_cause,
+        failure,
+        exit_code,
+        infra_failures,
+        results_dir,
+        reason,
+    ) = row  # in CASE_COLUMNS order
     return CaseView(
-        case_id=r["case_id"],
-        state=CaseState(r["state"]),
-        arrival=r["arrival"],
-        attempt=r["attempt"],
-        detected_at=_time(r["detected_at"]),
-        updated_at=_time(r["updated_at"]),
-        state_since=_time(r["state_since"]),
-        file_count=r["file_count"],
-        total_bytes=r["total_bytes"],
-        fingerprint=r["fingerprint"],
-        host=r["host"],
-        group=r["grp"],
-        label=r["label"],
-        remote_dir=r["remote_dir"],
-        task_id=r["task_id"],
-        task_created_at=_time(r["task_created_at"]),
-        uploaded=bool(r["uploaded"]),
-        started_at=_time(r["started_at"]),
-        not_before=_time(r["not_before"]),
-        timeout_hours=r["timeout_hours"],
-        cancel_requested=bool(r["cancel_requested"]),
-        kill_cause=KillCause(r["kill_cause"]) if r["kill_cause"] else None,
-        failure=FailureCategory(r["failure"]) if r["failure"] else None,
-        exit_code=r["exit_code"],
-        infra_failures=r["infra_failures"],
-        results_dir=r["results_dir"],
-        reason=r["reason"] or "",
+        case_id=case_id,
+        state=_CASE_STATE[state],
+        arrival=arrival,
+        attempt=attempt,
+        detected_at=_fromiso(detected_at),
+        updated_at=_fromiso(updated_at),
+        state_since=_fromiso(state_since),
+        file_count=file_count,
+        total_bytes=total_bytes,
+        fingerprint=fingerprint,
+        host=host,
+        group=group,
+        label=label,
+        remote_dir=remote_dir,
+        task_id=task_id,
+        task_created_at=_time(task_created_at),
+        uploaded=bool(uploaded),
+        started_at=_time(started_at),
+        not_before=_time(not_before),
+        timeout_hours=timeout_hours,
+        cancel_requested=bool(cancel_requested),
+        kill_cause=_KILL_CAUSE[kill_cause] if kill_cause else None,
+        failure=_FAILURE[failure] if failure else None,
+        exit_code=exit_code,
+        infra_failures=infra_failures,
+        results_dir=results_dir,
+        reason=reason or "",
     )
 
 
 def _slot(row: tuple[Any, ...]) -> SlotView:
-    r = dict(zip(SLOT_COLUMNS, row, strict=True))
+    _, host, group, state, updated_at, case_id, attempt, task_id, reason = row  # SLOT_COLUMNS
     return SlotView(
-        host=r["host"],
-        group=r["grp"],
-        state=SlotState(r["state"]),
-        updated_at=_time(r["updated_at"]),
-        case_id=r["case_id"],
-        attempt=r["attempt"],
-        task_id=r["task_id"],
-        reason=r["reason"] or "",
+        host=host,
+        group=group,
+        state=_SLOT_STATE[state],
+        updated_at=_fromiso(updated_at),
+        case_id=case_id,
+        attempt=attempt,
+        task_id=task_id,
+        reason=reason or "",
     )
 
 
 def _host(row: tuple[Any, ...]) -> HostView:
-    r = dict(zip(HOST_COLUMNS, row, strict=True))
+    _, name, address, state, updated_at, since, outage, reason = row  # HOST_COLUMNS order
     return HostView(
-        name=r["name"],
-        address=r["address"],
-        state=HostState(r["state"]),
-        updated_at=_time(r["updated_at"]),
-        unreachable_since=_time(r["unreachable_since"]),
-        last_outage_seconds=r["last_outage_seconds"],
-        reason=r["reason"] or "",
+        name=name,
+        address=address,
+        state=_HOST_STATE[state],
+        updated_at=_fromiso(updated_at),
+        unreachable_since=_time(since),
+        last_outage_seconds=outage,
+        reason=reason or "",
     )

@@ -1,9 +1,9 @@
 """The decision core, rule by rule: given views, snapshots and the time, what it decides."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from msgspec.structs import replace
 
 from mqi_es.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
 from mqi_es.ids import task_label
@@ -70,7 +70,7 @@ def decide(
         ]
     w = World(
         cases=list(cases), slots=slots,
-        hosts=[HostView("n1", "127.0.0.1", host_state, T0)],
+        hosts=[HostView(name="n1", address="127.0.0.1", state=host_state, updated_at=T0)],
         observations={"n1": observation if observation is not None else seen()},
         started_at=STARTED, **world,
     )  # fmt: skip

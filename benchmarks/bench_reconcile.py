@@ -1,0 +1,166 @@
+"""CPU time of one reconcile cycle: read the views, decide, for 10, 100 and 1,000 active
+cases, with no finished case in the history and with 100,000.
+
+    .venv/bin/python benchmarks/bench_reconcile.py [--keep DIR]
+
+A cycle here is what the daemon does between its status queries and its actions: read the
+active cases, slots and hosts from the views, build the world, call ``reconcile``. Target:
+under 20 ms at 1,000 active cases, and flat in the size of the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _history import build_log
+
+from mqi_es.actions import Memory
+from mqi_es.application import Ledger
+from mqi_es.domain import Case, GpuSlot, Host
+from mqi_es.observations import Seen
+from mqi_es.policy import HostPolicy, Policy
+from mqi_es.reconcile import World, reconcile
+from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.store import sqlite_event_store_env
+from projections import runner
+from projections.feed import EventFeed
+from projections.reader import ViewReader
+
+HOSTS = 8
+GROUPS_PER_HOST = 125  # 1,000 GPU slots: every active case runs on its own
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+CYCLES = 30
+
+
+def add_active(ledger: Ledger, count: int) -> dict[str, list[RemoteTask]]:
+    """``count`` running cases, one per slot; returns each host's running tasks."""
+    tasks: dict[str, list[RemoteTask]] = {}
+    batch = []
+    for h in range(HOSTS):
+        host = Host(name=f"bench{h}", address="127.0.0.1", actor="daemon")
+        host.record_reachable(at=T0, actor="daemon")
+        batch.append(host)
+    for i in range(count):
+        host, group = f"bench{i % HOSTS}", f"g{i // HOSTS}"
+        slot = GpuSlot(host=host, group=group, actor="daemon")
+        case = Case(
+            case_id=f"active-{i:05d}", file_count=3, total_bytes=9, fingerprint="f", actor="daemon"
+        )
+        case.start_submission(host=host, group=group, remote_base_dir="~/mqi", actor="daemon")
+        slot.allocate(case_id=case.case_id, attempt=1, actor="daemon")
+        case.record_enqueued(attempt=1, task_id=i, created_at=T0, actor="daemon")
+        case.record_started(attempt=1, started_at=T0, actor="daemon")
+        batch += [slot, case]
+        tasks.setdefault(host, []).append(
+            RemoteTask(
+                id=i,
+                label=case.label,
+                group=group,
+                state="running",
+                result=None,
+                exit_code=None,
+                created_at=T0,
+                start=T0,
+                end=None,
+            )
+        )
+    ledger.save(*batch)
+    return tasks
+
+
+def measure(root: Path, history_events: int, active: int) -> list[float]:
+    events = root / f"events-{history_events}-{active}.sqlite"
+    if not events.exists():
+        if history_events:
+            build_log(events, history_events)
+        ledger = Ledger(sqlite_event_store_env(events))
+        running = add_active(ledger, active)
+        feed = EventFeed(ledger)
+        runner.replay(root / f"views-{history_events}-{active}.sqlite", feed)
+    else:
+        ledger = Ledger(sqlite_event_store_env(events))
+        running = {}
+        with ViewReader(
+            root / f"views-{history_events}-{active}.sqlite", application_name=ledger.name
+        ).snapshot() as views:
+            for case in views.cases(active_only=True):
+                running.setdefault(case.host, []).append(
+                    RemoteTask(
+                        id=case.task_id,
+                        label=case.label,
+                        group=case.group,
+                        state="running",
+                        result=None,
+                        exit_code=None,
+                        created_at=T0,
+                        start=T0,
+                        end=None,
+                    )
+                )
+    reader = ViewReader(
+        root / f"views-{history_events}-{active}.sqlite", application_name=ledger.name
+    )
+    groups = {f"g{j}": RemoteGroup("running", 1) for j in range(GROUPS_PER_HOST)}
+    observations = {
+        f"bench{h}": Seen(
+            StatusSnapshot({t.id: t for t in running.get(f"bench{h}", [])}, groups), T0
+        )
+        for h in range(HOSTS)
+    }
+    policy = Policy(
+        hosts=tuple(HostPolicy(f"bench{h}", tuple(groups), "~/mqi") for h in range(HOSTS))
+    )
+    timings = []
+    for _ in range(CYCLES):
+        started = time.process_time()
+        with reader.snapshot() as views:
+            cases = views.cases(active_only=True)
+            slots = [s for s in views.slots() if s.host in policy.hosts_by_name]
+            hosts = views.hosts()
+        world = World(
+            cases=cases,
+            slots=slots,
+            hosts=hosts,
+            observations=observations,
+            started_at=T0 - timedelta(hours=1),
+        )
+        decision = reconcile(world, T0 + timedelta(minutes=5), policy, Memory())
+        timings.append((time.process_time() - started) * 1000)
+        assert not decision.records, decision.records[:3]  # a steady state: nothing to do
+    ledger.close()
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, default=Path("/tmp/mqi-bench-reconcile"))
+    args = parser.parse_args()
+    args.keep.mkdir(parents=True, exist_ok=True)
+    print(f"one cycle's CPU time (views read + reconcile), median and max of {CYCLES} cycles")
+    print(f"{'active cases':>12} {'history':>10} {'median ms':>10} {'max ms':>8}")
+    results = {}
+    for history in (0, 900_000):
+        for active in (10, 100, 1_000):
+            timings = measure(args.keep, history, active)
+            results[history, active] = statistics.median(timings)
+            label = "none" if not history else f"{history // 9:,} cases"
+            print(
+                f"{active:>12,} {label:>10} {statistics.median(timings):>10.2f} "
+                f"{max(timings):>8.2f}"
+            )
+    at_scale = results[900_000, 1_000]
+    print(
+        f"target: < 20 ms at 1,000 active cases: {at_scale:.2f} ms "
+        f"({'met' if at_scale < 20 else 'MISSED'})"
+    )
+    print(f"history 100k vs none, 1,000 active: {at_scale / results[0, 1_000]:.2f}x (flat = 1.0)")
+
+
+if __name__ == "__main__":
+    main()
