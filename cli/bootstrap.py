@@ -47,7 +47,7 @@ class Context:
     def views_link(self) -> Path:
         return self.config.database.views_path
 
-    @property
+    @cached_property
     def lock(self) -> DaemonLock:
         return DaemonLock(self.config.database.path.parent / "mqi.lock")
 

@@ -1,0 +1,115 @@
+"""`mqi run` end to end, against the sandbox GPU node over real SSH."""
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mqi_es.sandbox.site import (
+    EXITS_WITH_2,
+    NEVER_ENDS,
+    SLOW_FIRST_ATTEMPT,
+    SUCCEEDS,
+    drop_case,
+    write_config,
+)
+from tests.e2e.daemon_harness import (
+    MQI,
+    DaemonProcess,
+    all_ended,
+    cases,
+    mqi_json,
+    remote_labels,
+    wait_for,
+)
+
+
+@pytest.fixture
+def site(tmp_path: Path, sandbox_node):
+    config = write_config(
+        tmp_path / "site", sandbox_node,
+        main_loop={"running_case_timeout_hours": 0.002},  # 7.2 s
+    )  # fmt: skip
+    return config, sandbox_node
+
+
+def test_three_cases_end_as_completed_failed_and_timed_out(site):
+    config, node = site
+    incoming = config.parent / "incoming"
+    drop_case(incoming, "patient 1 plan", SUCCEEDS)
+    drop_case(incoming, "patient-2", EXITS_WITH_2)
+    drop_case(incoming, "patient-3", NEVER_ENDS)
+    daemon = DaemonProcess(config)
+    try:
+        names = ["patient 1 plan", "patient-2", "patient-3"]
+        found = wait_for(all_ended(config, names), timeout=90, daemon=daemon)
+    finally:
+        assert daemon.stop() == 0
+    ok, failed, slow = (found[n] for n in names)
+    assert ok["state"] == "completed" and ok["host"] is None and ok["task_id"] is None
+    result = Path(ok["results_dir"]) / "out" / "RD.dcm"
+    assert result.read_text().startswith("RT Dose for ")
+    assert (failed["state"], failed["failure"], failed["exit_code"]) == (
+        "failed", "case_failure", 2,
+    )  # fmt: skip
+    failure = next(e for e in mqi_json(config, "history", "patient-2") if e["event"] == "Failed")
+    assert "dose grid does not cover the plan" in failure["details"]["log_tail"]
+    assert (slow["state"], slow["failure"]) == ("failed", "timeout")
+    (slow_task,) = [t for t in node.status()["tasks"].values() if t["label"] == "mqi:patient-3:a1"]
+    assert slow_task["status"]["Done"]["result"] == "Killed"
+    assert all(g["state"] == "free" for g in mqi_json(config, "gpus"))
+    assert len(remote_labels(node)) == len(set(remote_labels(node))) == 3
+
+
+def test_an_outage_fails_nothing_and_work_resumes(site):
+    config, node = site
+    incoming = config.parent / "incoming"
+    drop_case(incoming, "during-outage", "sleep 3\n" + SUCCEEDS)
+    daemon = DaemonProcess(config)
+    try:
+        wait_for(lambda: cases(config).get("during-outage", {}).get("state") == "running",
+                 timeout=30, daemon=daemon)  # fmt: skip
+        node.stop_ssh()
+        time.sleep(20)  # the outage: the task finishes meanwhile, unseen
+        assert cases(config)["during-outage"]["state"] == "running"
+        node.start_ssh()
+        found = wait_for(all_ended(config, ["during-outage"]), timeout=40, daemon=daemon)
+    finally:
+        assert daemon.stop() == 0
+    assert found["during-outage"]["state"] == "completed"
+    host_events = [e["event"] for e in mqi_json(config, "history", "during-outage")
+                   if e["subject"] == "host sandbox"]  # fmt: skip
+    assert host_events == ["BecameUnreachable", "BecameReachable"]
+
+
+def test_a_pueue_restart_resubmits_the_running_case_which_then_completes(site):
+    config, node = site
+    drop_case(config.parent / "incoming", "interrupted", SLOW_FIRST_ATTEMPT)
+    daemon = DaemonProcess(config)
+    try:
+        wait_for(lambda: cases(config).get("interrupted", {}).get("state") == "running",
+                 timeout=30, daemon=daemon)  # fmt: skip
+        node.restart_pueue_daemon()
+        found = wait_for(all_ended(config, ["interrupted"]), timeout=60, daemon=daemon)
+    finally:
+        assert daemon.stop() == 0
+    case = found["interrupted"]
+    assert (case["state"], case["attempt"], case["infra_failures"]) == ("completed", 2, 1)
+    assert sorted(remote_labels(node)) == ["mqi:interrupted:a1", "mqi:interrupted:a2"]
+
+
+def test_a_second_daemon_on_the_same_folder_says_who_holds_it(site):
+    config, _ = site
+    first = DaemonProcess(config)
+    try:
+        wait_for(lambda: (config.parent / "var" / "mqi.lock").exists()
+                 and (config.parent / "var" / "mqi.lock").read_text(), timeout=20)  # fmt: skip
+        second = subprocess.run([MQI, "--config", str(config), "run"], capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+    finally:
+        assert first.stop() == 0
+    assert second.returncode == 1
+    assert "another mqi daemon already runs" in second.stderr
+    assert f"pid {first.process.pid}" in second.stderr
+    assert (config.parent / "var" / "mqi.lock").read_text() == ""  # released on a clean stop
