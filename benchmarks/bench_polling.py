@@ -8,12 +8,19 @@ measured) through HostConnection.run() and through a fresh ``ssh`` process per q
 Twice: with an empty ``~/.bashrc``, and with one that costs 50 ms, like the pyenv/conda/
 module initialisation common on HPC nodes: bash sources it for every ``ssh host cmd``,
 so it is paid per command on a persistent connection too.
+
+Then the whole poll as the daemon makes it: ``PueueHost.observe()`` (one real
+``pueue status --json`` of the sandbox's pueue stand-in behind the same sshd, parsed into a
+snapshot) against a fresh ``ssh host pueue status --json`` per query (output not parsed).
+The stand-in's client is a Python program: both sides pay its start-up, so this ratio is
+lower than the transport's alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -23,12 +30,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mqi_es.config.schema import HostConfig
+from mqi_es.observations import Seen
 from mqi_es.outcome import Ok
+from mqi_es.remote_host import PueueHost, ssh_target
+from mqi_es.sandbox import ThreadedSandboxNode
 from mqi_es.ssh import HostConnection, SshTarget
 from tests.fixtures.sshd import HOST_ALIAS, Sshd
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/pueue-samples/v4_status_all_states.json"
 RC_FILES = {"empty ~/.bashrc": "", "~/.bashrc costing 50 ms": "sleep 0.05\n"}
+TASKS = 40  # finished tasks in the stand-in's queue: a status answer of realistic size
 
 
 async def persistent(node: HostConnection, command: str, queries: int) -> float:
@@ -49,6 +61,68 @@ def spawned(server: Sshd, command: str, queries: int) -> float:
             capture_output=True,
         )
     return (time.perf_counter() - started) / queries
+
+
+def row(label: str, ours: float, theirs: float) -> None:
+    print(f"{label:<26}{ours * 1e3:>9.1f} ms{theirs * 1e3:>12.1f} ms{theirs / ours:>8.1f}x")
+
+
+async def observed(host: PueueHost, queries: int) -> float:
+    try:
+        assert isinstance(await host.observe(), Seen)  # connected once, as the daemon is
+        started = time.perf_counter()
+        for _ in range(queries):
+            seen = await host.observe()
+            assert isinstance(seen, Seen) and len(seen.snapshot.tasks) == TASKS, seen
+        return (time.perf_counter() - started) / queries
+    finally:
+        await host.close()
+
+
+def pueue_host(server: Sshd) -> PueueHost:
+    config = HostConfig(
+        name="bench",
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        key_file=server.key_file,
+        known_hosts=server.known_hosts,
+        remote_command="true",
+        groups=("gpu0", "gpu1"),
+    )
+    target = dataclasses.replace(ssh_target(config), ssh_config=())  # no user ssh config
+    return PueueHost(config, HostConnection(target), results_globs=("**/*.dcm",))
+
+
+def fill_queue(node: ThreadedSandboxNode) -> int:
+    """Add TASKS quick tasks and wait (bounded) until all are done; the status size."""
+    for index in range(TASKS):
+        label = f"mqi:case-{index:04d}:a1"
+        added = node.pueue("add", f"--group=gpu{index % 2}", f"--label={label}", "--", "true")
+        assert added.returncode == 0, added.stderr
+    deadline = time.monotonic() + 60
+    while any("Done" not in task["status"] for task in node.status()["tasks"].values()):
+        assert time.monotonic() < deadline, "the stand-in did not finish its tasks in 60 s"
+        time.sleep(0.1)
+    return len(node.pueue("status", "--json").stdout.encode())
+
+
+def pueue_status_row(queries: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-polling-") as temp:
+        root = Path(temp)
+        # One root: sshd's home is the stand-in's home, its client on the remote PATH.
+        with Sshd(root, extra_path=[root / "bin"]) as server, ThreadedSandboxNode(root) as node:
+            size = fill_queue(node)
+            ours = asyncio.run(observed(pueue_host(server), queries))
+            theirs = spawned(server, "pueue status --json", queries)
+            started = time.perf_counter()
+            for _ in range(queries):
+                node.pueue("status", "--json")
+            local = (time.perf_counter() - started) / queries
+    print(f"\n{queries} polls of the pueue stand-in ({TASKS} tasks, {size} bytes of status)")
+    print(f"{'':<26}{'observe()':>12}{'ssh per query':>15}{'ratio':>9}")
+    row("empty ~/.bashrc", ours, theirs)
+    print(f"of which the stand-in client itself, run locally: {local * 1e3:.1f} ms per query")
 
 
 def main() -> None:
@@ -79,7 +153,8 @@ def main() -> None:
 
             ours = asyncio.run(measure())
             theirs = spawned(server, command, args.queries)
-            print(f"{label:<26}{ours * 1e3:>9.1f} ms{theirs * 1e3:>12.1f} ms{theirs / ours:>8.1f}x")
+            row(label, ours, theirs)
+    pueue_status_row(args.queries)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,12 @@ import yaml
 RESULT_GLOB = "out/*.dcm"
 
 # What a case's simulation does on the node, by name.
-SUCCEEDS = 'mkdir -p out && printf "RT Dose for %s\\n" "$PWD" > out/RD.dcm\n'
+SUCCEEDS = (  # one dose file per beam, as MOQUI's perBeam simulation writes them
+    "mkdir -p out\n"
+    "for beam in 1 2; do\n"
+    '  printf "RT Dose, beam %s, for %s\\n" "$beam" "$PWD" > "out/RD_beam$beam.dcm"\n'
+    "done\n"
+)
 EXITS_WITH_2 = 'echo "tps_env: dose grid does not cover the plan" >&2\nexit 2\n'
 NEVER_ENDS = "sleep 3600\n"
 SLOW_FIRST_ATTEMPT = 'if [ "$1" = 1 ]; then sleep 3600; fi\n' + SUCCEEDS

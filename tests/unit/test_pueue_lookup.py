@@ -136,12 +136,17 @@ def test_other_refusals_stay_remote_failures(stderr: str) -> None:
     assert classify(failure) is failure
 
 
-@pytest.mark.parametrize("exit_status", [124, 137])
-def test_a_command_stopped_by_the_remote_timeout_has_an_unknown_outcome(exit_status: int) -> None:
+@pytest.mark.parametrize("exit_status", [130, 137])
+def test_pueue_killed_by_a_signal_has_an_unknown_outcome(exit_status: int) -> None:
     outcome = classify(RemoteFailure(exit_status, ""))
 
     assert isinstance(outcome, Unknown)
     assert str(exit_status) in outcome.reason
+
+
+def test_a_plain_exit_124_stays_a_remote_failure() -> None:
+    """The remote timeout is judged by the SSH layer, which knows whether it elapsed."""
+    assert classify(RemoteFailure(124, "")) == RemoteFailure(124, "")
 
 
 @pytest.mark.parametrize("outcome", [Ok("3\n"), Unknown("host unreachable")])

@@ -1,0 +1,287 @@
+"""``RemoteHost`` for a GPU node that runs pueue, reached over one persistent SSH connection.
+
+Glue only: ``mqi_es.pueue`` builds the commands and reads the answers, ``mqi_es.ssh`` runs
+them, ``mqi_es.transfer`` moves the files. This module translates what they return into the
+port's terms, and nothing the node or the network does makes it raise:
+
+    the answer                                 observe()   other methods
+    exit 0, output read                        Seen        Ok / Uploaded / Fetched ...
+    exit != 0 (pueue or the node said no)      Unseen      RemoteFailure (missing_groups:
+                                                           Unknown)
+    unreachable, timed out, connection lost,   Unseen      Unknown
+    pueue daemon down, pueue killed, output
+    we cannot read
+
+A status we could not read is never a failed task: ``Unseen`` and ``Unknown`` leave every
+case where it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mqi_es.config.schema import HostConfig
+from mqi_es.observations import Observation, Seen, Unseen
+from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
+from mqi_es.ports import Progress
+from mqi_es.pueue import (
+    PueueOutputError,
+    RemoteCommandTemplate,
+    build_add,
+    build_group_list,
+    build_kill,
+    build_log,
+    build_remove,
+    build_start_group,
+    build_status,
+    classify,
+    parse_add_output,
+    parse_groups,
+    parse_log,
+    parse_status,
+)
+from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.ssh import HostConnection, SshTarget
+from mqi_es.transfer import (
+    NoMatches,
+    TransferFailed,
+    Transferred,
+    TransferRefused,
+    download_results,
+    upload_dir,
+)
+
+__all__ = ["PueueHost", "ssh_target"]
+
+log = logging.getLogger(__name__)
+
+_REFUSED_BY_TRANSFER = 1  # the exit status a RemoteFailure from a refused transfer carries
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ssh_target(host: HostConfig) -> SshTarget:
+    """How to reach ``host``; settings it does not name come from the user's ssh config."""
+    return SshTarget(
+        name=host.name,
+        host=host.host,
+        port=host.port,
+        user=host.user,
+        key_file=host.key_file,
+        known_hosts=host.known_hosts,
+        trust_on_first_use=host.trust_on_first_use,
+        connect_timeout=host.connect_timeout_seconds,
+        login_timeout=host.connect_timeout_seconds,
+        keepalive_interval=host.keepalive_interval_seconds,
+        command_timeout=host.command_timeout_seconds,
+        backoff_cap=host.reconnect_backoff_cap_seconds,
+    )
+
+
+class PueueHost:
+    """One GPU node: pueue over ``connection``, implementing ``mqi_es.ports.RemoteHost``.
+
+    :param host: the node's configuration (name, pueue executable, task command template,
+        parallel transfers)
+    :param connection: the node's SSH connection; closed by `close()`
+    :param results_globs: which files of a case folder are results (``results.globs``)
+    :param clock: the time a status query is sent, for ``Seen.taken_at``
+    :raises ConfigError: ``host.remote_command`` or ``host.pueue`` cannot be used
+    """
+
+    def __init__(
+        self,
+        host: HostConfig,
+        connection: HostConnection,
+        *,
+        results_globs: tuple[str, ...],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.name = host.name
+        self.connection = connection
+        self._pueue = host.pueue
+        self._template = RemoteCommandTemplate(host.remote_command)
+        self._parallel = host.max_parallel_transfers
+        self._globs = results_globs
+        self._clock = clock
+        # Built once, so that a bad setting fails at start-up rather than at every poll.
+        self._status_command = build_status(pueue=host.pueue)
+        self._groups_command = build_group_list(pueue=host.pueue)
+
+    @classmethod
+    def from_config(
+        cls,
+        host: HostConfig,
+        *,
+        results_globs: tuple[str, ...],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> PueueHost:
+        """The node of ``host`` with a connection of its own (opened by the first call)."""
+        connection = HostConnection(ssh_target(host))
+        return cls(host, connection, results_globs=results_globs, clock=clock)
+
+    async def observe(self) -> Observation:
+        """One ``pueue status --json``: ``Seen(snapshot, taken_at)`` or ``Unseen(reason)``.
+
+        ``taken_at`` is read before the query is sent, so every task added before that
+        moment is in the snapshot.
+        """
+        taken_at = self._clock()
+        outcome = await self._pueue_command(self._status_command)
+        observation: Observation
+        match outcome:
+            case Ok(stdout=stdout):
+                try:
+                    observation = Seen(parse_status(stdout), taken_at)
+                except PueueOutputError as exc:
+                    observation = Unseen(str(exc))
+            case RemoteFailure():
+                observation = Unseen(f"`pueue status` failed: {_summary(outcome)}")
+            case Unknown(reason=reason):
+                observation = Unseen(reason)
+        log.debug("%s: observe: %s", self.name, type(observation).__name__)
+        return observation
+
+    async def upload(
+        self, local_dir: Path, remote_dir: str, *, progress: Progress | None = None
+    ) -> Uploaded | Refused | RemoteFailure | Unknown:
+        """Copy a case folder to ``remote_dir`` (``~/`` is the remote home), all or nothing."""
+        try:
+            moved = await upload_dir(
+                self.connection,
+                local_dir,
+                remote_dir,
+                parallel=self._parallel,
+                progress=progress,
+            )
+        except TransferRefused as exc:
+            return Refused(str(exc))
+        except OSError as exc:  # the local case folder, read before anything is sent
+            return Refused(f"the case folder cannot be read: {exc.strerror or exc}")
+        result: Uploaded | RemoteFailure | Unknown
+        match moved:
+            case Transferred(files=files, bytes=size, seconds=seconds):
+                result = Uploaded(files, size, seconds)
+            case TransferFailed(reason=reason):
+                result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
+            case Unknown():
+                result = moved
+        log.debug("%s: upload: %s", self.name, type(result).__name__)
+        return result
+
+    async def add(
+        self, *, group: str, label: str, remote_dir: str, case_id: str, attempt: int
+    ) -> Ok | RemoteFailure | Unknown:
+        """``pueue add`` of the case's task command; ``Ok.stdout`` is the new task's id.
+
+        Output that is not a task id is ``Unknown``: the task may exist, and the next
+        snapshot finds it by its label.
+        """
+        task_command = self._template.render(
+            case_dir=remote_dir, case_id=case_id, attempt=attempt, group=group, label=label
+        )
+        command = build_add(
+            group=group,
+            label=label,
+            working_dir=remote_dir,
+            task_command=task_command,
+            pueue=self._pueue,
+        )
+        outcome = await self._pueue_command(command)
+        if isinstance(outcome, Ok):
+            try:
+                outcome = Ok(str(parse_add_output(outcome.stdout)))
+            except PueueOutputError as exc:
+                outcome = Unknown(str(exc))
+        log.debug("%s: add to %s: %s", self.name, group, type(outcome).__name__)
+        return outcome
+
+    async def kill(self, task_id: int, *, running: bool) -> Ok | RemoteFailure | Unknown:
+        """``pueue kill`` a running task, ``pueue remove`` one that still waits.
+
+        pueue kills asynchronously: a later snapshot confirms it.
+        """
+        if running:
+            command = build_kill(task_id, pueue=self._pueue)
+        else:
+            command = build_remove(task_id, pueue=self._pueue)
+        outcome = await self._pueue_command(command)
+        log.debug("%s: kill task %d: %s", self.name, task_id, type(outcome).__name__)
+        return outcome
+
+    async def resume_group(self, group: str) -> Ok | RemoteFailure | Unknown:
+        """``pueue start --group G``."""
+        outcome = await self._pueue_command(build_start_group(group, pueue=self._pueue))
+        log.debug("%s: resume %s: %s", self.name, group, type(outcome).__name__)
+        return outcome
+
+    async def log_tail(self, task_id: int) -> Ok | RemoteFailure | Unknown:
+        """The last lines of a task's output (``pueue log --json --lines 50``)."""
+        outcome = await self._pueue_command(build_log(task_id, pueue=self._pueue))
+        if isinstance(outcome, Ok):
+            try:
+                entry = parse_log(outcome.stdout).get(task_id)
+            except PueueOutputError as exc:
+                outcome = Unknown(str(exc))
+            else:
+                missing = Unknown(f"pueue has no log of task {task_id}")
+                outcome = missing if entry is None else Ok(entry.output)
+        log.debug("%s: log of task %d: %s", self.name, task_id, type(outcome).__name__)
+        return outcome
+
+    async def fetch(
+        self, remote_dir: str, local_dir: Path, *, progress: Progress | None = None
+    ) -> Fetched | NothingToFetch | RemoteFailure | Unknown:
+        """Download the result files of ``remote_dir`` into ``local_dir``, all or nothing."""
+        moved = await download_results(
+            self.connection,
+            remote_dir,
+            self._globs,
+            local_dir,
+            parallel=self._parallel,
+            progress=progress,
+        )
+        result: Fetched | NothingToFetch | RemoteFailure | Unknown
+        match moved:
+            case Transferred(files=files, bytes=size):
+                result = Fetched(files, size, str(local_dir))
+            case NoMatches(globs=globs):
+                result = NothingToFetch(globs)
+            case TransferFailed(reason=reason):
+                result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
+            case Unknown():
+                result = moved
+        log.debug("%s: fetch: %s", self.name, type(result).__name__)
+        return result
+
+    async def missing_groups(self, groups: tuple[str, ...]) -> list[str] | Unknown:
+        """The configured ``groups`` that the node's pueue does not have, in their order."""
+        outcome = await self._pueue_command(self._groups_command)
+        match outcome:
+            case Ok(stdout=stdout):
+                try:
+                    existing = parse_groups(stdout)
+                except PueueOutputError as exc:
+                    return Unknown(str(exc))
+                return [group for group in groups if group not in existing]
+            case RemoteFailure():
+                return Unknown(f"`pueue group` failed: {_summary(outcome)}")
+            case Unknown():
+                return outcome
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def _pueue_command(self, command: str) -> Outcome:
+        return classify(await self.connection.run(command))
+
+
+def _summary(failure: RemoteFailure) -> str:
+    """pueue's complaint on one line, short enough for a log, and its exit status."""
+    text = " ".join(failure.stderr.split())[:300]
+    return f"{text} (exit {failure.exit_status})" if text else f"exit {failure.exit_status}"
