@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.bootstrap import cli_actor
+
 from mqi_es.sandbox.site import (
     EXITS_WITH_2,
     NEVER_ENDS,
@@ -113,3 +115,69 @@ def test_a_second_daemon_on_the_same_folder_says_who_holds_it(site):
     assert "another mqi daemon already runs" in second.stderr
     assert f"pid {first.process.pid}" in second.stderr
     assert (config.parent / "var" / "mqi.lock").read_text() == ""  # released on a clean stop
+
+
+def test_a_case_changed_after_registration_is_held_then_sent_once_stable_again(site):
+    config, node = site
+    for group in ("gpu0", "gpu1"):  # someone else's jobs keep both GPUs busy
+        assert node.pueue("add", f"--group={group}", "--", "sleep 600").returncode == 0
+    case_dir = drop_case(config.parent / "incoming", "edited", SUCCEEDS)
+    daemon = DaemonProcess(config)
+    try:
+        wait_for(lambda: cases(config).get("edited", {}).get("state") == "waiting",
+                 timeout=30, daemon=daemon)  # fmt: skip
+        wait_for(lambda: all(g["state"] == "busy" for g in mqi_json(config, "gpus")),
+                 timeout=30, daemon=daemon)  # fmt: skip
+        with (case_dir / "RP.plan.dcm").open("ab") as plan:
+            plan.write(b"a late correction of the plan")
+        for task_id in ("0", "1"):
+            node.pueue("kill", task_id)
+        found = wait_for(all_ended(config, ["edited"]), timeout=60, daemon=daemon)
+    finally:
+        assert daemon.stop() == 0
+    case = found["edited"]
+    assert case["state"] == "completed"
+    events = [e["event"] for e in mqi_json(config, "history", "edited")]
+    assert events.index("HeldBack") < events.index("Restabilized") < events.index("Completed")
+    sent = node.home / "mqi_cases" / "edited" / f"attempt-{case['attempt']}" / "RP.plan.dcm"
+    assert sent.read_bytes() == (case_dir / "RP.plan.dcm").read_bytes()
+
+
+def test_operator_cancel_and_retry_are_honoured_by_a_running_daemon(site):
+    config, node = site
+    drop_case(config.parent / "incoming", "to-cancel", NEVER_ENDS)
+
+    def mqi(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([MQI, "--config", str(config), *args], capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    def state() -> str | None:
+        return cases(config).get("to-cancel", {}).get("state")
+
+    daemon = DaemonProcess(config)
+    try:
+        wait_for(lambda: state() == "running", timeout=30, daemon=daemon)
+        refused = mqi("retry", "to-cancel")
+        assert refused.returncode == 1 and "only a failed case can be retried" in refused.stderr
+        assert mqi("cancel", "to-cancel", "--reason", "wrong plan").returncode == 0
+        wait_for(lambda: state() == "failed", timeout=30, daemon=daemon)
+        assert cases(config)["to-cancel"]["failure"] == "cancelled"
+        assert all(g["state"] == "free" for g in mqi_json(config, "gpus"))
+        assert mqi("retry", "to-cancel", "--reason", "plan fixed").returncode == 0
+        wait_for(lambda: state() == "running", timeout=30, daemon=daemon)
+        assert cases(config)["to-cancel"]["attempt"] == 2
+        assert mqi("cancel", "to-cancel").returncode == 0
+        wait_for(lambda: state() == "failed", timeout=30, daemon=daemon)
+    finally:
+        assert daemon.stop() == 0
+    finished = mqi("cancel", "to-cancel")
+    assert finished.returncode == 1 and "nothing to cancel" in finished.stderr
+    results = {t["label"]: t["status"]["Done"]["result"] for t in node.status()["tasks"].values()}
+    assert results == {"mqi:to-cancel:a1": "Killed", "mqi:to-cancel:a2": "Killed"}
+    trail = mqi_json(config, "history", "to-cancel")
+    asked = [e for e in trail if e["event"] in ("CancelRequested", "RetryRequested")]
+    me = cli_actor()
+    assert [(e["event"], e["actor"]) for e in asked] == [
+        ("CancelRequested", me), ("RetryRequested", me), ("CancelRequested", me),
+    ]  # fmt: skip
+    assert asked[0]["reason"] == "wrong plan"

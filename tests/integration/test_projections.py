@@ -56,7 +56,7 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path)
 
 
-def test_a_terminal_case_shows_no_gpu_or_task_while_its_history_keeps_them(world):
+def test_no_stale_gpu_or_task_association_on_a_terminal_case_while_its_history_keeps_them(world):
     run_cases(world.ledger, 1)
     world.ledger.record_host_unreachable("n1", since=NOW, actor="daemon", reason="refused")
     world.catch_up()
