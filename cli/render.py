@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from mqi_es.progress import Transfer
 from mqi_es.states import CaseState
 from mqi_es.views import CaseView, HostView, SlotView
 
@@ -93,6 +94,16 @@ def hosts_table(hosts: Sequence[HostView]) -> Table:
     for h in hosts:
         since = h.unreachable_since or h.updated_at
         table.add_row(h.name, h.address, _styled(h.state.value), when(since), h.reason)
+    return table
+
+
+def transfers_table(transfers: Sequence[Transfer]) -> Table:
+    table = Table(title="Transfers in progress", title_justify="left")
+    for column in ("case", "direction", "done", "total", "%"):
+        table.add_column(column, justify="right" if column in ("done", "total", "%") else "left")
+    for t in transfers:
+        share = f"{100 * t.done / t.total:.0f}" if t.total else "100"
+        table.add_row(t.case_id, t.direction, f"{t.done:,}", f"{t.total:,}", share)
     return table
 
 

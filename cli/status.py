@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cli.bootstrap import Context
 from cli.json_output import as_json, emit_json
+from mqi_es.progress import read_transfers, transfers_file
 from mqi_es.states import CaseState
 
 
@@ -15,13 +16,19 @@ def show_status(context: Context, *, json: bool) -> None:
     with context.views().snapshot() as views:
         counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
     lag = context.lag()
+    holder = context.lock.holder()
+    transfers = read_transfers(
+        transfers_file(context.config.database.path), holder.pid if holder else None
+    )
     if json:
         emit_json(
             {
                 "cases": {state.value: counts.get(state, 0) for state in CaseState},
                 "gpus": as_json(slots),
                 "hosts": as_json(hosts),
+                "transfers": as_json(transfers),
                 "views_behind_log": lag,
+                "daemon": holder.describe() if holder else None,
             }
         )
         return
@@ -30,3 +37,8 @@ def show_status(context: Context, *, json: bool) -> None:
     render.console.print(render.status_table(counts, lag))
     render.console.print(render.slots_table(slots))
     render.console.print(render.hosts_table(hosts))
+    if transfers:
+        render.console.print(render.transfers_table(transfers))
+    render.console.print(
+        f"daemon: {holder.describe()}" if holder else "daemon: not running", markup=False
+    )

@@ -38,6 +38,7 @@ from mqi_es.intake import Arrival, Intake
 from mqi_es.observations import Observation, Seen, Unseen
 from mqi_es.policy import HostPolicy, Policy
 from mqi_es.ports import RemoteHost
+from mqi_es.progress import ProgressBoard, Transfer, transfers_file
 from mqi_es.reactions import Uploaded, after_add, after_fetch, after_log, after_resume, after_upload
 from mqi_es.reconcile import World, reconcile
 from mqi_es.states import CaseState
@@ -134,6 +135,7 @@ class Daemon:
         )
         self._interval = config.main_loop.sleep_interval_seconds
         self._intake: Intake | None = None
+        self.progress = ProgressBoard(transfers_file(config.database.path))
 
     # --- lifecycle of the process ------------------------------------------------------
 
@@ -314,9 +316,12 @@ class Daemon:
             if changed is not None:
                 self._apply([Record.of("hold_case", case_id=case.case_id, reason=changed)])
                 return
-            uploaded = await host.upload(
-                local, case.remote_dir, progress=_progress_logger(case.case_id, "upload")
-            )
+            try:
+                uploaded = await host.upload(
+                    local, case.remote_dir, progress=self._progress(case.case_id, "upload")
+                )
+            finally:
+                self.progress.finish(case.case_id)
             self._apply(after_upload(case, uploaded, self.clock(), self.policy))
             if not isinstance(uploaded, Uploaded):
                 return
@@ -348,11 +353,29 @@ class Daemon:
         if case is None or case.state is not CaseState.RETRIEVING:
             return
         local = self.config.results.local_path / case.case_id / f"attempt-{case.attempt}"
-        fetched = await host.fetch(
-            action.remote_dir, local, progress=_progress_logger(case.case_id, "download", True)
-        )
+        try:
+            fetched = await host.fetch(
+                action.remote_dir, local, progress=self._progress(case.case_id, "download")
+            )
+        finally:
+            self.progress.finish(case.case_id)
         failpoint("after_download")
         self._apply(after_fetch(case, fetched))
+
+    def _progress(self, case_id: str, direction: str) -> Callable[[int, int], None]:
+        """Shows a transfer's progress in `mqi status` and logs it every 10%."""
+        last = [-1]
+
+        def report(done: int, total: int) -> None:
+            if direction == "download" and 0 < done < total:
+                failpoint("during_download")
+            self.progress.update(Transfer(case_id, direction, done, total))
+            tenth = 10 * done // total if total else 10
+            if tenth != last[0]:
+                last[0] = tenth
+                log.info("case %s: %s %d/%d bytes", case_id, direction, done, total)
+
+        return report
 
     # --- intake ------------------------------------------------------------------------
 
@@ -444,20 +467,3 @@ def _short(value: Any) -> str:
         return value.isoformat(timespec="seconds")
     text = str(value)
     return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _progress_logger(
-    case_id: str, what: str, crash_midway: bool = False
-) -> Callable[[int, int], None]:
-    """Logs a transfer's progress every 10% (and offers the mid-download crash step)."""
-    last = [-1]
-
-    def report(done: int, total: int) -> None:
-        if crash_midway and 0 < done < total:
-            failpoint("during_download")
-        tenth = 10 * done // total if total else 10
-        if tenth != last[0]:
-            last[0] = tenth
-            log.info("case %s: %s %d/%d bytes", case_id, what, done, total)
-
-    return report
