@@ -38,9 +38,8 @@ T0 = datetime(2026, 6, 1, tzinfo=UTC)
 CYCLES = 30
 
 
-def add_active(ledger: Ledger, count: int) -> dict[str, list[RemoteTask]]:
-    """``count`` running cases, one per slot; returns each host's running tasks."""
-    tasks: dict[str, list[RemoteTask]] = {}
+def add_active(ledger: Ledger, count: int) -> None:
+    """``count`` running cases, one per slot."""
     batch = []
     for h in range(HOSTS):
         host = Host(name=f"bench{h}", address="127.0.0.1", actor="daemon")
@@ -57,55 +56,36 @@ def add_active(ledger: Ledger, count: int) -> dict[str, list[RemoteTask]]:
         case.record_enqueued(attempt=1, task_id=i, created_at=T0, actor="daemon")
         case.record_started(attempt=1, started_at=T0, actor="daemon")
         batch += [slot, case]
-        tasks.setdefault(host, []).append(
-            RemoteTask(
-                id=i,
-                label=case.label,
-                group=group,
-                state="running",
-                result=None,
-                exit_code=None,
-                created_at=T0,
-                start=T0,
-                end=None,
-            )
-        )
     ledger.save(*batch)
-    return tasks
 
 
 def measure(root: Path, history_events: int, active: int) -> list[float]:
     events = root / f"events-{history_events}-{active}.sqlite"
-    if not events.exists():
-        if history_events:
-            build_log(events, history_events)
-        ledger = Ledger(sqlite_event_store_env(events))
-        running = add_active(ledger, active)
-        feed = EventFeed(ledger)
-        runner.replay(root / f"views-{history_events}-{active}.sqlite", feed)
-    else:
-        ledger = Ledger(sqlite_event_store_env(events))
-        running = {}
-        with ViewReader(
-            root / f"views-{history_events}-{active}.sqlite", application_name=ledger.name
-        ).snapshot() as views:
-            for case in views.cases(active_only=True):
-                running.setdefault(case.host, []).append(
-                    RemoteTask(
-                        id=case.task_id,
-                        label=case.label,
-                        group=case.group,
-                        state="running",
-                        result=None,
-                        exit_code=None,
-                        created_at=T0,
-                        start=T0,
-                        end=None,
-                    )
+    link = root / f"views-{history_events}-{active}.sqlite"
+    fresh = not events.exists()
+    if fresh and history_events:
+        build_log(events, history_events)
+    ledger = Ledger(sqlite_event_store_env(events))
+    if fresh:
+        add_active(ledger, active)
+        runner.replay(link, EventFeed(ledger))
+    reader = ViewReader(link, application_name=ledger.name)
+    running: dict[str, list[RemoteTask]] = {}
+    with reader.snapshot() as views:  # each host's queue runs the active cases' tasks
+        for case in views.cases(active_only=True):
+            running.setdefault(case.host, []).append(
+                RemoteTask(
+                    id=case.task_id,
+                    label=case.label,
+                    group=case.group,
+                    state="running",
+                    result=None,
+                    exit_code=None,
+                    created_at=T0,
+                    start=T0,
+                    end=None,
                 )
-    reader = ViewReader(
-        root / f"views-{history_events}-{active}.sqlite", application_name=ledger.name
-    )
+            )
     groups = {f"g{j}": RemoteGroup("running", 1) for j in range(GROUPS_PER_HOST)}
     observations = {
         f"bench{h}": Seen(

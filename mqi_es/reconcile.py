@@ -295,15 +295,16 @@ class _Cycle:
                 quarantine_task_id=task.id,
             )
             return
-        sent_key = f"{case.case_id}#{case.attempt}"
-        last = self.kill_sent.get(sent_key)
-        if last is None or self.now - last >= self.policy.kill_resend_interval:
-            self.kill_sent[sent_key] = self.now
-            self.actions.append(
-                Kill(
-                    case.host or "", task.id, running=task.state == "running", case_id=case.case_id
-                )
-            )
+        self._send_kill(f"{case.case_id}#{case.attempt}", case.host or "", task, case.case_id)
+
+    def _send_kill(self, key: str, host: str, task: RemoteTask, case_id: str | None) -> bool:
+        """Ask for a kill, at most once per ``kill_resend_interval`` for the same ``key``."""
+        last = self.kill_sent.get(key)
+        if last is not None and self.now - last < self.policy.kill_resend_interval:
+            return False
+        self.kill_sent[key] = self.now
+        self.actions.append(Kill(host, task.id, running=task.state == "running", case_id=case_id))
+        return True
 
     def _end_killed(self, case: CaseView, reason: str) -> None:
         category = _KILL_OUTCOME[case.kill_cause or KillCause.CANCEL]
@@ -365,13 +366,7 @@ class _Cycle:
                 reason="the task we could not kill is gone",
             )
             return
-        key = f"slot:{slot.host}/{slot.group}"
-        last = self.kill_sent.get(key)
-        if last is None or self.now - last >= self.policy.kill_resend_interval:
-            self.kill_sent[key] = self.now
-            self.actions.append(
-                Kill(slot.host, task.id, running=task.state == "running", case_id=None)
-            )
+        if self._send_kill(f"slot:{slot.host}/{slot.group}", slot.host, task, None):
             self._alarm(f"GPU slot {slot.key} quarantined: task {task.id} still {task.state}")
 
     # --- allocation --------------------------------------------------------------------
