@@ -97,13 +97,13 @@ class MainLoopConfig(Section, kw_only=True):
 
 class ResultsConfig(Section, kw_only=True):
     # Relative to the remote case folder. MOQUI writes RT Dose DICOM, or raw dose with an
-    # optional MetaImage header, depending on OutputFormat; logs help explain a failure.
+    # optional MetaImage header (OutputFormat), into the OutputDir of moqui_tps.in: the
+    # defaults expect `output`, so the plan and CT sent with the case are never fetched back.
     globs: Annotated[tuple[Annotated[str, Meta(min_length=1)], ...], Meta(min_length=1)] = (
-        "**/*.dcm",
-        "**/*.raw",
-        "**/*.mhd",
-        "**/*.mha",
-        "**/*.log",
+        "output/**/*.dcm",
+        "output/**/*.raw",
+        "output/**/*.mhd",
+        "output/**/*.mha",
     )
     local_path: Path = Path("var/results")
 
