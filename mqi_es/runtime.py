@@ -148,13 +148,17 @@ class Daemon:
                  self.config.scanner.watch_path)  # fmt: skip
         try:
             while not stop.is_set():
-                await self.cycle()
+                intake = self._keep_alive(intake)
+                try:
+                    await self.cycle()
+                except Exception:  # e.g. the disk is full: say so, and try again next cycle
+                    log.exception("cycle failed; retrying in %.1f s", self._interval)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._interval)
         finally:
             intake.cancel()
             await self._drain()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await intake
             for host in self.hosts.values():
                 await host.close()
@@ -176,6 +180,14 @@ class Daemon:
                     "them with `pueue group add NAME` and `pueue parallel 1 -g NAME`",
                     host.name, ", ".join(missing),
                 )  # fmt: skip
+
+    def _keep_alive(self, intake: asyncio.Task[None]) -> asyncio.Task[None]:
+        """The intake never ends by itself: if it failed, say why and start it again."""
+        if not intake.done():
+            return intake
+        error = intake.exception()
+        log.error("the watch folder intake stopped (%s); restarting it", error or "no error")
+        return asyncio.create_task(self._run_intake(), name="intake")
 
     async def _run_intake(self) -> None:
         scanner = self.config.scanner
