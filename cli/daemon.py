@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from cli.bootstrap import Context
@@ -18,6 +19,7 @@ log = logging.getLogger("mqi.daemon")
 
 def run_daemon(context: Context) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
+    os.umask(0o077)  # everything the daemon creates (results, logs, data) is owner-only
     config = context.config
     settings = config.logging
     setup_logging(

@@ -1,5 +1,6 @@
 """`mqi run` end to end, against the sandbox GPU node over real SSH."""
 
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -61,6 +62,10 @@ def test_three_cases_end_as_completed_failed_and_timed_out(site):
     assert slow_task["status"]["Done"]["result"] == "Killed"
     assert all(g["state"] == "free" for g in mqi_json(config, "gpus"))
     assert len(remote_labels(node)) == len(set(remote_labels(node))) == 3
+    for path in (config.parent / "var").rglob("*"):  # event log, views, logs, results, lock
+        if not path.is_symlink():
+            expected = 0o700 if path.is_dir() else 0o600
+            assert stat.S_IMODE(path.stat().st_mode) == expected, path
 
 
 def test_an_outage_fails_nothing_and_work_resumes(site):
