@@ -217,3 +217,26 @@ def config_check(ctx: typer.Context) -> None:
         render.errors.print(f"error: {problem}", markup=False)
     if problems:
         raise typer.Exit(1)
+
+
+# --- trying it out and diagnosing an installation -------------------------------------
+
+
+@_command()
+def demo(
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the node and the daemon running until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Run three sample cases end to end on a sandbox GPU node (its own configuration)."""
+    from cli.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep))
+
+
+@_command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the configuration, local folders and each node: SSH, pueue, groups, clock."""
+    from cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(ctx.obj))

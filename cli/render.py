@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mqi_es.progress import Transfer
 from mqi_es.states import CaseState
-from mqi_es.views import CaseView, HostView, SlotView
+from mqi_es.views import CaseView, HostView, RefusalView, SlotView
 
 if TYPE_CHECKING:
     from projections.history import HistoryEntry
@@ -104,6 +104,15 @@ def transfers_table(transfers: Sequence[Transfer]) -> Table:
     for t in transfers:
         share = f"{100 * t.done / t.total:.0f}" if t.total else "100"
         table.add_row(t.case_id, t.direction, f"{t.done:,}", f"{t.total:,}", share)
+    return table
+
+
+def refusals_table(refusals: Sequence[RefusalView]) -> Table:
+    table = Table(title="Folders refused in the watch folder", title_justify="left")
+    for column in ("name", "reason", "since"):
+        table.add_column(column)
+    for r in refusals:
+        table.add_row(r.name_repr, r.reason, when(r.refused_at))
     return table
 
 

@@ -15,6 +15,7 @@ from mqi_es.states import CaseState
 def show_status(context: Context, *, json: bool) -> None:
     with context.views().snapshot() as views:
         counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
+        refusals = views.refusals()
     lag = context.lag()
     holder = context.lock.holder()
     transfers = read_transfers(
@@ -27,6 +28,7 @@ def show_status(context: Context, *, json: bool) -> None:
                 "gpus": as_json(slots),
                 "hosts": as_json(hosts),
                 "transfers": as_json(transfers),
+                "refused_folders": as_json(refusals),
                 "views_behind_log": lag,
                 "daemon": holder.describe() if holder else None,
             }
@@ -39,6 +41,8 @@ def show_status(context: Context, *, json: bool) -> None:
     render.console.print(render.hosts_table(hosts))
     if transfers:
         render.console.print(render.transfers_table(transfers))
+    if refusals:
+        render.console.print(render.refusals_table(refusals))
     render.console.print(
         f"daemon: {holder.describe()}" if holder else "daemon: not running", markup=False
     )

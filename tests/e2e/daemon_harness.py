@@ -45,7 +45,8 @@ class DaemonProcess:
         return code
 
     def output(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text(errors="replace")
 
 

@@ -185,3 +185,25 @@ def test_operator_cancel_and_retry_are_honoured_by_a_running_daemon(site):
         ("CancelRequested", me), ("RetryRequested", me), ("CancelRequested", me),
     ]  # fmt: skip
     assert asked[0]["reason"] == "wrong plan"
+
+
+def test_unsafe_names_are_refused_once_and_links_outside_a_case_hold_it(site):
+    config, _ = site
+    incoming = config.parent / "incoming"
+    (incoming / "-rf").mkdir()
+    (incoming / "-rf" / "plan.dcm").write_bytes(b"x")
+    linked = drop_case(incoming, "linked", SUCCEEDS)
+    (linked / "beam1" / "machine.log").symlink_to("/etc/hostname")
+    daemon = DaemonProcess(config)
+    try:
+        status = wait_for(lambda: (s := mqi_json(config, "status"))["refused_folders"] and
+                          s["cases"]["held"] == 1 and s, timeout=30, daemon=daemon)  # fmt: skip
+        time.sleep(2)  # several more scans: still recorded once
+        assert len(mqi_json(config, "status")["refused_folders"]) == 1
+    finally:
+        assert daemon.stop() == 0
+    (refused,) = status["refused_folders"]
+    assert refused["name_repr"] == "-rf" and "'-'" in refused["reason"]
+    held = cases(config)["linked"]
+    assert held["state"] == "held" and "outside" in held["reason"]
+    assert daemon.output().count("'-rf'") <= 2  # one clear line, not one per scan
