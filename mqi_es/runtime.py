@@ -400,7 +400,7 @@ class Daemon:
 
 
 class _IntakeRecorder:
-    """Records what the intake reports."""
+    """Records what the intake reports (the intake itself logs one line for each)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
@@ -414,8 +414,6 @@ class _IntakeRecorder:
                 arrival.case_id, file_count=arrival.file_count,
                 total_bytes=arrival.total_bytes, fingerprint=arrival.digest, actor=DAEMON,
             )  # fmt: skip
-            log.info("case %s: registered (%d files, %d bytes)", arrival.case_id,
-                     arrival.file_count, arrival.total_bytes)  # fmt: skip
             return
         if case.state is CaseState.HELD:
             self._ledger.restabilize_case(
@@ -426,8 +424,7 @@ class _IntakeRecorder:
             log.info("case %s: stable again, released from hold", arrival.case_id)
 
     def case_refused(self, raw_name_repr: str, reason: str) -> None:
-        if self._ledger.refuse_entry(raw_name_repr, reason=reason, actor=DAEMON) is not None:
-            log.warning("watch folder entry %s refused: %s", raw_name_repr, reason)
+        self._ledger.refuse_entry(raw_name_repr, reason=reason, actor=DAEMON)
 
     def case_held(self, name: str, reason: str) -> None:
         try:
@@ -442,7 +439,6 @@ class _IntakeRecorder:
             if case.state is not CaseState.WAITING:
                 return
             self._ledger.hold_case(name, actor=DAEMON, reason=reason)
-        log.warning("case %s: held back: %s", name, reason)
 
 
 def _key(action: Action) -> object:
