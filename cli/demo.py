@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -33,7 +34,7 @@ from mqi_es.errors import ConfigError
 from mqi_es.logs import setup_logging
 from mqi_es.remote_host import PueueHost
 from mqi_es.runtime import Daemon
-from mqi_es.sandbox import ThreadedSandboxNode
+from mqi_es.sandbox import SandboxError, ThreadedSandboxNode
 from mqi_es.sandbox.site import (
     EXITS_WITH_2,
     NEVER_ENDS,
@@ -72,11 +73,7 @@ class Sample:
         return _ending(self.state, self.failure, self.exit_code)
 
     def met_by(self, case: CaseView | None) -> bool:
-        return case is not None and (case.state, case.failure, case.exit_code) == (
-            self.state,
-            self.failure,
-            self.exit_code,
-        )
+        return case is not None and _ending_of(case) == self.expected
 
 
 SAMPLES = (
@@ -90,10 +87,12 @@ SHOWN_HISTORY = "DEMO003_lung"  # the richest story: queued, running, killed, fa
 def run_demo(*, keep: bool, parent: Path = Path("var")) -> int:
     """Run the demo in a new folder under ``parent``; returns the exit code.
 
-    :returns: 0 if every sample case ended as expected, 1 if not, 130 if interrupted.
+    :returns: 0 if every sample case ended as expected, 1 if not (or if the sandbox node
+        did not start), 130 if interrupted.
     :raises ConfigError: the demo's folder cannot be used (e.g. ``var/`` is not writable).
     """
     started = time.monotonic()
+    os.umask(0o077)  # as `mqi run`: everything the demo and its daemon create is owner-only
     root = _fresh_folder(parent)
     _say(f"mqi demo: a sandbox GPU node and a daemon, data in {root}")
     try:
@@ -113,6 +112,9 @@ def run_demo(*, keep: bool, parent: Path = Path("var")) -> int:
             code = asyncio.run(_demo(context, keep=keep))
     except KeyboardInterrupt:  # before the daemon's own Ctrl-C handling was in place
         code = INTERRUPTED
+    except SandboxError as error:
+        _say(f"demo FAILED: the sandbox node did not start: {error}")
+        return 1
     if code == INTERRUPTED:
         _say("interrupted: the daemon and the sandbox node are stopped")
     else:
@@ -130,9 +132,16 @@ async def _demo(context: Context, *, keep: bool) -> int:
         if keep:
             code = _report(context)
             _explain_keep(context)
-            await stop.wait()
+            await _until_stopped(stop, daemon)
             return code
     return _report(context)  # after the daemon stopped: the final views
+
+
+async def _until_stopped(stop: asyncio.Event, daemon: asyncio.Task[None]) -> None:
+    """Wait for Ctrl-C (``stop``), or for the daemon to end on its own (a failure)."""
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopped, daemon}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
 
 
 def _stop_on_signals(stop: asyncio.Event) -> list[int]:
@@ -219,7 +228,7 @@ def _report(context: Context) -> int:
     missed = 0
     for sample in SAMPLES:
         case = cases.get(sample.case_id)
-        ended = _ending(case.state, case.failure, case.exit_code) if case else "not registered"
+        ended = _ending_of(case) if case else "not registered"
         verdict = "as expected" if sample.met_by(case) else f"NOT AS EXPECTED ({sample.expected})"
         missed += not sample.met_by(case)
         _say(f"{sample.case_id:<18} {ended:<30} {verdict}")
@@ -274,8 +283,11 @@ def _progress(case: CaseView) -> str:
         case CaseState.COMPLETED:
             return "completed"
         case CaseState.FAILED | CaseState.HELD:
-            ending = _ending(case.state, case.failure, case.exit_code)
-            return f"{ending}: {case.reason}"
+            return f"{_ending_of(case)}: {case.reason}"
+
+
+def _ending_of(case: CaseView) -> str:
+    return _ending(case.state, case.failure, case.exit_code)
 
 
 def _ending(state: CaseState, failure: FailureCategory | None, exit_code: int | None) -> str:

@@ -68,8 +68,10 @@ class Finding:
 
 def run_doctor(config_option: str | None) -> int:
     """Run every check, printing one line each as it ends; 1 if any failed, else 0."""
-    # Failures reach the operator as findings; the library's log lines would repeat them.
-    logging.getLogger().addHandler(logging.NullHandler())
+    if not logging.getLogger().handlers:
+        # Failures reach the operator as findings; the library's log lines (printed by
+        # logging's last-resort handler) would only repeat them.
+        logging.getLogger().addHandler(logging.NullHandler())
     findings: list[Finding] = []
 
     def report(found: Iterable[Finding]) -> None:
@@ -228,7 +230,7 @@ async def _pueue_version(host: HostConfig, connection: HostConnection) -> Findin
                     "version",
                     "check the pueue setting of this host: it must name pueue's client",
                 )
-            return judge_pueue_version(check, tuple(int(part) for part in found.groups()))
+            return _judge_pueue_version(check, tuple(int(part) for part in found.groups()))
         case RemoteFailure(exit_status=status) if status == _NOT_FOUND:
             return Finding(
                 check,
@@ -241,7 +243,7 @@ async def _pueue_version(host: HostConfig, connection: HostConnection) -> Findin
             return Finding(check, Verdict.FAIL, f"`{host.pueue} --version` failed: {_why(outcome)}")
 
 
-def judge_pueue_version(check: str, version: tuple[int, ...]) -> Finding:
+def _judge_pueue_version(check: str, version: tuple[int, ...]) -> Finding:
     """pueue 3.x and 4.x are read; older ones lack what tells tasks apart, newer ones may
     print something else."""
     shown = ".".join(map(str, version))
@@ -308,17 +310,11 @@ def _groups(host: HostConfig, observation: Observation) -> Finding:
 async def _remote_folder(host: HostConfig, connection: HostConnection) -> Finding:
     check = f"{host.name}: remote folder"
     home = await connection.home()  # opens the SFTP session
+    if isinstance(home, Unknown):
+        return _no_sftp(check, home)
     sftp = await connection.sftp()
-    for unavailable in (home, sftp):
-        if isinstance(unavailable, Unknown):
-            return Finding(
-                check,
-                Verdict.FAIL,
-                unavailable.reason,
-                "case folders travel over SFTP: enable the sftp Subsystem in the node's "
-                "sshd_config",
-            )
-    assert isinstance(home, str) and not isinstance(sftp, Unknown)
+    if isinstance(sftp, Unknown):
+        return _no_sftp(check, sftp)
     in_home, rest = split_home(host.remote_base_dir)
     base = posixpath.normpath(posixpath.join(home, rest) if in_home else rest)
     probe = posixpath.join(base, f".mqi-doctor-{secrets.token_hex(4)}")
@@ -339,6 +335,15 @@ async def _remote_folder(host: HostConfig, connection: HostConnection) -> Findin
         )
     created = "" if existed else " (created it, as the first upload would have)"
     return Finding(check, Verdict.OK, f"{host.remote_base_dir} ({base}) is writable{created}")
+
+
+def _no_sftp(check: str, unavailable: Unknown) -> Finding:
+    return Finding(
+        check,
+        Verdict.FAIL,
+        unavailable.reason,
+        "case folders travel over SFTP: enable the sftp Subsystem in the node's sshd_config",
+    )
 
 
 async def _clock(host: HostConfig, connection: HostConnection) -> Finding:

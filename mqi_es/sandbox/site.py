@@ -10,6 +10,7 @@ command runs in the case folder (``sh ./run.sh <attempt>``); a real site runs MO
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,88 @@ def write_config(
 
 
 def drop_case(incoming: Path, name: str, script: str, *, plan_bytes: int = 4096) -> Path:
-    """Create a case folder the way a copy tool would: under a temporary name, then renamed
-    into place. It holds a treatment plan stand-in and ``run.sh``."""
+    """Create a minimal case folder the way a copy tool would: under a temporary name, then
+    renamed into place. It holds a treatment plan stand-in and ``run.sh``."""
+    return _arrive(
+        incoming,
+        name,
+        {
+            "RP.plan.dcm": os.urandom(plan_bytes),
+            "beam1/PlanInfo.txt": b"GantryAngle 90\nEnergy 150.0\n",
+            "moqui_tps.in": b"SimulationType perBeam\nGPUID 0\n",
+            "run.sh": script.encode(),
+        },
+    )
+
+
+def drop_sample_case(incoming: Path, name: str, script: str, *, beams: int = 2) -> Path:
+    """Create a case laid out like those clinics send, with synthetic contents (no patient
+    data): an RT plan (a DICOM file with a random body), one folder of machine logs per
+    delivered beam (``PlanInfo.txt``, ``PlanRange.txt``, per-layer ``.ptn``/``.mgn``),
+    MOQUI's ``moqui_tps.in``, and ``run.sh``, the stand-in for ``tps_env``."""
+    files = {f"RP.{_DEMO_UID}.{zlib.crc32(name.encode())}.dcm": _dicom_stand_in(64 * 1024)}
+    for beam in range(1, beams + 1):
+        delivery = f"Beam{beam}_20260312_09{10 + beam}00"
+        files[f"{delivery}/PlanInfo.txt"] = _plan_info(name, beam).encode()
+        files[f"{delivery}/PlanRange.txt"] = b"".join(
+            f"{layer} {energy:.1f}\n".encode() for layer, energy in _LAYERS
+        )
+        for layer, _ in _LAYERS:
+            files[f"{delivery}/{layer:02d}_0001.ptn"] = os.urandom(8 * 1024)
+            files[f"{delivery}/{layer:02d}_0001.mgn"] = os.urandom(2 * 1024)
+    files["moqui_tps.in"] = _MOQUI_INPUT.encode()
+    files["run.sh"] = script.encode()
+    return _arrive(incoming, name, files)
+
+
+def _arrive(incoming: Path, name: str, files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` (relative path -> content) under a hidden temporary name, then rename
+    the folder into place, so the watch folder never shows a half-written case."""
     staging = incoming / f".{name}.part"
-    (staging / "beam1").mkdir(parents=True)
-    (staging / "RP.plan.dcm").write_bytes(os.urandom(plan_bytes))
-    (staging / "beam1" / "PlanInfo.txt").write_text("GantryAngle 90\nEnergy 150.0\n")
-    (staging / "moqui_tps.in").write_text("SimulationType perBeam\nGPUID 0\n")
-    (staging / "run.sh").write_text(script)
+    for relpath, content in files.items():
+        path = staging / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
     case = incoming / name
     staging.rename(case)
     return case
+
+
+_DEMO_UID = "1.2.826.0.1.3680043.8.498.7351"  # a UID root for examples, not a real plan
+_LAYERS = ((1, 151.2), (2, 147.9), (3, 144.5))  # (layer, energy in MeV)
+_MOQUI_INPUT = """\
+GPUID 0
+RandomSeed -1932780356
+UseAbsolutePath false
+Verbosity 0
+ParentDir .
+DicomDir .
+logFilePath logs
+GantryNum 1
+BeamNumbers 0
+Scorer Dose
+SupressStd true
+ReadStructure true
+ROIName External
+SourceType FluenceMap
+SimulationType perBeam
+ParticlesPerHistory 0.1
+ScoreToCTGrid true
+OutputDir out
+OutputFormat dcm
+OverwriteResults true
+"""
+
+
+def _dicom_stand_in(size: int) -> bytes:
+    """The part-10 file layout (128-byte preamble, ``DICM``) around random bytes."""
+    return bytes(128) + b"DICM" + os.urandom(size)
+
+
+def _plan_info(case: str, beam: int) -> str:
+    return (
+        f"PatientID {case.split('_')[0]}\n"
+        f"BeamName Beam{beam}\n"
+        f"GantryAngle {90 * beam % 360:.1f}\n"
+        f"NumberOfLayers {len(_LAYERS)}\n"
+    )

@@ -54,6 +54,7 @@ def test_the_demo_ends_three_cases_as_expected_and_leaves_nothing_running(tmp_pa
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
     dose = root / "var/results/DEMO001_prostate/attempt-1/out/RD_beam1.dcm"
     assert dose.read_text().startswith("RT Dose, beam 1, for ")
+    assert stat.S_IMODE(dose.stat().st_mode) & 0o077 == 0
     assert processes_of(tmp_path) == []
 
 
@@ -68,4 +69,26 @@ def test_ctrl_c_stops_the_daemon_and_the_node(tmp_path: Path):
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130, output.read_text()
     assert "interrupted: the daemon and the sandbox node are stopped" in output.read_text()
+    assert processes_of(tmp_path) == []
+
+
+def test_keep_leaves_a_daemon_that_other_commands_reach_until_ctrl_c(tmp_path: Path):
+    process, output = start_demo(tmp_path, "--keep")
+    deadline = time.monotonic() + 60
+    while "Stop everything with Ctrl-C here." not in output.read_text():
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.1)
+    (export,) = [x for x in output.read_text().splitlines() if "export MQI_CONFIG=" in x]
+    env = {**os.environ, "MQI_CONFIG": export.split("=", 1)[1]}
+    status = subprocess.run(
+        [MQI, "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert '"daemon": "pid ' in status.stdout and '"failed": 2' in status.stdout, status
+    retry = subprocess.run(
+        [MQI, "retry", "DEMO002_head-neck"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "a new attempt will be made" in retry.stdout, retry
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0, output.read_text()
     assert processes_of(tmp_path) == []
