@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 
 from cli.bootstrap import Context
 from mqi_es.config import check_config_environment
@@ -20,14 +22,35 @@ log = logging.getLogger("mqi.daemon")
 def run_daemon(context: Context) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
     os.umask(0o077)  # everything the daemon creates (results, logs, data) is owner-only
-    config = context.config
-    settings = config.logging
+    settings = context.config.logging
     setup_logging(
         settings.path, level=settings.level, max_bytes=settings.max_bytes,
         backups=settings.backups,
     )  # fmt: skip
     for warning in context.loaded.warnings:
         log.warning("configuration: %s", warning)
+    asyncio.run(_serve(context))
+    return 0
+
+
+async def _serve(context: Context) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with serving(context, stop) as daemon:
+        await daemon
+
+
+@contextlib.asynccontextmanager
+async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asyncio.Task[None]]:
+    """The daemon of ``context`` running on this event loop, holding the data folder's
+    lock, until ``stop`` is set (or the block is left: then it is stopped the same way).
+
+    :raises ConfigError: the watch folder or a local folder cannot be used.
+    :raises AlreadyRunning: another daemon holds the data folder.
+    """
+    config = context.config
     problems = check_config_environment(config)
     if problems:
         raise ConfigError("; ".join(problems))
@@ -37,15 +60,11 @@ def run_daemon(context: Context) -> int:
             host.name: PueueHost.from_config(host, results_globs=config.results.globs)
             for host in config.hosts
         }
-        asyncio.run(_serve(Daemon(config, context.ledger, hosts)))
+        daemon = asyncio.create_task(Daemon(config, context.ledger, hosts).run(stop))
+        try:
+            yield daemon
+        finally:
+            stop.set()
+            await daemon
     finally:
         context.lock.release()
-    return 0
-
-
-async def _serve(daemon: Daemon) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await daemon.run(stop)

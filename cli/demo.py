@@ -21,19 +21,17 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cli import render
 from cli.bootstrap import Context, load_context
+from cli.daemon import serving
+from cli.history import show_history
 from cli.status import show_status
-from mqi_es.config import check_config_environment
 from mqi_es.errors import ConfigError
 from mqi_es.logs import setup_logging
-from mqi_es.remote_host import PueueHost
-from mqi_es.runtime import Daemon
 from mqi_es.sandbox import SandboxError, ThreadedSandboxNode
 from mqi_es.sandbox.site import (
     EXITS_WITH_2,
@@ -125,7 +123,7 @@ def run_demo(*, keep: bool, parent: Path = Path("var")) -> int:
 async def _demo(context: Context, *, keep: bool) -> int:
     stop = asyncio.Event()
     signalled = _stop_on_signals(stop)
-    async with _running_daemon(context, stop) as daemon:
+    async with serving(context, stop) as daemon:
         await _follow(context, daemon, stop)
         if signalled:
             return INTERRUPTED
@@ -158,32 +156,6 @@ def _stop_on_signals(stop: asyncio.Event) -> list[int]:
     return received
 
 
-@contextlib.asynccontextmanager
-async def _running_daemon(
-    context: Context, stop: asyncio.Event
-) -> AsyncIterator[asyncio.Task[None]]:
-    """The daemon of ``context`` running on this loop, holding the folder's lock; on exit
-    it is stopped as SIGTERM stops ``mqi run``."""
-    config = context.config
-    problems = check_config_environment(config)
-    if problems:
-        raise ConfigError("; ".join(problems))
-    context.lock.acquire(user=context.actor)
-    try:
-        hosts = {
-            host.name: PueueHost.from_config(host, results_globs=config.results.globs)
-            for host in config.hosts
-        }
-        daemon = asyncio.create_task(Daemon(config, context.ledger, hosts).run(stop))
-        try:
-            yield daemon
-        finally:
-            stop.set()
-            await daemon
-    finally:
-        context.lock.release()
-
-
 async def _follow(context: Context, daemon: asyncio.Task[None], stop: asyncio.Event) -> None:
     """Narrate each sample case's changes until all have ended, ``stop`` is set, the
     daemon ends, or the deadline passes."""
@@ -211,19 +183,15 @@ async def _follow(context: Context, daemon: asyncio.Task[None], stop: asyncio.Ev
 
 def _report(context: Context) -> int:
     """Show the views as the operator's commands do; 0 if every case ended as expected."""
-    from projections.history import case_history
-
     out.rule("mqi status")
     show_status(context, json=False)
     out.rule("mqi cases")
     with context.views().snapshot() as views:
         cases = {case.case_id: case for case in views.cases()}
-        shown = SHOWN_HISTORY in cases
-        history = case_history(context.feed, views, SHOWN_HISTORY) if shown else []
     out.print(render.cases_table(list(cases.values())))
-    if shown:
+    if SHOWN_HISTORY in cases:
         out.rule(f"mqi history {SHOWN_HISTORY}")
-        out.print(render.history_table(SHOWN_HISTORY, history))
+        show_history(context, SHOWN_HISTORY, json=False)
     out.rule("outcome")
     missed = 0
     for sample in SAMPLES:

@@ -38,7 +38,7 @@ from mqi_es.config.rules import local_outputs
 from mqi_es.errors import ConfigError
 from mqi_es.observations import Observation, Seen
 from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
-from mqi_es.pueue import DAEMON_DOWN_REASON, remote_path, split_home
+from mqi_es.pueue import DAEMON_DOWN_REASON, build_version, split_home
 from mqi_es.remote_host import PueueHost, ssh_target
 from mqi_es.ssh import ConfigProblem, Connected, HostConnection, Reconnecting
 
@@ -217,8 +217,7 @@ def _unreachable_hint(host: HostConfig, error: str) -> str:
 
 async def _pueue_version(host: HostConfig, connection: HostConnection) -> Finding:
     check = f"{host.name}: pueue version"
-    executable = remote_path(host.pueue) if "/" in host.pueue else shlex.quote(host.pueue)
-    outcome = await connection.run(f"{executable} --version")
+    outcome = await connection.run(build_version(pueue=host.pueue))
     match outcome:
         case Ok(stdout=stdout):
             found = _VERSION.search(stdout)

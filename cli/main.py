@@ -105,15 +105,9 @@ def history(
     json: JsonOption = False,
 ) -> None:
     """The complete audit trail of one case, oldest first."""
-    from projections.history import case_history
+    from cli.history import show_history
 
-    context = _context(ctx)
-    with context.views().snapshot() as views:
-        entries = case_history(context.feed, views, case_id)
-    if json:
-        emit_json([entry.to_json() for entry in entries])
-    else:
-        render.console.print(render.history_table(case_id, entries))
+    show_history(_context(ctx), case_id, json=json)
 
 
 @_command()

@@ -531,6 +531,11 @@ def build_status(*, pueue: str = "pueue") -> str:
     return _pueue(["status", "--json"], pueue=pueue)
 
 
+def build_version(*, pueue: str = "pueue") -> str:
+    """``pueue --version`` (prints e.g. ``pueue 4.0.4``)."""
+    return _pueue(["--version"], pueue=pueue)
+
+
 def build_kill(task_id: int, *, pueue: str = "pueue") -> str:
     """``pueue kill <id>``. pueue kills asynchronously: confirm through a later status."""
     return _pueue(["kill", str(_count(task_id, "task_id"))], pueue=pueue)

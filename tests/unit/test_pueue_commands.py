@@ -30,6 +30,7 @@ from mqi_es.pueue import (
     build_remove,
     build_start_group,
     build_status,
+    build_version,
     gpu_index,
     remote_path,
     split_home,
@@ -487,3 +488,8 @@ def test_out_of_range_numbers_and_empty_values_are_value_errors(build: object) -
 def test_bad_configured_values_are_config_errors(build: object) -> None:
     with pytest.raises(ConfigError):
         build()  # type: ignore[operator]
+
+
+def test_the_version_query_runs_pueue_in_the_minimal_environment():
+    assert build_version().endswith(" 'pueue' --version")
+    assert build_version().startswith("env -i ")
