@@ -85,12 +85,15 @@ _CLEAR_ATTEMPT: Row = {
 
 
 def _touch(row: Row, event: Fields, state: CaseState | None = None) -> None:
+    """``reason`` says why the case is where it is: a new state takes its event's reason
+    (even none), other events only add theirs."""
     row["updated_at"] = event["timestamp"]
-    if event["reason"]:
-        row["reason"] = event["reason"]
     if state is not None and state != row["state"]:
         row["state"] = state
         row["state_since"] = row["updated_at"]
+        row["reason"] = event["reason"]
+    elif event["reason"]:
+        row["reason"] = event["reason"]
 
 
 @_on(Case.Detected, creates=True)

@@ -17,13 +17,11 @@ from typing import Any
 
 import yaml
 
-RESULT_GLOB = "out/*.dcm"
-
 # What a case's simulation does on the node, by name.
 SUCCEEDS = (  # one dose file per beam, as MOQUI's perBeam simulation writes them
-    "mkdir -p out\n"
+    "mkdir -p output\n"
     "for beam in 1 2; do\n"
-    '  printf "RT Dose, beam %s, for %s\\n" "$beam" "$PWD" > "out/RD_beam$beam.dcm"\n'
+    '  printf "RT Dose, beam %s, for %s\\n" "$beam" "$PWD" > "output/RD_beam$beam.dcm"\n'
     "done\n"
 )
 EXITS_WITH_2 = 'echo "tps_env: dose grid does not cover the plan" >&2\nexit 2\n'
@@ -75,7 +73,7 @@ def write_config(
             "missing_task_grace_polls": 2,
             **(main_loop or {}),
         },
-        "results": {"globs": [RESULT_GLOB], "local_path": "var/results"},
+        "results": {"local_path": "var/results"},  # the default globs: output/**/*.dcm, ...
         "database": {"path": "var/events.sqlite", "views_path": "var/views.sqlite"},
         "logging": {"path": "var/logs/mqi.log"},
     }

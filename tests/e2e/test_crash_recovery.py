@@ -28,7 +28,7 @@ def test_a_crash_at_any_step_is_recovered_without_duplicates(step, tmp_path: Pat
         assert restarted.stop() == 0
     case = found["crash-case"]
     assert case["state"] == "completed", case
-    downloaded = sorted(p.name for p in (Path(case["results_dir"]) / "out").iterdir())
+    downloaded = sorted(p.name for p in (Path(case["results_dir"]) / "output").iterdir())
     assert downloaded == ["RD_beam1.dcm", "RD_beam2.dcm"]
 
     labels = remote_labels(sandbox_node)

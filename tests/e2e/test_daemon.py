@@ -50,7 +50,7 @@ def test_three_cases_end_as_completed_failed_and_timed_out(site):
         assert daemon.stop() == 0
     ok, failed, slow = (found[n] for n in names)
     assert ok["state"] == "completed" and ok["host"] is None and ok["task_id"] is None
-    result = Path(ok["results_dir"]) / "out" / "RD_beam1.dcm"
+    result = Path(ok["results_dir"]) / "output" / "RD_beam1.dcm"
     assert result.read_text().startswith("RT Dose, beam 1, for ")
     assert (failed["state"], failed["failure"], failed["exit_code"]) == (
         "failed", "case_failure", 2,

@@ -52,7 +52,7 @@ def test_the_demo_ends_three_cases_as_expected_and_leaves_nothing_running(tmp_pa
     assert "History of case DEMO003_lung" in text and "KillRequested" in text
     (root,) = (tmp_path / "var").glob("demo-*")
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
-    dose = root / "var/results/DEMO001_prostate/attempt-1/out/RD_beam1.dcm"
+    dose = root / "var/results/DEMO001_prostate/attempt-1/output/RD_beam1.dcm"
     assert dose.read_text().startswith("RT Dose, beam 1, for ")
     assert stat.S_IMODE(dose.stat().st_mode) & 0o077 == 0
     assert processes_of(tmp_path) == []
