@@ -193,6 +193,30 @@ def cancel(ctx: typer.Context, case_id: CaseArgument, reason: ReasonOption = "")
         )
 
 
+@_command()
+def timeout(
+    ctx: typer.Context,
+    case_id: CaseArgument,
+    hours: Annotated[
+        float | None,
+        typer.Argument(help="Running time allowed to this case, in hours (> 0)."),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Go back to the configured timeout.")
+    ] = False,
+    reason: ReasonOption = "",
+) -> None:
+    """Set how long one case may run before it is killed (its own timeout)."""
+    if (hours is None) == (not clear):
+        raise typer.BadParameter("give HOURS, or --clear")
+    context = _context(ctx)
+    context.ledger.set_case_timeout(
+        case_id, hours=hours, actor=context.actor, reason=reason or "timeout set by an operator"
+    )
+    shown = f"{hours:g} h" if hours is not None else "the configured default"
+    render.console.print(f"case {case_id}: timeout is now {shown}", markup=False)
+
+
 @_command(config_app, "check")
 def config_check(ctx: typer.Context) -> None:
     """Print the effective configuration, or what is wrong with it."""

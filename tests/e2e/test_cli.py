@@ -165,3 +165,17 @@ def test_the_installed_command_runs_as_a_real_process(folder):
     )
     assert missing.returncode == 1
     assert "Traceback" not in missing.stderr and "nobody" in missing.stderr
+
+
+def test_an_operator_sets_and_clears_a_cases_own_timeout(folder):
+    record_history(folder)
+    assert mqi(folder, "timeout", "patient-8", "48", "--reason", "long plan").exit_code == 0
+    (case,) = [c for c in json.loads(mqi(folder, "cases", "--json").output)
+               if c["case_id"] == "patient-8"]  # fmt: skip
+    assert case["timeout_hours"] == 48
+    assert mqi(folder, "timeout", "patient-8", "--clear").exit_code == 0
+    trail = json.loads(mqi(folder, "history", "patient-8", "--json").output)
+    assert [e["details"]["hours"] for e in trail if e["event"] == "TimeoutChanged"] == [48, None]
+    refused = mqi(folder, "timeout", "patient-8", "0")
+    assert refused.exit_code == 1 and "positive number of hours" in refused.output
+    assert mqi(folder, "timeout", "patient-8").exit_code == 2  # neither hours nor --clear
