@@ -252,6 +252,10 @@ class PueueHost:
                 result = Fetched(files, size, str(local_dir))
             case NoMatches(globs=globs):
                 result = NothingToFetch(globs)
+            case TransferFailed(reason=reason, local=True):
+                # The results are safe on the node: fetch again once this machine can
+                # take them, rather than failing the case.
+                result = Unknown(f"results cannot be written here: {reason}")
             case TransferFailed(reason=reason):
                 result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
             case Unknown():

@@ -36,6 +36,7 @@ from mqi_es.failpoints import failpoint
 from mqi_es.ids import case_uuid, refusal_uuid
 from mqi_es.intake import Arrival, Intake
 from mqi_es.observations import Observation, Seen, Unseen
+from mqi_es.outcome import Unknown
 from mqi_es.policy import HostPolicy, Policy
 from mqi_es.ports import RemoteHost
 from mqi_es.progress import ProgressBoard, Transfer, transfers_file
@@ -256,6 +257,12 @@ class Daemon:
 
     # --- recording facts ---------------------------------------------------------------
 
+    def _note_unknown(self, case_id: str, step: str, outcome: object) -> None:
+        """An unknown outcome changes nothing, but the operator should see why it recurs."""
+        if isinstance(outcome, Unknown):
+            log.warning("case %s: %s outcome unknown (%s); trying again later", case_id, step,
+                        outcome.reason)  # fmt: skip
+
     def _apply(self, records: Iterable[Record]) -> bool:
         """Record each fact; one the ledger refuses (the state moved meanwhile, e.g. an
         operator's command) is skipped: the next cycle looks at the new state."""
@@ -334,6 +341,7 @@ class Daemon:
                 )
             finally:
                 self.progress.finish(case.case_id)
+            self._note_unknown(case.case_id, "upload", uploaded)
             self._apply(after_upload(case, uploaded, self.clock(), self.policy))
             if not isinstance(uploaded, Uploaded):
                 return
@@ -342,6 +350,7 @@ class Daemon:
                 case_id=case.case_id, attempt=case.attempt,
             )  # fmt: skip
             failpoint("after_add")
+            self._note_unknown(case.case_id, "pueue add", added)
             self._apply(after_add(case, added, self.clock(), self.policy))
         finally:
             # Until then a `pueue add` may still land: "not in the queue" does not count.
@@ -372,6 +381,7 @@ class Daemon:
         finally:
             self.progress.finish(case.case_id)
         failpoint("after_download")
+        self._note_unknown(case.case_id, "download", fetched)
         self._apply(after_fetch(case, fetched))
 
     def _progress(self, case_id: str, direction: str) -> Callable[[int, int], None]:

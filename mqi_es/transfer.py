@@ -87,9 +87,11 @@ class NoMatches:
 
 @dataclass(frozen=True, slots=True)
 class TransferFailed:
-    """The node or the local file system refused; `reason` says what and why."""
+    """The node or the local file system refused; `reason` says what and why, ``local``
+    whether it was this machine (a full disk here is no fault of the node's)."""
 
     reason: str
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +459,7 @@ def _failure_kind(exc: BaseException) -> TransferFailed | Unknown:
     if isinstance(exc, asyncssh.Error | ConnectionError | TimeoutError):
         return Unknown(f"connection lost: {getattr(exc, 'reason', '') or type(exc).__name__}")
     if isinstance(exc, OSError):  # the local file system (asyncssh reports remote errors)
-        return TransferFailed(f"local file system: {exc.strerror or exc}")
+        return TransferFailed(f"local file system: {exc.strerror or exc}", local=True)
     return TransferFailed(str(exc))
 
 
@@ -477,7 +479,7 @@ async def _failure(
         with contextlib.suppress(OSError, asyncssh.Error):
             space = await sftp.statvfs(posixpath.dirname(target))
             reason += f" ({space.bavail * space.frsize} bytes free on the node's file system)"
-    return TransferFailed(f"{conn.target.name}: {what}: {reason}")
+    return TransferFailed(f"{conn.target.name}: {what}: {reason}", local=outcome.local)
 
 
 class _Meter:

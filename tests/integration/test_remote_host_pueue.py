@@ -351,6 +351,20 @@ def test_results_missing_on_the_node_are_nothing_to_fetch(sandbox: Node, tmp_pat
     assert not (tmp_path / "results").exists()
 
 
+def test_results_that_cannot_be_written_here_are_fetched_again_later(
+    sandbox: Node, tmp_path: Path
+) -> None:
+    (sandbox.home / "case" / "out").mkdir(parents=True)
+    (sandbox.home / "case" / "out" / "dose.dcm").write_text("dose")
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    host = pueue_host(sandbox.ssh)
+
+    fetched = run(host, lambda: host.fetch("~/case", tmp_path / "results" / "case-1"))
+
+    assert isinstance(fetched, Unknown)  # not a failure of the case: the node still has them
+    assert fetched.reason.startswith("results cannot be written here: node1: download: local")
+
+
 def test_from_config_reaches_the_node_with_the_configured_settings(tmp_path: Path) -> None:
     host = HostConfig(
         name="gpu-a",
