@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -21,7 +20,6 @@ log = logging.getLogger("mqi.daemon")
 
 def run_daemon(context: Context) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
-    os.umask(0o077)  # everything the daemon creates (results, logs, data) is owner-only
     settings = context.config.logging
     setup_logging(
         settings.path, level=settings.level, max_bytes=settings.max_bytes,

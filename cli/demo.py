@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shlex
 import signal
 import sys
@@ -90,7 +89,6 @@ def run_demo(*, keep: bool, parent: Path = Path("var")) -> int:
     :raises ConfigError: the demo's folder cannot be used (e.g. ``var/`` is not writable).
     """
     started = time.monotonic()
-    os.umask(0o077)  # as `mqi run`: everything the demo and its daemon create is owner-only
     root = _fresh_folder(parent)
     _say(f"mqi demo: a sandbox GPU node and a daemon, data in {root}")
     try:

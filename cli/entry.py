@@ -7,10 +7,14 @@ other form of `status` (``--help``, unknown options), goes through typer.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
+    # Whatever any command creates (event log, views, results, logs) is owner-only: the
+    # case names and results it holds are patient data.
+    os.umask(0o077)
     plain = _plain_status(sys.argv[1:])
     if plain is None:
         from cli.main import app

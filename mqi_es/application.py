@@ -252,11 +252,18 @@ class Ledger(Application[UUID]):
         remote task may still be running on it."""
         case = self.case(case_id)
         slot = self._slot_to_release(case)
+        label, created_at = case.label, case.task_created_at  # the case forgets them now
         case.fail(
             category=category, actor=actor, reason=reason, exit_code=exit_code, log_tail=log_tail
         )
         if slot is not None and quarantine:
-            slot.quarantine(task_id=quarantine_task_id, actor=actor, reason=reason)
+            slot.quarantine(
+                task_id=quarantine_task_id,
+                task_label=label,
+                task_created_at=created_at,
+                actor=actor,
+                reason=reason,
+            )
         else:
             self._release(slot, case, actor=actor, reason=reason)
         return self._commit(case, slot)

@@ -25,3 +25,5 @@ class Unseen:
 
 
 Observation = Seen | Unseen
+
+NOT_POLLED = Unseen("not polled yet")

@@ -31,7 +31,7 @@ import string
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -39,14 +39,19 @@ import msgspec
 from mqi_es.errors import ConfigError, MqiError
 from mqi_es.ids import task_label  # the label format lives with the other identities
 from mqi_es.outcome import Outcome, RemoteFailure, Unknown
-from mqi_es.snapshot import (
+from mqi_es.snapshot import (  # the label lookup is backend-neutral; re-exported here
+    Found,
     GroupStatus,
+    LabelLookup,
+    LookupUnknown,
+    NotFound,
     RemoteGroup,
     RemoteTask,
     StatusSnapshot,
     TaskLog,
     TaskResult,
     TaskState,
+    find_task_by_label,
 )
 
 __all__ = [
@@ -338,56 +343,6 @@ def _timestamp(text: str | None) -> datetime | None:
     if end - start > 6:
         text = text[: start + 6] + text[end:]
     return datetime.fromisoformat(text.upper())
-
-
-# ---------------------------------------------------------------------- label lookup
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    task: RemoteTask
-
-
-@dataclass(frozen=True, slots=True)
-class NotFound:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class LookupUnknown:
-    reason: str
-
-
-LabelLookup = Found | NotFound | LookupUnknown
-
-_OLDEST = datetime.min.replace(tzinfo=UTC)
-
-
-def find_task_by_label(
-    snapshot: StatusSnapshot | None,
-    label: str,
-    *,
-    created_at: datetime | None = None,
-    unknown_reason: str = "no status snapshot of the node",
-) -> LabelLookup:
-    """Find the task we submitted under ``label``.
-
-    Without a snapshot the answer is ``LookupUnknown``: not being able to look is not
-    "absent". pueue reuses ids after ``clean`` and does not keep labels unique, so
-    ``created_at``, when known, must match too. When several tasks carry the label and
-    no ``created_at`` is given, the newest by ``created_at`` wins: ``pueue restart``
-    copies a task with its label, and the copy is the live one; ids cannot tell age
-    since they are reused. Callers that must alarm on duplicates can use
-    ``snapshot.tasks_with_label``.
-    """
-    if snapshot is None:
-        return LookupUnknown(unknown_reason)
-    candidates = snapshot.tasks_with_label(label)
-    if created_at is not None:
-        candidates = [task for task in candidates if task.created_at == created_at]
-    if not candidates:
-        return NotFound()
-    return Found(max(candidates, key=lambda t: (t.created_at or _OLDEST, t.id)))
 
 
 # ------------------------------------------------------------------ outcome meaning

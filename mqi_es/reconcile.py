@@ -41,14 +41,15 @@ from mqi_es.actions import (
     ResumeGroup,
     Submit,
 )
-from mqi_es.observations import Observation, Seen, Unseen
+from mqi_es.observations import NOT_POLLED, Observation, Seen, Unseen
 from mqi_es.policy import Policy
-from mqi_es.snapshot import RemoteTask, StatusSnapshot
+from mqi_es.snapshot import Found, RemoteTask, StatusSnapshot, find_task_by_label
 from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.views import CaseView, HostView, SlotView
 
 _ACTIVE = frozenset({CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING})
-_WAITING_IN_QUEUE = frozenset({"queued", "stashed", "locked", "paused"})
+_WAITING_IN_QUEUE = frozenset({"queued", "stashed", "locked"})  # not started: removable
+_STARTED = frozenset({"running", "paused"})  # holds its GPU: must be killed
 _KILL_OUTCOME = {
     KillCause.TIMEOUT: FailureCategory.TIMEOUT,
     KillCause.CANCEL: FailureCategory.CANCELLED,
@@ -94,11 +95,11 @@ class _Cycle:
     def decision(self) -> Decision:
         live = {(c.case_id, c.attempt) for c in self.world.cases if c.state in _ACTIVE}
         missing = {key: n for key, n in self.missing.items() if key in live}
-        killing = {f"{c.case_id}#{c.attempt}" for c in self.world.cases if c.state in _ACTIVE}
-        killing |= {
+        may_kill = {f"{c.case_id}#{c.attempt}" for c in self.world.cases if c.state in _ACTIVE}
+        may_kill |= {
             f"slot:{s.host}/{s.group}" for s in self.world.slots if s.state is SlotState.QUARANTINED
         }
-        kill_sent = {key: at for key, at in self.kill_sent.items() if key in killing}
+        kill_sent = {key: at for key, at in self.kill_sent.items() if key in may_kill}
         actions = tuple(dict.fromkeys(self.actions))  # e.g. one resume per paused group
         return Decision(
             tuple(self.records),
@@ -112,7 +113,7 @@ class _Cycle:
     def hosts(self) -> None:
         views = {h.name: h for h in self.world.hosts}
         for host in self.policy.hosts:
-            seen = self.world.observations.get(host.name, Unseen("not polled yet"))
+            seen = self.world.observations.get(host.name, NOT_POLLED)
             view = views.get(host.name)
             if isinstance(seen, Unseen):
                 if view is not None and view.state is not HostState.UNREACHABLE:
@@ -147,21 +148,26 @@ class _Cycle:
                 self._retrieving(case)
 
     def _submitting(self, case: CaseView, seen: Seen) -> None:
-        tasks = seen.snapshot.tasks_with_label(case.label or "")
-        if tasks:
-            first = min(tasks, key=lambda t: (t.created_at is None, t.created_at, t.id))
-            if len(tasks) > 1:
+        lookup = find_task_by_label(seen.snapshot, case.label or "")
+        if isinstance(lookup, Found):
+            task = lookup.task
+            if task.created_at is None:
+                self._alarm("the node's pueue is older than 3.0 (no task creation times): "
+                            "its tasks cannot be told apart safely; upgrade it", case)  # fmt: skip
+                return
+            copies = len(seen.snapshot.tasks_with_label(case.label or ""))
+            if copies > 1:
                 self._alarm(
-                    f"{len(tasks)} remote tasks carry label {case.label}; adopting task "
-                    f"{first.id}, the oldest",
+                    f"{copies} remote tasks carry label {case.label}; adopting task {task.id},"
+                    " the newest (`pueue restart` copies a task with its label)",
                     case,
                 )
             self._record(
                 "record_enqueued",
                 case_id=case.case_id,
                 attempt=case.attempt,
-                task_id=first.id,
-                created_at=first.created_at or seen.taken_at,
+                task_id=task.id,
+                created_at=task.created_at,
                 reason="task found in the queue by its label",
             )
             return
@@ -190,7 +196,7 @@ class _Cycle:
         self.missing.pop(key, None)
         if task.state in _WAITING_IN_QUEUE:
             self._waiting(case, task, snapshot)
-        elif task.state == "running":
+        elif task.state in _STARTED:
             self._running(case, task)
         else:
             self._done(case, task)
@@ -224,9 +230,9 @@ class _Cycle:
                 attempt=case.attempt,
                 started_at=task.start,
             )
-            running_since = self.now
-        else:
-            running_since = case.state_since
+        # From when the node started it: time spent unseen (an outage, the daemon down)
+        # counts too. Only if the node gave no start time, from when we saw it start.
+        running_since = task.start or case.started_at or self.now
         if case.state is CaseState.KILLING:
             self._kill(case, task, case.kill_cause or KillCause.CANCEL, "")
         elif case.cancel_requested:
@@ -303,7 +309,7 @@ class _Cycle:
         if last is not None and self.now - last < self.policy.kill_resend_interval:
             return False
         self.kill_sent[key] = self.now
-        self.actions.append(Kill(host, task.id, running=task.state == "running", case_id=case_id))
+        self.actions.append(Kill(host, task.id, running=task.state in _STARTED, case_id=case_id))
         return True
 
     def _end_killed(self, case: CaseView, reason: str) -> None:
@@ -336,8 +342,9 @@ class _Cycle:
             tasks = snapshot.tasks_in_group(slot.group)
             ours = self.ours.get(slot.host, set())
             foreign = [t.id for t in tasks if t.state == "running" and t.label not in ours]
-            if group is None or any(t.state != "done" for t in tasks):
-                self.taken.add((slot.host, slot.group))  # missing, or work queued there
+            if group is None or group.status != "running" or any(t.state != "done" for t in tasks):
+                # missing, paused (perhaps by an operator, for maintenance) or busy
+                self.taken.add((slot.host, slot.group))
             if slot.state is SlotState.FREE and foreign:
                 self._record(
                     "mark_slot_busy",
@@ -358,6 +365,11 @@ class _Cycle:
 
     def _quarantined(self, slot: SlotView, snapshot: StatusSnapshot) -> None:
         task = snapshot.tasks.get(slot.task_id) if slot.task_id is not None else None
+        if task is not None and (task.label, task.created_at) != (
+            slot.task_label,
+            slot.task_created_at,
+        ):
+            task = None  # the id now names another task (ids are reused): ours is gone
         if task is None or task.state == "done":
             self._record(
                 "lift_quarantine",
@@ -402,17 +414,8 @@ class _Cycle:
 
 def _identify(snapshot: StatusSnapshot, case: CaseView) -> RemoteTask | None:
     """The task of this attempt: same label and creation time (ids get reused)."""
-    task = snapshot.tasks.get(case.task_id) if case.task_id is not None else None
-    if task is not None and task.label == case.label and task.created_at == case.task_created_at:
-        return task
-    return next(
-        (
-            t
-            for t in snapshot.tasks_with_label(case.label or "")
-            if t.created_at == case.task_created_at
-        ),
-        None,
-    )
+    lookup = find_task_by_label(snapshot, case.label or "", created_at=case.task_created_at)
+    return lookup.task if isinstance(lookup, Found) else None
 
 
 def infrastructure_loss(case: CaseView, reason: str, now: datetime, policy: Policy) -> Record:

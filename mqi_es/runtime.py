@@ -35,7 +35,7 @@ from mqi_es.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, Slo
 from mqi_es.failpoints import failpoint
 from mqi_es.ids import case_uuid, refusal_uuid
 from mqi_es.intake import Arrival, Intake
-from mqi_es.observations import Observation, Seen, Unseen
+from mqi_es.observations import NOT_POLLED, Observation, Seen
 from mqi_es.outcome import Unknown
 from mqi_es.policy import HostPolicy, Policy
 from mqi_es.ports import RemoteHost
@@ -52,8 +52,7 @@ from projections.store import ViewStore
 
 DAEMON = "daemon"
 SHUTDOWN_GRACE_SECONDS = 10.0
-
-NOT_POLLED = Unseen("not polled yet")
+TRANSFERS_PER_HOST = 2
 
 log = logging.getLogger("mqi.daemon")
 
@@ -131,9 +130,10 @@ class Daemon:
         self.settled_at: dict[str, datetime] = {}
         self._polls = {name: _HostPoll() for name in self.hosts}
         self._inflight: dict[object, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(
-            max((h.max_parallel_transfers for h in config.hosts), default=4)
-        )
+        # Uploads and downloads take turns per host; kills, log reads and resumes never
+        # wait behind them. Each transfer itself copies max_parallel_transfers files at once.
+        self._transfers = {h.name: asyncio.Semaphore(TRANSFERS_PER_HOST) for h in config.hosts}
+        self._backoff_cap = {h.name: h.reconnect_backoff_cap_seconds for h in config.hosts}
         self._interval = config.main_loop.sleep_interval_seconds
         self._intake: Intake | None = None
         self.progress = ProgressBoard(transfers_file(config.database.path))
@@ -234,9 +234,15 @@ class Daemon:
         for alarm in decision.alarms:
             subject = f"case {alarm.case_id}: " if alarm.case_id else ""
             log.error("ALARM %s%s", subject, alarm.message)
-        self._apply(decision.records)
+        refused = self._apply(decision.records)
         for action in decision.actions:
-            self._start(action)
+            if getattr(action, "case_id", None) not in refused:  # its premise was not recorded
+                self._start(action)
+        self.settled_at = {
+            c.case_id: at
+            for c in cases
+            if c.state is CaseState.SUBMITTING and (at := self.settled_at.get(c.case_id))
+        }
 
     async def _observe(self, now: datetime) -> dict[str, Observation]:
         due = [name for name, poll in self._polls.items() if poll.due is None or poll.due <= now]
@@ -248,8 +254,7 @@ class Daemon:
                 poll.failures, poll.due = 0, None
             else:
                 poll.failures += 1
-                cap = max((h.reconnect_backoff_cap_seconds for h in self.config.hosts), default=60)
-                delay = min(cap, self._interval * 2 ** (poll.failures - 1))
+                delay = min(self._backoff_cap[name], self._interval * 2 ** (poll.failures - 1))
                 poll.due = now + timedelta(seconds=delay)
                 log.warning("host %s: not seen (%s); next poll in %.0f s", name,
                             observation.reason, delay)  # fmt: skip
@@ -263,23 +268,25 @@ class Daemon:
             log.warning("case %s: %s outcome unknown (%s); trying again later", case_id, step,
                         outcome.reason)  # fmt: skip
 
-    def _apply(self, records: Iterable[Record]) -> bool:
+    def _apply(self, records: Iterable[Record]) -> set[str | None]:
         """Record each fact; one the ledger refuses (the state moved meanwhile, e.g. an
-        operator's command) is skipped: the next cycle looks at the new state."""
-        applied_all, any_applied = True, False
+        operator's command) is skipped: the next cycle looks at the new state. Returns the
+        subjects (case ids) of the refused records."""
+        refused_for: set[str | None] = set()
+        any_applied = False
         for record in records:
             try:
                 getattr(self.ledger, record.command)(**record.kwargs, actor=DAEMON)
             except (InvalidTransition, SlotError, ConcurrentUpdate, CaseNotFound) as refused:
                 log.info("%s: %s not recorded: %s", _subject(record), record.command, refused)
-                applied_all = False
+                refused_for.add(record.case_id)
                 continue
             any_applied = True
             log.info("%s: %s", _subject(record), _describe(record))
             failpoint(f"after:{record.command}")
         if any_applied:
             self.projection.catch_up()
-        return applied_all
+        return refused_for
 
     # --- remote actions ----------------------------------------------------------------
 
@@ -295,13 +302,12 @@ class Daemon:
         task.add_done_callback(lambda _: self._inflight.pop(key, None))
 
     async def _guarded(self, action: Action) -> None:
-        async with self._slots:
-            try:
-                await self._perform(action)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug must not kill the daemon: log it, the next cycle retries
-                log.exception("%s failed unexpectedly", type(action).__name__)
+        try:
+            await self._perform(action)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not kill the daemon: log it, the next cycle retries
+            log.exception("%s failed unexpectedly", type(action).__name__)
 
     async def _perform(self, action: Action) -> None:
         host = self.hosts[action.host]
@@ -325,22 +331,25 @@ class Daemon:
             "start_submission", case_id=action.case_id, host=action.host, group=action.group,
             remote_base_dir=base,
         )  # fmt: skip
-        if not self._apply([started]):
-            return
+        if self._apply([started]):
+            return  # refused: e.g. the slot went to another process first
         case = self.projection.case(action.case_id)
         assert case is not None and case.remote_dir is not None and case.label is not None
         try:
             local = self.config.scanner.watch_path / case.case_id
-            changed = self._content_changed(case, local)
+            changed = await asyncio.to_thread(self._content_changed, case, local)
             if changed is not None:
+                if self._intake is not None:
+                    self._intake.reconsider(case.case_id)
                 self._apply([Record.of("hold_case", case_id=case.case_id, reason=changed)])
                 return
-            try:
-                uploaded = await host.upload(
-                    local, case.remote_dir, progress=self._progress(case.case_id, "upload")
-                )
-            finally:
-                self.progress.finish(case.case_id)
+            async with self._transfers[action.host]:
+                try:
+                    uploaded = await host.upload(
+                        local, case.remote_dir, progress=self._progress(case.case_id, "upload")
+                    )
+                finally:
+                    self.progress.finish(case.case_id)
             self._note_unknown(case.case_id, "upload", uploaded)
             self._apply(after_upload(case, uploaded, self.clock(), self.policy))
             if not isinstance(uploaded, Uploaded):
@@ -357,6 +366,8 @@ class Daemon:
             self.settled_at[action.case_id] = self.clock() + self.policy.submit_settle
 
     def _content_changed(self, case: CaseView, local: Path) -> str | None:
+        """Why the case must not be sent as it is now, if it must not (a full scan of the
+        folder: run it off the event loop)."""
         try:
             unchanged = verify_unchanged(
                 local, case.fingerprint, ready_marker=self.config.scanner.ready_marker
@@ -365,8 +376,6 @@ class Daemon:
             return f"the case folder cannot be read: {e.strerror or e}"
         if unchanged:
             return None
-        if self._intake is not None:
-            self._intake.reconsider(case.case_id)
         return "its content changed after registration; waiting until it is stable again"
 
     async def _fetch(self, action: Fetch, host: RemoteHost) -> None:
@@ -374,12 +383,13 @@ class Daemon:
         if case is None or case.state is not CaseState.RETRIEVING:
             return
         local = self.config.results.local_path / case.case_id / f"attempt-{case.attempt}"
-        try:
-            fetched = await host.fetch(
-                action.remote_dir, local, progress=self._progress(case.case_id, "download")
-            )
-        finally:
-            self.progress.finish(case.case_id)
+        async with self._transfers[action.host]:
+            try:
+                fetched = await host.fetch(
+                    action.remote_dir, local, progress=self._progress(case.case_id, "download")
+                )
+            finally:
+                self.progress.finish(case.case_id)
         failpoint("after_download")
         self._note_unknown(case.case_id, "download", fetched)
         self._apply(after_fetch(case, fetched))

@@ -8,7 +8,7 @@ a value here already carries its meaning: ``state`` says where a task is in its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, get_args
 
 TaskState = Literal["queued", "stashed", "running", "paused", "locked", "done"]
@@ -102,3 +102,53 @@ class TaskLog:
 
     task: RemoteTask
     output: str
+
+
+# --- finding our task by its label ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    task: RemoteTask
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LookupUnknown:
+    reason: str
+
+
+LabelLookup = Found | NotFound | LookupUnknown
+
+_OLDEST = datetime.min.replace(tzinfo=UTC)
+
+
+def find_task_by_label(
+    snapshot: StatusSnapshot | None,
+    label: str,
+    *,
+    created_at: datetime | None = None,
+    unknown_reason: str = "no status snapshot of the node",
+) -> LabelLookup:
+    """Find the task we submitted under ``label``.
+
+    Without a snapshot the answer is ``LookupUnknown``: not being able to look is not
+    "absent". pueue reuses ids after ``clean`` and does not keep labels unique, so
+    ``created_at``, when known, must match too. When several tasks carry the label and
+    no ``created_at`` is given, the newest by ``created_at`` wins: ``pueue restart``
+    copies a task with its label, and the copy is the live one; ids cannot tell age
+    since they are reused. Callers that must alarm on duplicates can use
+    ``snapshot.tasks_with_label``.
+    """
+    if snapshot is None:
+        return LookupUnknown(unknown_reason)
+    candidates = snapshot.tasks_with_label(label)
+    if created_at is not None:
+        candidates = [task for task in candidates if task.created_at == created_at]
+    if not candidates:
+        return NotFound()
+    return Found(max(candidates, key=lambda t: (t.created_at or _OLDEST, t.id)))

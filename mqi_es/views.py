@@ -21,7 +21,7 @@ class CaseView(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int
     detected_at: datetime
     updated_at: datetime
-    state_since: datetime  # when the case entered its current state (our clock)
+    state_since: datetime  # when the case entered its current state (its event's time)
     file_count: int
     total_bytes: int
     fingerprint: str
@@ -51,7 +51,9 @@ class SlotView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     case_id: str | None = None
     attempt: int | None = None
-    task_id: int | None = None
+    task_id: int | None = None  # a quarantined slot's task, known by id, label and creation
+    task_label: str | None = None
+    task_created_at: datetime | None = None
     reason: str = ""
 
     @property

@@ -224,7 +224,10 @@ def _timeout_changed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 
 # --- GPU slots -------------------------------------------------------------------------
 
-_FREE_SLOT: Row = {"state": SlotState.FREE, "case_id": None, "attempt": None, "task_id": None}
+_FREE_SLOT: Row = {
+    "state": SlotState.FREE, "case_id": None, "attempt": None, "task_id": None,
+    "task_label": None, "task_created_at": None,
+}  # fmt: skip
 
 
 def _slot_touch(batch: Batch, row: Row, e: Fields, nid: int, case_id: str | None) -> None:
@@ -255,7 +258,10 @@ def _released(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 
 @_on(GpuSlot.Quarantined)
 def _quarantined(batch: Batch, row: Row, e: Fields, nid: int) -> None:
-    row.update(state=SlotState.QUARANTINED, task_id=e["task_id"])
+    row.update(
+        state=SlotState.QUARANTINED, task_id=e["task_id"], task_label=e["task_label"],
+        task_created_at=e["task_created_at"],
+    )  # fmt: skip
     _slot_touch(batch, row, e, nid, e["case_id"])
 
 

@@ -196,7 +196,19 @@ def _case(row: tuple[Any, ...]) -> CaseView:
 
 
 def _slot(row: tuple[Any, ...]) -> SlotView:
-    _, host, group, state, updated_at, case_id, attempt, task_id, reason = row  # SLOT_COLUMNS
+    (
+        _,
+        host,
+        group,
+        state,
+        updated_at,
+        case_id,
+        attempt,
+        task_id,
+        task_label,
+        task_created_at,
+        reason,
+    ) = row  # in SLOT_COLUMNS order
     return SlotView(
         host=host,
         group=group,
@@ -205,6 +217,8 @@ def _slot(row: tuple[Any, ...]) -> SlotView:
         case_id=case_id,
         attempt=attempt,
         task_id=task_id,
+        task_label=task_label,
+        task_created_at=_time(task_created_at),
         reason=reason or "",
     )
 

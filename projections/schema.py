@@ -12,7 +12,7 @@ CASE_COLUMNS = (
 )  # fmt: skip
 SLOT_COLUMNS = (
     "aggregate_id", "host", "grp", "state", "updated_at", "case_id", "attempt", "task_id",
-    "reason",
+    "task_label", "task_created_at", "reason",
 )  # fmt: skip
 HOST_COLUMNS = (
     "aggregate_id", "name", "address", "state", "updated_at", "unreachable_since",

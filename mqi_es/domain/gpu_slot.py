@@ -7,6 +7,7 @@ is refused by the store, so two processes can never hand one GPU to two cases.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -34,6 +35,8 @@ class GpuSlot(Recorded):
         self.case_id: str | None = None
         self.attempt: int | None = None
         self.task_id: int | None = None
+        self.task_label: str | None = None
+        self.task_created_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -81,25 +84,50 @@ class GpuSlot(Recorded):
         case_id: str
         attempt: int
         task_id: int | None
+        task_label: str | None
+        task_created_at: datetime | None
 
-    def quarantine(self, *, task_id: int | None, actor: str, reason: str) -> None:
-        """Keep the slot out of use: a task we asked to kill may still run on its GPU."""
+    def quarantine(
+        self,
+        *,
+        task_id: int | None,
+        task_label: str | None,
+        task_created_at: datetime | None,
+        actor: str,
+        reason: str,
+    ) -> None:
+        """Keep the slot out of use: a task we asked to kill may still run on its GPU.
+
+        The task is remembered by id, label and creation time: ids are reused, and the
+        slot must never kill whatever task later gets the same id.
+        """
         if self.state is not SlotState.ALLOCATED or self.case_id is None or self.attempt is None:
             raise InvalidTransition(f"GPU slot {self.key} is {self.state}: nothing to quarantine")
         self._quarantined(
             case_id=self.case_id,
             attempt=self.attempt,
             task_id=task_id,
+            task_label=task_label,
+            task_created_at=task_created_at,
             actor=actor,
             reason=reason,
         )
 
     @event(Quarantined)
     def _quarantined(
-        self, case_id: str, attempt: int, task_id: int | None, actor: str, reason: str
+        self,
+        case_id: str,
+        attempt: int,
+        task_id: int | None,
+        task_label: str | None,
+        task_created_at: datetime | None,
+        actor: str,
+        reason: str,
     ) -> None:
         self.state = SlotState.QUARANTINED
         self.task_id = task_id
+        self.task_label = task_label
+        self.task_created_at = task_created_at
 
     class QuarantineLifted(Recorded.Event):
         pass
@@ -154,3 +182,5 @@ class GpuSlot(Recorded):
         self.case_id = None
         self.attempt = None
         self.task_id = None
+        self.task_label = None
+        self.task_created_at = None

@@ -135,7 +135,8 @@ def test_a_slot_is_never_held_by_two_cases():
 def test_a_quarantined_slot_is_not_allocated_until_lifted():
     slot = GpuSlot(host="n1", group="gpu0", actor="daemon")
     slot.allocate(case_id="c1", attempt=1, actor="daemon")
-    slot.quarantine(task_id=7, actor="daemon", reason="kill not confirmed")
+    slot.quarantine(task_id=7, task_label="mqi:c1:a1", task_created_at=NOW, actor="daemon",
+                    reason="kill not confirmed")  # fmt: skip
     assert slot.is_held_by("c1", 1) and slot.state is SlotState.QUARANTINED
     with pytest.raises(SlotUnavailable, match="quarantined"):
         slot.allocate(case_id="c2", attempt=1, actor="daemon")

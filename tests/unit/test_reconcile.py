@@ -271,8 +271,8 @@ def test_a_reused_task_id_is_not_mistaken_for_ours():
 
 
 def test_a_case_over_its_timeout_is_killed_and_its_gpu_kept_until_confirmed():
-    old = case(state_since=T0 - POLICY.timeout - timedelta(seconds=1))
-    decision = decide([old], seen(task()))
+    started = T0 - POLICY.timeout - timedelta(seconds=1)
+    decision = decide([case(state_since=started)], seen(task(start=started)))
     assert decision.records == (
         Record.of(
             "request_kill", case_id="c1", cause=KillCause.TIMEOUT,
@@ -283,8 +283,27 @@ def test_a_case_over_its_timeout_is_killed_and_its_gpu_kept_until_confirmed():
 
 
 def test_a_case_sets_its_own_timeout():
-    patient = case(state_since=T0 - timedelta(hours=30), timeout_hours=48.0)
-    assert decide([patient], seen(task())).records == ()
+    started = T0 - timedelta(hours=30)
+    patient = case(state_since=started, timeout_hours=48.0)
+    assert decide([patient], seen(task(start=started))).records == ()
+
+
+def test_time_a_task_ran_unseen_counts_towards_its_timeout():
+    """Seen running only now (after an outage), but started on the node long ago."""
+    late = case(state=CaseState.QUEUED)
+    decision = decide([late], seen(task(start=T0 - POLICY.timeout - timedelta(minutes=1))))
+    assert commands(decision) == ["record_started", "request_kill"]
+
+
+def test_a_paused_task_is_killed_not_removed():
+    paused = task(state="paused")
+    decision = decide([case(cancel_requested=True)], seen(paused))
+    assert decision.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+
+
+def test_a_group_paused_on_the_node_is_not_given_new_cases():
+    decision = decide([case("c1", CaseState.WAITING)], seen(paused=("gpu0",)))
+    assert decision.actions == (Submit("c1", "n1", "gpu1"),)
 
 
 def test_a_kill_is_resent_at_most_every_interval_and_ends_the_case_when_confirmed():
@@ -314,12 +333,22 @@ def test_a_kill_that_is_never_confirmed_quarantines_the_slot():
 
 
 def test_a_quarantined_slot_is_killed_again_and_lifted_once_its_task_is_gone():
-    quarantined = slot("gpu0", SlotState.QUARANTINED, case_id="c1", attempt=1, task_id=7)
+    quarantined = slot("gpu0", SlotState.QUARANTINED, case_id="c1", attempt=1, task_id=7,
+                       task_label=task_label("c1", 1), task_created_at=CREATED)  # fmt: skip
     still = decide([], seen(task()), slots=[quarantined, slot("gpu1")])
     assert still.actions == (Kill("n1", 7, running=True, case_id=None),)
     assert still.alarms
     gone = decide([], seen(), slots=[quarantined, slot("gpu1")])
     assert commands(gone) == ["lift_quarantine"]
+
+
+def test_a_quarantined_slot_never_kills_another_task_that_got_the_same_id():
+    quarantined = slot("gpu0", SlotState.QUARANTINED, case_id="c1", attempt=1, task_id=7,
+                       task_label=task_label("c1", 1), task_created_at=CREATED)  # fmt: skip
+    stranger = task(7, label="someone-else", created_at=T0)  # ids are reused after clean
+    decision = decide([], seen(stranger), slots=[quarantined, slot("gpu1")])
+    assert decision.actions == ()
+    assert commands(decision) == ["lift_quarantine"]
 
 
 def test_an_operator_cancel_kills_the_running_task():
