@@ -35,7 +35,7 @@ from mqi_es.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, Slo
 from mqi_es.failpoints import failpoint
 from mqi_es.ids import case_uuid, refusal_uuid
 from mqi_es.intake import Arrival, Intake
-from mqi_es.observations import NOT_POLLED, Observation, Seen
+from mqi_es.observations import NOT_POLLED, Observation, Seen, Unseen
 from mqi_es.outcome import Unknown
 from mqi_es.policy import HostPolicy, Policy
 from mqi_es.ports import RemoteHost
@@ -53,6 +53,7 @@ from projections.store import ViewStore
 DAEMON = "daemon"
 SHUTDOWN_GRACE_SECONDS = 10.0
 TRANSFERS_PER_HOST = 2
+QUERY_WAIT_SECONDS = 5.0  # how long a cycle waits at least for the hosts' status queries
 
 log = logging.getLogger("mqi.daemon")
 
@@ -101,11 +102,13 @@ class Projection:
 
 @dataclass
 class _HostPoll:
-    """When a host is next polled: every cycle, or later with capped backoff after failures."""
+    """When a host is next polled: every cycle, or later with capped backoff after failures.
+    ``query`` is a status query still under way (a slow host never holds up the others)."""
 
     failures: int = 0
     due: datetime | None = None
     last: Observation = NOT_POLLED
+    query: asyncio.Task[Observation] | None = None
 
 
 class Daemon:
@@ -159,8 +162,10 @@ class Daemon:
         finally:
             intake.cancel()
             await self._drain()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await intake
+            queries = [p.query for p in self._polls.values() if p.query is not None]
+            for task in [intake, *queries]:
+                task.cancel()
+            await asyncio.gather(intake, *queries, return_exceptions=True)
             for host in self.hosts.values():
                 await host.close()
             self.projection.close()
@@ -245,20 +250,38 @@ class Daemon:
         }
 
     async def _observe(self, now: datetime) -> dict[str, Observation]:
-        due = [name for name, poll in self._polls.items() if poll.due is None or poll.due <= now]
-        results = await asyncio.gather(*(self.hosts[name].observe() for name in due))
-        for name, observation in zip(due, results, strict=True):
-            poll = self._polls[name]
-            poll.last = observation
-            if isinstance(observation, Seen):
-                poll.failures, poll.due = 0, None
+        """This cycle's observation of every host: one status query per host that is due.
+
+        The cycle waits for the queries a while; a host still silent then is not seen this
+        cycle (its query goes on, and its answer serves a later cycle), so one hanging node
+        never stalls the others' monitoring, kills and allocations.
+        """
+        for name, poll in self._polls.items():
+            if poll.query is None and (poll.due is None or poll.due <= now):
+                poll.query = asyncio.create_task(self.hosts[name].observe(), name=f"poll {name}")
+        running = [p.query for p in self._polls.values() if p.query is not None]
+        if running:
+            await asyncio.wait(running, timeout=max(self._interval, QUERY_WAIT_SECONDS))
+        seen: dict[str, Observation] = {}
+        for name, poll in self._polls.items():
+            if poll.query is None:
+                seen[name] = poll.last  # not due: still backing off after a failure
+            elif not poll.query.done():
+                seen[name] = Unseen("the status query has not answered yet")
             else:
-                poll.failures += 1
-                delay = min(self._backoff_cap[name], self._interval * 2 ** (poll.failures - 1))
-                poll.due = now + timedelta(seconds=delay)
-                log.warning("host %s: not seen (%s); next poll in %.0f s", name,
-                            observation.reason, delay)  # fmt: skip
-        return {name: poll.last for name, poll in self._polls.items()}
+                poll.last = seen[name] = poll.query.result()
+                poll.query = None
+                self._schedule(name, poll, now)
+        return seen
+
+    def _schedule(self, name: str, poll: _HostPoll, now: datetime) -> None:
+        if isinstance(poll.last, Seen):
+            poll.failures, poll.due = 0, None
+            return
+        poll.failures += 1
+        delay = min(self._backoff_cap[name], self._interval * 2 ** (poll.failures - 1))
+        poll.due = now + timedelta(seconds=delay)
+        log.warning("host %s: not seen (%s); next poll in %.0f s", name, poll.last.reason, delay)
 
     # --- recording facts ---------------------------------------------------------------
 
