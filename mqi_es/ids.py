@@ -33,10 +33,13 @@ def slot_key(host: str, group: str) -> str:
     return f"{host}/{group}"
 
 
+TASK_LABEL_PREFIX = "mqi:"
+
+
 def task_label(case_id: str, attempt: int) -> str:
     """The label of the remote task of one case attempt.
 
     Deterministic, so after a crash between `pueue add` and recording its id the task can
     be found again by label instead of being submitted twice.
     """
-    return f"mqi:{case_id}:a{attempt}"
+    return f"{TASK_LABEL_PREFIX}{case_id}:a{attempt}"

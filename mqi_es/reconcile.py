@@ -41,6 +41,7 @@ from mqi_es.actions import (
     ResumeGroup,
     Submit,
 )
+from mqi_es.ids import TASK_LABEL_PREFIX
 from mqi_es.observations import NOT_POLLED, Observation, Seen, Unseen
 from mqi_es.policy import Policy
 from mqi_es.snapshot import Found, RemoteTask, StatusSnapshot, find_task_by_label
@@ -341,16 +342,17 @@ class _Cycle:
             group = snapshot.groups.get(slot.group)
             tasks = snapshot.tasks_in_group(slot.group)
             ours = self.ours.get(slot.host, set())
-            foreign = [t.id for t in tasks if t.state == "running" and t.label not in ours]
+            foreign = [t for t in tasks if t.state in _STARTED and t.label not in ours]
             if group is None or group.status != "running" or any(t.state != "done" for t in tasks):
                 # missing, paused (perhaps by an operator, for maintenance) or busy
                 self.taken.add((slot.host, slot.group))
             if slot.state is SlotState.FREE and foreign:
+                self._alarm_strays(slot, foreign)
                 self._record(
                     "mark_slot_busy",
                     host=slot.host,
                     group=slot.group,
-                    task_ids=foreign,
+                    task_ids=[t.id for t in foreign],
                     reason="the group runs tasks this daemon did not submit",
                 )
             elif slot.state is SlotState.BUSY and not foreign:
@@ -362,6 +364,17 @@ class _Cycle:
                 )
             elif slot.state is SlotState.QUARANTINED:
                 self._quarantined(slot, snapshot)
+
+    def _alarm_strays(self, slot: SlotView, foreign: list[RemoteTask]) -> None:
+        """A task with our label but no live attempt (e.g. an attempt abandoned while its
+        `pueue add` was in flight) is someone's to look at: said once, as the slot turns busy."""
+        for stray in foreign:
+            if (stray.label or "").startswith(TASK_LABEL_PREFIX):
+                self._alarm(
+                    f"task {stray.id} in {slot.key} carries this daemon's label {stray.label}"
+                    " but belongs to no live attempt; it keeps the GPU busy: `pueue kill"
+                    f" {stray.id}` on the node if it is not needed"
+                )
 
     def _quarantined(self, slot: SlotView, snapshot: StatusSnapshot) -> None:
         task = snapshot.tasks.get(slot.task_id) if slot.task_id is not None else None

@@ -385,3 +385,11 @@ def test_a_task_that_succeeds_while_its_timeout_kill_is_pending_is_a_success():
     assert decision.records == (
         Record.of("record_remote_success", case_id="c1", attempt=1, ended_at=T0),
     )
+
+
+def test_a_stray_task_with_our_label_keeps_its_gpu_busy_and_raises_an_alarm():
+    stray = task(5, label=task_label("c9", 1), created_at=T0)  # an abandoned attempt's task
+    decision = decide([], seen(stray))
+    assert commands(decision) == ["mark_slot_busy"]
+    (alarm,) = decision.alarms
+    assert "belongs to no live attempt" in alarm.message and "pueue kill 5" in alarm.message
