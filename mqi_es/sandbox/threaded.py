@@ -8,6 +8,7 @@ its own event loop (an asyncssh client in ``asyncio.run`` talks to the node over
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import subprocess
 import threading
@@ -16,7 +17,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from mqi_es.sandbox.faults import StatusOutput
 from mqi_es.sandbox.node import SandboxNode
 
 T = TypeVar("T")
@@ -73,44 +73,16 @@ class ThreadedSandboxNode:
 
     # -- where things are -----------------------------------------------------------------
 
-    @property
-    def host(self) -> str:
-        return self.node.host
-
-    @property
-    def port(self) -> int:
-        return self.node.port
-
-    @property
-    def user(self) -> str:
-        return self.node.user
-
-    @property
-    def key_file(self) -> Path:
-        return self.node.key_file
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.node.known_hosts
-
-    @property
-    def home(self) -> Path:
-        return self.node.home
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.node.bin_dir
-
-    @property
-    def pueue_dir(self) -> Path:
-        return self.node.pueue_dir
-
-    @property
-    def daemon_pid(self) -> int | None:
-        return self.node.daemon_pid
-
-    def client_env(self, **extra: str) -> dict[str, str]:
-        return self.node.client_env(**extra)
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the node's: its attributes (host, port, key_file, home, ...)
+        as they are, and its async controls (stop_ssh, restart_pueue_daemon, ...) as
+        blocking calls."""
+        if name == "node":  # not set yet: __init__ failed
+            raise AttributeError(name)
+        attribute = getattr(self.node, name)
+        if inspect.iscoroutinefunction(attribute):
+            return lambda *args, **kwargs: self._call(attribute(*args, **kwargs))
+        return attribute
 
     # -- the stand-in, run locally --------------------------------------------------------
 
@@ -139,45 +111,3 @@ class ThreadedSandboxNode:
             raise RuntimeError(f"pueue status failed: {completed.stderr.strip()}")
         result: dict[str, Any] = json.loads(completed.stdout)
         return result
-
-    # -- controls -------------------------------------------------------------------------
-
-    def stop_pueue_daemon(self) -> None:
-        self._call(self.node.stop_pueue_daemon())
-
-    def start_pueue_daemon(self) -> None:
-        self._call(self.node.start_pueue_daemon())
-
-    def restart_pueue_daemon(self) -> None:
-        self._call(self.node.restart_pueue_daemon())
-
-    def set_fault(
-        self,
-        *,
-        status_output: StatusOutput = "normal",
-        delay_seconds: float = 0.0,
-        delay_only_status: bool = False,
-    ) -> None:
-        self.node.set_fault(
-            status_output=status_output,
-            delay_seconds=delay_seconds,
-            delay_only_status=delay_only_status,
-        )
-
-    def stop_ssh(self) -> None:
-        self._call(self.node.stop_ssh())
-
-    def start_ssh(self) -> None:
-        self._call(self.node.start_ssh())
-
-    def restart_ssh(self) -> None:
-        self._call(self.node.restart_ssh())
-
-    def freeze_ssh(self) -> None:
-        self._call(self.node.freeze_ssh())
-
-    def thaw_ssh(self) -> None:
-        self._call(self.node.thaw_ssh())
-
-    def cut_after(self, n_bytes: int | None) -> None:
-        self._call(self.node.cut_after(n_bytes))
