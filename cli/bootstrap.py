@@ -72,10 +72,12 @@ class Context:
         """
         from projections import generations
         from projections.reader import ViewReader
+        from projections.schema import is_current
 
-        stale = self.lag() or not generations.current(self.views_link).exists()
+        current = generations.current(self.views_link)
+        stale = self.lag() or not current.exists() or not is_current(current)
         if stale and self.lock.holder() is None:
-            self.catch_up()
+            self.catch_up()  # rebuilds views of another release's schema first
         return ViewReader(self.views_link, application_name=LEDGER_NAME)
 
     def catch_up(self) -> int:

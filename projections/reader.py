@@ -13,10 +13,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mqi_es.errors import MqiError
 from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.views import CaseView, HostView, RefusalView, SlotView
 from projections import generations
-from projections.schema import CASE_COLUMNS, HOST_COLUMNS, SLOT_COLUMNS
+from projections.schema import CASE_COLUMNS, HOST_COLUMNS, SCHEMA_VERSION, SLOT_COLUMNS
+
+
+class ViewsOutdated(MqiError):
+    """Raised when the views file was built by a release with another schema."""
 
 
 class ViewReader:
@@ -32,6 +37,12 @@ class ViewReader:
         path = generations.current(self._link)
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version != SCHEMA_VERSION:
+                raise ViewsOutdated(
+                    f"the views in {path} were built by another release (schema {version}, "
+                    f"this one reads {SCHEMA_VERSION}): run `mqi replay`, or restart the daemon"
+                )
             connection.execute("BEGIN")
             yield Snapshot(connection, self._name)
         finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from projections import generations
 from projections.feed import EventFeed
-from projections.schema import TABLES
+from projections.schema import TABLES, is_current
 from projections.store import Progress, ViewStore
 
 CATCH_UP_BATCH = 2_000
@@ -18,8 +18,12 @@ REPLAY_BATCH = 10_000
 
 
 def open_views(link: Path, feed: EventFeed) -> ViewStore:
-    """The writable current views of ``feed``'s log."""
-    return ViewStore(generations.current(link), application_name=feed.name)
+    """The writable current views of ``feed``'s log; views built by a release with another
+    schema are first rebuilt from the log (they are never a source of truth)."""
+    path = generations.current(link)
+    if path.exists() and path.stat().st_size and not is_current(path):
+        path = replay(link, feed).path
+    return ViewStore(path, application_name=feed.name)
 
 
 def catch_up(

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+# Kept in the file (PRAGMA user_version). Raise it with any change below: views built by
+# another release are then rebuilt from the log instead of being misread.
+SCHEMA_VERSION = 2
+
 CASE_COLUMNS = (
     "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
     "updated_at",
@@ -50,3 +57,12 @@ INDEX_STATEMENTS = [
     "CREATE UNIQUE INDEX IF NOT EXISTS cases_by_case_id ON cases (case_id)",
     "CREATE INDEX IF NOT EXISTS cases_by_state ON cases (state, arrival)",
 ]
+
+
+def is_current(path: Path) -> bool:
+    """Whether the views file at ``path`` has this release's schema."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        connection.close()

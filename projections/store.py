@@ -21,7 +21,13 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from mqi_es.store import SQLITE_LOCK_TIMEOUT_SECONDS, ensure_private_file
 from projections.feed import EventFeed
 from projections.projector import Batch, Row
-from projections.schema import INDEX_STATEMENTS, TABLE_STATEMENTS, TABLES, TIME_COLUMNS
+from projections.schema import (
+    INDEX_STATEMENTS,
+    SCHEMA_VERSION,
+    TABLE_STATEMENTS,
+    TABLES,
+    TIME_COLUMNS,
+)
 
 Progress = Callable[[int, int], None]  # (position, head)
 
@@ -36,7 +42,11 @@ class ViewStore(SQLiteTrackingRecorder):
         super().__init__(
             SQLiteDatastore(str(path), lock_timeout=SQLITE_LOCK_TIMEOUT_SECONDS, pool_size=1)
         )
+        fresh = not path.stat().st_size
         self.create_table()
+        if fresh:
+            with self.datastore.transaction(commit=True) as cursor:
+                cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._upserts = {
             table: f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) "  # noqa: S608
             f"VALUES ({', '.join('?' * len(cols))})"

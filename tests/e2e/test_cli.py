@@ -179,3 +179,26 @@ def test_an_operator_sets_and_clears_a_cases_own_timeout(folder):
     refused = mqi(folder, "timeout", "patient-8", "0")
     assert refused.exit_code == 1 and "positive number of hours" in refused.output
     assert mqi(folder, "timeout", "patient-8").exit_code == 2  # neither hours nor --clear
+
+
+def test_views_of_another_release_are_rebuilt_or_named_never_misread(folder):
+    record_history(folder)
+    assert mqi(folder, "status").exit_code == 0
+    link = folder / "var" / "views.sqlite"
+    old = generations.current(link)
+    connection = sqlite3.connect(old)
+    connection.execute("PRAGMA user_version = 1")  # as an older release would have left it
+    connection.commit()
+    connection.close()
+
+    lock = DaemonLock(folder / "var" / "mqi.lock")
+    lock.acquire(user="daemon-test")  # a daemon owns the views: the reader must not rebuild
+    try:
+        named = mqi(folder, "status")
+    finally:
+        lock.release()
+    assert named.exit_code == 1 and "run `mqi replay`" in named.output
+
+    rebuilt = mqi(folder, "cases", "--json")  # no daemon: rebuilt from the log, then read
+    assert rebuilt.exit_code == 0 and len(json.loads(rebuilt.output)) == 2
+    assert generations.current(link) != old
