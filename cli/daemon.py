@@ -14,6 +14,7 @@ from mqi_es.errors import ConfigError
 from mqi_es.logs import setup_logging
 from mqi_es.remote_host import PueueHost
 from mqi_es.runtime import Daemon
+from projections.live import LiveViews
 
 log = logging.getLogger("mqi.daemon")
 
@@ -58,7 +59,8 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
             host.name: PueueHost.from_config(host, results_globs=config.results.globs)
             for host in config.hosts
         }
-        daemon = asyncio.create_task(Daemon(config, context.ledger, hosts).run(stop))
+        views = LiveViews(context.ledger, config.database.views_path)
+        daemon = asyncio.create_task(Daemon(config, context.ledger, hosts, views).run(stop))
         try:
             yield daemon
         finally:

@@ -1,4 +1,4 @@
-"""The boundary between the lifecycle and the outside world, in our own terms.
+"""The boundaries between the lifecycle and the outside world, in our own terms.
 
 The daemon talks to every GPU node through ``RemoteHost``: pueue over SSH is one adapter
 (``mqi_es.remote_host``); a Slurm cluster would be another. Each method returns one of the
@@ -8,12 +8,15 @@ three kinds of outcome and never raises for anything the node or the network doe
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
 from mqi_es.observations import Observation
 from mqi_es.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.states import CaseState
+from mqi_es.views import CaseView, HostView, SlotView
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
@@ -58,3 +61,30 @@ class RemoteHost(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ViewSnapshot(Protocol):
+    """One consistent reading of the views."""
+
+    def cases(
+        self, state: CaseState | None = None, *, active_only: bool = False
+    ) -> list[CaseView]: ...
+
+    def case(self, case_id: str) -> CaseView | None: ...
+
+    def slots(self) -> list[SlotView]: ...
+
+    def hosts(self) -> list[HostView]: ...
+
+
+class Views(Protocol):
+    """The daemon's views of the log (``projections.live.LiveViews``): it brings them up to
+    date after recording, and reads them to decide."""
+
+    def catch_up(self) -> int: ...
+
+    def snapshot(self) -> AbstractContextManager[ViewSnapshot]: ...
+
+    def case(self, case_id: str) -> CaseView | None: ...
+
+    def close(self) -> None: ...

@@ -38,17 +38,12 @@ from mqi_es.intake import Arrival, Intake
 from mqi_es.observations import NOT_POLLED, Observation, Seen, Unseen
 from mqi_es.outcome import Unknown
 from mqi_es.policy import HostPolicy, Policy
-from mqi_es.ports import RemoteHost
+from mqi_es.ports import RemoteHost, Views
 from mqi_es.progress import ProgressBoard, Transfer, transfers_file
 from mqi_es.reactions import Uploaded, after_add, after_fetch, after_log, after_resume, after_upload
 from mqi_es.reconcile import World, reconcile
 from mqi_es.states import CaseState
 from mqi_es.views import CaseView
-from projections import generations
-from projections.feed import EventFeed
-from projections.reader import ViewReader
-from projections.runner import catch_up
-from projections.store import ViewStore
 
 DAEMON = "daemon"
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -80,26 +75,6 @@ def policy_from(config: Config) -> Policy:
     )
 
 
-class Projection:
-    """The daemon's own views: it is their only writer while it runs."""
-
-    def __init__(self, ledger: Ledger, link: Path) -> None:
-        self.feed = EventFeed(ledger)
-        self.store = ViewStore(generations.current(link), application_name=ledger.name)
-        self.reader = ViewReader(link, application_name=ledger.name)
-
-    def catch_up(self) -> int:
-        return catch_up(self.store, self.feed)
-
-    def case(self, case_id: str) -> CaseView | None:
-        with self.reader.snapshot() as views:
-            return views.case(case_id)
-
-    def close(self) -> None:
-        self.store.close()
-        self.feed.close()
-
-
 @dataclass
 class _HostPoll:
     """When a host is next polled: every cycle, or later with capped backoff after failures.
@@ -119,6 +94,7 @@ class Daemon:
         config: Config,
         ledger: Ledger,
         hosts: Mapping[str, RemoteHost],
+        views: Views,
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -127,7 +103,7 @@ class Daemon:
         self.hosts = dict(hosts)
         self.clock = clock
         self.policy = policy_from(config)
-        self.projection = Projection(ledger, config.database.views_path)
+        self.projection = views
         self.memory = Memory()
         self.started_at = clock()
         self.settled_at: dict[str, datetime] = {}
@@ -226,7 +202,7 @@ class Daemon:
         now = self.clock()
         observations = await self._observe(now)
         self.projection.catch_up()
-        with self.projection.reader.snapshot() as views:
+        with self.projection.snapshot() as views:
             cases = views.cases(active_only=True)
             slots = [s for s in views.slots() if s.host in self.policy.hosts_by_name]
             hosts = views.hosts()

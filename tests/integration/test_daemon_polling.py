@@ -13,6 +13,7 @@ from mqi_es.observations import Seen, Unseen
 from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon
 from mqi_es.snapshot import StatusSnapshot
 from mqi_es.store import sqlite_event_store_env
+from projections.live import LiveViews
 
 
 class QuietHost:
@@ -52,7 +53,7 @@ def make_daemon(tmp_path: Path, hosts: dict[str, QuietHost]) -> Daemon:
     (tmp_path / "mqi.yaml").write_text(yaml.safe_dump(settings))
     config = load_config(tmp_path / "mqi.yaml").config
     ledger = Ledger(sqlite_event_store_env(config.database.path))
-    daemon = Daemon(config, ledger, hosts)
+    daemon = Daemon(config, ledger, hosts, LiveViews(ledger, config.database.views_path))
     daemon._register_configuration()
     return daemon
 
