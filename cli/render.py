@@ -118,18 +118,22 @@ def refusals_table(refusals: Sequence[RefusalView]) -> Table:
 
 def history_table(case_id: str, entries: Sequence[HistoryEntry]) -> Table:
     table = Table(title=f"History of case {case_id}", title_justify="left")
-    for column in ("#", "time (UTC)", "subject", "event", "actor", "details"):
-        table.add_column(column, overflow="fold")
+    for column in ("#", "time (UTC)", "subject", "event", "actor"):
+        table.add_column(column, no_wrap=column in ("#", "event"))
+    table.add_column("reason and details", overflow="fold", ratio=1)
     for e in entries:
-        details = ", ".join(f"{k}={_short(v)}" for k, v in e.details.items())
-        if e.reason:
-            details = f"reason={e.reason!r}" + (f", {details}" if details else "")
-        table.add_row(str(e.notification_id), when(e.time), e.subject, e.event, e.actor, details)
+        shown = {k: v for k, v in e.details.items() if v not in (None, "")}
+        lines = ([e.reason] if e.reason else []) + [f"{k}: {_short(v)}" for k, v in shown.items()]
+        table.add_row(
+            str(e.notification_id), when(e.time), e.subject, e.event, e.actor, "\n".join(lines)
+        )
     return table
 
 
 def _short(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
     text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
