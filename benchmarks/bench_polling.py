@@ -37,6 +37,7 @@ from mqi_es.remote_host import PueueHost, ssh_target
 from mqi_es.sandbox import ThreadedSandboxNode
 from mqi_es.ssh import HostConnection, SshTarget
 from tests.fixtures.sshd import HOST_ALIAS, Sshd
+from tests.fixtures.sshd import ssh_target as sshd_target
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/pueue-samples/v4_status_all_states.json"
 RC_FILES = {"empty ~/.bashrc": "", "~/.bashrc costing 50 ms": "sleep 0.05\n"}
@@ -138,14 +139,7 @@ def main() -> None:
         ):
             shutil.copy(SAMPLE, server.home / "status.json")
             command = "cat ~/status.json"
-            target = SshTarget(
-                name="bench",
-                host=server.host,
-                port=server.port,
-                user=server.user,
-                key_file=server.key_file,
-                known_hosts=server.known_hosts,
-            )
+            target = sshd_target(server, name="bench")
 
             async def measure(target: SshTarget = target, command: str = command) -> float:
                 async with HostConnection(target) as node:

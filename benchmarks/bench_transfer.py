@@ -25,9 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mqi_es.ssh import HostConnection, SshTarget
+from mqi_es.ssh import HostConnection
 from mqi_es.transfer import Transferred, upload_dir
 from tests.fixtures.sshd import HOST_ALIAS, Sshd
+from tests.fixtures.sshd import ssh_target as sshd_target
 
 KIB = 1024
 DATA_SETS = {
@@ -66,14 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as temp:
         root = Path(temp)
         with Sshd(root / "sshd") as server:
-            target = SshTarget(
-                name="bench",
-                host=server.host,
-                port=server.port,
-                user=server.user,
-                key_file=server.key_file,
-                known_hosts=server.known_hosts,
-            )
+            target = sshd_target(server, name="bench")
             loop = asyncio.new_event_loop()
             node = HostConnection(target)
             destination = server.home / "dest"
