@@ -39,7 +39,8 @@ from mqi_es.ssh import HostConnection, SshTarget
 from tests.fixtures.sshd import HOST_ALIAS, Sshd
 from tests.fixtures.sshd import ssh_target as sshd_target
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared/pueue-samples/v4_status_all_states.json"
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "pueue-samples"
+SAMPLE = SAMPLES / "v4_status_all_states.json"
 RC_FILES = {"empty ~/.bashrc": "", "~/.bashrc costing 50 ms": "sleep 0.05\n"}
 TASKS = 40  # finished tasks in the stand-in's queue: a status answer of realistic size
 

@@ -11,8 +11,13 @@ behaves like pueued where this project depends on it:
   once and the status flips when the killed process group is gone; ``remove`` forgets
   queued and finished tasks and refuses running ones;
 * ids are max(existing)+1, so they come back after ``clean``;
-* the state is saved on every change; at start-up Running tasks become Done/Killed (their
-  process groups are killed) and groups with queued tasks are paused until ``start -g``.
+* the state is saved on every change; at start-up Running tasks become Done/Killed and
+  groups with queued tasks are paused until ``start -g``. As with pueued, the processes of
+  tasks a crashed daemon left running are not stopped (they run on, orphaned), and with the
+  v3 dialect such a task keeps ``"end":null`` (pueue 3.1.2 does that: see
+  ``tests/data/pueue-samples/real-3.1.2``);
+* v3 only: a task that fails to spawn has no log (pueue 3 removes it), so ``log`` shows
+  pueue's "Failed to get log file handle" error; v4 writes the spawn error into the log.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from mqi_es.sandbox import human
 from mqi_es.sandbox.dialect import Dialect, read_dialect
 from mqi_es.sandbox.faults import PueueFaults, corrupt, read_faults
 from mqi_es.sandbox.layout import PueueFiles
-from mqi_es.sandbox.procs import forget_group, kill_recorded_groups, record_group
+from mqi_es.sandbox.procs import forget_group, keep_as_orphans, record_group
 from mqi_es.sandbox.protocol import Reply, connect, short_socket_path
 from mqi_es.sandbox.render import groups_json, log_json, status_json
 from mqi_es.sandbox.state import DEFAULT_GROUP, Group, PueueState, Task, TaskResult
@@ -96,11 +101,11 @@ class Daemon:
         self._claim_socket()
         for folder in (self._files.task_logs, self._files.process_groups):
             folder.mkdir(mode=0o700, exist_ok=True)
-        leftovers = kill_recorded_groups(self._files.process_groups)
-        if leftovers:
-            log.warning("killed %d task process group(s) left by a previous daemon", len(leftovers))
+        orphans = keep_as_orphans(self._files.process_groups)
+        if orphans:
+            log.warning("%d task(s) of a previous daemon still run, orphaned", len(orphans))
         self._state = PueueState.load(self._files.state)
-        self._state.restore_after_restart(now_ns())
+        self._state.restore_after_restart(None if self._dialect == "v3" else now_ns())
         self._save()
         with short_socket_path(self._files.socket) as name:
             server = await asyncio.start_unix_server(self._serve, path=name)
@@ -359,8 +364,11 @@ class Daemon:
                 )
             except OSError as error:
                 message = f"Failed to spawn child {task.id} with err: {_rust_os_error(error)}"
-                notice = f"Pueue error, failed to spawn task. Check your command.\n{message}"
-                output.write(notice.encode())
+                if self._dialect == "v3":  # pueue 3 removes the log (clean_log_handles)
+                    self._files.task_log(task.id).unlink(missing_ok=True)
+                else:
+                    notice = f"Pueue error, failed to spawn task. Check your command.\n{message}"
+                    output.write(notice.encode())
                 task.start = start
                 task.finish(TaskResult("FailedToSpawn", message=message), now_ns())
                 log.info("task %d failed to spawn", task.id)

@@ -225,7 +225,8 @@ class SandboxNode:
         """Stop the daemon as a service manager would (SIGTERM, then SIGKILL).
 
         The daemon kills its tasks on the way out; any task process group it could not
-        deal with (killed hard) is killed here.
+        deal with (killed hard), and tasks left orphaned by ``crash_pueue_daemon``, are
+        killed here, as a service manager that stops the unit's whole cgroup would.
         """
         daemon, self._daemon = self._daemon, None
         if daemon is not None and daemon.returncode is None:
@@ -241,6 +242,23 @@ class SandboxNode:
     async def restart_pueue_daemon(self) -> None:
         await self.stop_pueue_daemon()
         await self.start_pueue_daemon()
+
+    async def crash_pueue_daemon(self) -> None:
+        """SIGKILL the daemon, like ``kill -9`` of pueued: nothing is cleaned up.
+
+        Its running tasks keep running, orphaned, as pueue's do, and its socket file stays.
+        ``start_pueue_daemon`` then starts a daemon that reports them Done/Killed and leaves
+        them running (what a real pueued 3.1.2 did); ``restart_pueue_daemon`` and ``stop``
+        kill them.
+
+        :raises SandboxError: if the daemon is not running.
+        """
+        daemon, self._daemon = self._daemon, None
+        if daemon is None or daemon.returncode is not None:
+            raise SandboxError("the pueue daemon is not running")
+        with contextlib.suppress(ProcessLookupError):
+            daemon.kill()
+        await daemon.wait()
 
     def set_fault(
         self,

@@ -4,6 +4,11 @@ Every task runs as the leader of its own process group. The daemon records each 
 leader as ``<pid> <start time>`` (the start time in clock ticks, from ``/proc/<pid>/stat``)
 so that whoever cleans up after a crashed daemon can kill the group without risking a
 recycled pid: a group is killed only if its leader still has the recorded start time.
+
+A record is named after its task id while the daemon runs the task. A daemon that starts
+after a crash leaves the tasks it finds recorded running, as pueued does, and renames their
+records ``orphan-<pid>``, so that a new task with the same id cannot overwrite them and
+whoever stops the node still kills them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+
+ORPHAN_PREFIX = "orphan-"
 
 
 def start_time(pid: int) -> int | None:
@@ -35,22 +42,46 @@ def forget_group(folder: Path, task_id: int) -> None:
     (folder / str(task_id)).unlink(missing_ok=True)
 
 
+def keep_as_orphans(folder: Path) -> list[int]:
+    """Rename the task records a dead daemon left to ``orphan-<pid>``; kill nothing.
+
+    Returns the pids of the recorded leaders that still run. Records of processes that are
+    gone are removed.
+    """
+    orphans = []
+    for record in sorted(folder.glob("*")):
+        if record.name.startswith(ORPHAN_PREFIX):
+            continue
+        pid = _live_leader(record)
+        if pid is None:
+            record.unlink(missing_ok=True)
+            continue
+        record.replace(folder / f"{ORPHAN_PREFIX}{pid}")
+        orphans.append(pid)
+    return orphans
+
+
 def kill_recorded_groups(folder: Path) -> list[int]:
-    """SIGKILL every recorded group whose leader is still the recorded process.
+    """SIGKILL every recorded group (orphans too) whose leader is still the recorded process.
 
     Returns the pids of the leaders that were killed. The records are removed.
     """
     killed = []
     for record in sorted(folder.glob("*")):
-        try:
-            pid_text, ticks_text = record.read_text().split()
-            pid, ticks = int(pid_text), int(ticks_text)
-        except (OSError, ValueError):
-            record.unlink(missing_ok=True)
-            continue
-        if start_time(pid) == ticks:
+        pid = _live_leader(record)
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
                 killed.append(pid)
         record.unlink(missing_ok=True)
     return killed
+
+
+def _live_leader(record: Path) -> int | None:
+    """The pid a record names, if that process still runs with the recorded start time."""
+    try:
+        pid_text, ticks_text = record.read_text().split()
+        pid, ticks = int(pid_text), int(ticks_text)
+    except (OSError, ValueError):
+        return None
+    return pid if start_time(pid) == ticks else None

@@ -7,7 +7,10 @@ text unescaped. Two dialects exist:
 * v4 (4.0.x): the timestamps live inside the status object,
   ``{"Done":{"enqueued_at":T,"start":T,"end":T,"result":R}}``.
 * v3 (3.x): ``status`` is ``"Queued"``/``"Running"`` or ``{"Done":R}``, and the task carries
-  ``enqueued_at``, ``prev_status``, ``start`` and ``end`` itself.
+  ``enqueued_at``, ``prev_status``, ``start`` and ``end`` itself. ``prev_status`` is
+  ``"Locked"``: pueue 3 creates every task locked and ``Task::new`` copies that starting status
+  (seen in the real 3.1.2 captures, ``tests/data/pueue-samples/real-3.1.2``); only ``edit``
+  changes it, which the stand-in does not support.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def task_object(task: Task, dialect: Dialect) -> dict[str, Any]:
         | body
         | {
             "status": _status_v3(task),
-            "prev_status": "Queued",
+            "prev_status": "Locked",
             "start": _optional_time(task.start),
             "end": _optional_time(task.end),
         }

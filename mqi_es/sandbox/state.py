@@ -43,7 +43,7 @@ class Task:
     end: int | None = None
     result: TaskResult | None = None
 
-    def finish(self, result: TaskResult, end: int) -> None:
+    def finish(self, result: TaskResult, end: int | None) -> None:
         self.phase = "Done"
         self.end = end
         self.result = result
@@ -64,15 +64,20 @@ class PueueState:
         """pueue's rule: one more than the highest id in use, so ids come back after clean."""
         return max(self.tasks, default=-1) + 1
 
-    def restore_after_restart(self, now: int) -> None:
+    def restore_after_restart(self, now: int | None) -> None:
         """Apply pueue's start-up rules to a state left by a previous daemon.
 
-        Tasks that were running were killed with the old daemon; every group that still has
-        queued tasks is paused so that nothing starts before someone says so.
+        Tasks still marked running (the old daemon died without reaping them) become
+        Done/Killed, with ``end`` set to ``now``: pueue 4 writes the restart time, pueue 3
+        leaves ``end`` null (pass None). Their processes are not touched: pueue does not know
+        them any more. Every group that still has queued tasks is paused so that nothing
+        starts before someone says so; the others keep their status.
         """
         for task in self.tasks.values():
             if task.phase == "Running":
                 task.finish(TaskResult("Killed"), now)
+            elif task.phase == "Done" and task.end is None and now is not None:
+                task.end = now  # a v3 state on a node switched to v4, which needs an end
         for task in self.tasks.values():
             if task.phase == "Queued":
                 self.groups.setdefault(task.group, Group()).status = "Paused"

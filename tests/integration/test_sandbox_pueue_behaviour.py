@@ -1,4 +1,8 @@
-"""The stand-in pueue behaves like pueue where this project depends on it (run locally)."""
+"""The stand-in pueue behaves like pueue where this project depends on it (run locally).
+
+Where a real, running pueue 3.1.2 was captured doing the same (``tests/data/pueue-samples/
+real-3.1.2``), the stand-in's answers are compared with the capture.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ import pytest
 
 from mqi_es.sandbox import ThreadedSandboxNode
 from tests.fixtures.sandbox import wait_until
+from tests.samples import PUEUE_SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "pueue-samples"
+SAMPLES = PUEUE_SAMPLES
+REAL_312 = SAMPLES / "real-3.1.2"
 
 
 def task(node: ThreadedSandboxNode, task_id: int) -> dict[str, Any]:
@@ -39,6 +45,32 @@ def add(node: ThreadedSandboxNode, *args: str) -> int:
 
 def wait_for_state(node: ThreadedSandboxNode, task_id: int, state: str) -> None:
     wait_until(lambda: state_of(node, task_id) == state)
+
+
+def variant(task: dict[str, Any]) -> str:
+    """``Queued``, ``Running`` or ``Done/<result>`` of a task in v3 or v4 output."""
+    status = task["status"]
+    if isinstance(status, str):
+        return status
+    (name, body), *_ = status.items()
+    if name != "Done":
+        return str(name)
+    result = body.get("result", body) if isinstance(body, dict) else body
+    return f"Done/{result if isinstance(result, str) else next(iter(result))}"
+
+
+def real_312(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((REAL_312 / name).read_text())
+    return document
+
+
+def group_statuses(status: dict[str, Any]) -> dict[str, str]:
+    return {name: group["status"] for name, group in status["groups"].items()}
+
+
+def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    """The keys of a task whose values differ (``envs`` is a map in HashMap order)."""
+    return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
 
 
 def alive(pid: int) -> bool:
@@ -352,3 +384,78 @@ def test_the_node_files_are_private_to_their_owner(sandbox_node: ThreadedSandbox
     for private in (sandbox_node.key_file, sandbox_node.pueue_dir / "state.json"):
         assert private.stat().st_mode & 0o777 == 0o600, private
     assert os.access(sandbox_node.bin_dir / "pueue", os.X_OK)
+
+
+@pytest.mark.parametrize("dialect", ["v3", "v4"])
+def test_a_daemon_killed_hard_reports_its_running_task_killed_and_leaves_it_running(
+    sandbox_node_factory: Any, tmp_path: Path, dialect: str
+) -> None:
+    # real-3.1.2: status_before_daemon_kill9 -> `kill -9` of pueued, `pueued -d` ->
+    # status_after_daemon_restart. Only the task's status changed (3.1.2 left "end" null),
+    # no group was paused (nothing was queued), and the task's process ran on.
+    real_before = real_312("status_before_daemon_kill9.json")
+    real_after = real_312("status_after_daemon_restart.json")
+    real_task = real_after["tasks"]["7"]
+    assert changed_keys(real_before["tasks"]["7"], real_task) == {"status"}
+    assert (variant(real_task), real_task["end"]) == ("Done/Killed", None)
+    assert group_statuses(real_after) == group_statuses(real_before)
+    assert group_statuses(real_after) == {"default": "Running", "gpu0": "Running"}
+
+    node = sandbox_node_factory(groups=("gpu0",), status_format=dialect)
+    pid_file = tmp_path / "task.pid"
+    script = f"echo $$ > '{pid_file}'; exec sleep 30"
+    task_id = add(node, "-g", "gpu0", "-l", "survivor", "--", script)
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text()))
+    before = node.status()
+    assert variant(before["tasks"][str(task_id)]) == "Running"
+
+    node.crash_pueue_daemon()
+    node.start_pueue_daemon()
+    after = node.status()
+
+    task_after = after["tasks"][str(task_id)]
+    assert variant(task_after) == "Done/Killed"
+    assert alive(pid)  # pueue lost the task, not its process
+    assert group_statuses(after) == group_statuses(real_after)
+    if dialect == "v3":
+        assert changed_keys(before["tasks"][str(task_id)], task_after) == {"status"}
+        assert task_after["end"] is None
+    else:  # pueue 4 stamps the restart time as the end
+        running = before["tasks"][str(task_id)]["status"]["Running"]
+        done = task_after["status"]["Done"]
+        assert (done["enqueued_at"], done["start"]) == (running["enqueued_at"], running["start"])
+        assert done["end"] >= done["start"]
+    node.restart_pueue_daemon()  # a service manager's restart stops what was left running
+    assert not alive(pid)
+
+
+@pytest.mark.parametrize("dialect", ["v3", "v4"])
+def test_a_daemon_killed_hard_pauses_the_group_whose_task_waits_until_it_is_started(
+    sandbox_node_factory: Any, dialect: str
+) -> None:
+    # real-3.1.2: status_restart2_before -> `kill -9`, `pueued -d` -> status_restart2_after
+    # -> `pueue start -g gpu0` -> status_restart2_after_start.
+    real = [real_312(f"status_restart2_{step}.json") for step in ("before", "after", "after_start")]
+    node = sandbox_node_factory(groups=("gpu0",), status_format=dialect)
+    running = add(node, "-g", "gpu0", "-l", "long", "--", "sleep 30; echo survived")
+    waiting = add(node, "-g", "gpu0", "-l", "waiting", "--", "echo second")
+    wait_until(lambda: variant(node.status()["tasks"][str(running)]) == "Running")
+    before = node.status()
+
+    node.crash_pueue_daemon()
+    node.start_pueue_daemon()
+    after = node.status()
+    resumed = node.pueue("start", "-g", "gpu0")
+    wait_until(lambda: variant(node.status()["tasks"][str(waiting)]) == "Done/Success")
+    started = node.status()
+
+    for ours, theirs in zip((before, after, started), real, strict=True):
+        assert group_statuses(ours) == group_statuses(theirs)
+        assert {key: (variant(task), task["label"]) for key, task in ours["tasks"].items()} == {
+            key: (variant(task), task["label"]) for key, task in theirs["tasks"].items()
+        }
+    assert after["groups"]["gpu0"]["status"] == "Paused"
+    assert resumed.stdout == 'Group "gpu0" is being resumed.\n'
+    if dialect == "v3":
+        assert after["tasks"]["0"]["end"] is None
+        assert real[1]["tasks"]["0"]["end"] is None

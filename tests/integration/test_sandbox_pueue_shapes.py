@@ -1,14 +1,18 @@
-"""The stand-in's JSON has the shape of real pueue output (samples in shared/pueue-samples).
+"""The stand-in's JSON has the shape of real pueue output (samples in tests/data/pueue-samples).
 
 For ``status --json`` (v4 and v3), ``group --json`` and ``log --json`` the key lists are
 compared recursively, in order, per task state variant, and the value encodings are checked:
 compact separators on one line, string task ids in numeric order, chrono timestamps.
+
+The v3 dialect is also compared with what a real, running pueue 3.1.2 printed
+(``real-3.1.2/``): same keys, nesting and value types per state. It imitates 3.4.1, which
+differs from 3.1.2 in two documented ways only: a ``priority`` key (pueue >= 3.2.0) and a
+zero UTC offset written ``Z`` instead of ``+00:00`` (chrono >= 0.4.27, pueue >= 3.3.0).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +24,7 @@ import pytest
 
 from mqi_es.sandbox import ThreadedSandboxNode
 from tests.fixtures.sandbox import wait_until
+from tests.samples import PUEUE_SAMPLES
 
 TIMESTAMP = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.(\d{3}|\d{6}|\d{9}))?(Z|[+-]\d{2}:\d{2})$"
@@ -28,10 +33,8 @@ TIME_KEYS = {"created_at", "enqueued_at", "start", "end", "enqueue_at"}
 
 
 def samples_dir() -> Path:
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "pueue-samples"
-    folder = Path(os.environ.get("MQI_PUEUE_SAMPLES", default))
-    assert folder.is_dir(), f"pueue samples not found at {folder} (set MQI_PUEUE_SAMPLES)"
-    return folder
+    assert PUEUE_SAMPLES.is_dir(), f"pueue samples not found at {PUEUE_SAMPLES}"
+    return PUEUE_SAMPLES
 
 
 def sample(name: str) -> Any:
@@ -201,7 +204,8 @@ def test_log_json_has_the_layout_of_the_samples(outputs: Any) -> None:
             compared += 1
     assert compared >= 2
     assert all(entry["task"]["envs"] == {} for entry in entries.values())
-    assert entries["4"]["output"].startswith("Pueue error, failed to spawn task.")
+    if outputs["dialect"] == "v4":  # pueue 3 removes the log of a task that failed to spawn
+        assert entries["4"]["output"].startswith("Pueue error, failed to spawn task.")
 
 
 def test_an_empty_v4_node_prints_exactly_what_a_live_pueue_printed(
@@ -243,3 +247,119 @@ def test_timestamps_carry_the_local_offset_and_the_shortest_exact_fraction(
     ).stdout.split()
     assert [stamp.split("T")[1] for stamp in printed[: len(expected)]] == expected
     assert all(TIMESTAMP.match(stamp) for stamp in printed)
+
+
+# ------------------------------------------------------------------ real pueue 3.1.2
+
+REAL_312 = "real-3.1.2/"
+# A real task in each state the stand-in produces: (capture, task id). Paused, Stashed,
+# Locked and Done/DependencyFailed are in the captures too; the stand-in never makes them.
+REAL_312_TASKS = {
+    "Running": ("status_queued.json", "1"),
+    "Queued": ("status_queued.json", "2"),
+    "Done/Success": ("status_done_success.json", "3"),
+    "Done/Failed": ("status_done_failed3.json", "0"),
+    "Done/FailedToSpawn": ("status_failed_to_spawn.json", "4"),
+    "Done/Killed": ("status_killed.json", "1"),
+}
+MISSING_LOG = re.compile(
+    r'\(Pueue error\) Failed to get log file handle: I/O error at path "[^"]+/task_logs/4\.log"'
+    r" while getting log file handle:\nNo such file or directory \(os error 2\)"
+)
+only_v3 = pytest.mark.parametrize("outputs", ["v3"], indirect=True)
+
+
+def real_312(name: str) -> Any:
+    return sample(REAL_312 + name)
+
+
+OPAQUE = {"envs": "map", "label": "string or null"}
+
+
+def value_types(value: Any) -> Any:
+    """The nesting with every value replaced by its JSON type.
+
+    ``envs`` is a free map; ``label`` is a string or null in every state, so both stay opaque.
+    """
+    if isinstance(value, dict):
+        return {key: OPAQUE.get(key) or value_types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [value_types(item) for item in value]
+    return type(value).__name__
+
+
+def as_3_1_2(task: dict[str, Any]) -> dict[str, Any]:
+    """A 3.4.1 task without ``priority``, which pueue 3.2.0 added after ``dependencies``."""
+    keys = list(task)
+    assert keys.index("priority") == keys.index("dependencies") + 1
+    return {key: value for key, value in task.items() if key != "priority"}
+
+
+def test_real_pueue_3_1_2_printed_one_compact_line_with_string_ids_in_numeric_order() -> None:
+    captures = sorted((samples_dir() / REAL_312).glob("*.json"))
+    assert len(captures) == 24
+    for capture in captures:
+        document = assert_compact_line(capture.read_text())
+        tasks = document["tasks"] if capture.name.startswith("status_") else document
+        assert list(tasks) == sorted(tasks, key=int), capture.name
+        if capture.name.startswith("status_"):
+            assert list(document) == ["tasks", "groups"]
+
+
+@only_v3
+def test_v3_tasks_have_the_keys_and_value_types_of_real_pueue_3_1_2_in_each_state(
+    outputs: Any,
+) -> None:
+    tasks = by_variant(assert_compact_line(outputs["status"])["tasks"])
+    assert set(tasks) == set(REAL_312_TASKS)
+    for name, (capture, task_id) in REAL_312_TASKS.items():
+        real = real_312(capture)["tasks"][task_id]
+        assert variant(real) == name
+        ours = as_3_1_2(tasks[name])
+        assert key_tree(ours) == key_tree(real), name
+        assert value_types(ours) == value_types(real), name
+        # pueue 3 creates every task Locked and keeps that as prev_status.
+        assert ours["prev_status"] == real["prev_status"] == "Locked", name
+
+
+@only_v3
+def test_v3_status_and_groups_have_the_layout_of_real_pueue_3_1_2(outputs: Any) -> None:
+    real = real_312("status_killed_group.json")
+    ours = assert_compact_line(outputs["status"])
+    assert list(ours) == list(real) == ["tasks", "groups"]
+    expected = real["groups"]["gpu0"]
+    assert expected == {"status": "Paused", "parallel_tasks": 1}
+    for group in ours["groups"].values():
+        assert key_tree(group) == key_tree(expected)
+        assert value_types(group) == value_types(expected)
+
+
+@only_v3
+def test_v3_log_entries_have_the_layout_of_real_pueue_3_1_2_in_each_state(outputs: Any) -> None:
+    real = {variant(entry["task"]): entry for entry in real_312("log_all.json").values()}
+    ours = {variant(entry["task"]): entry for entry in assert_compact_line(outputs["log"]).values()}
+    shared = set(real) & set(ours)
+    assert shared == {"Done/Success", "Done/Failed", "Done/FailedToSpawn", "Done/Killed"}
+    for name in shared:
+        entry = {**ours[name], "task": as_3_1_2(ours[name]["task"])}
+        assert key_tree(entry) == key_tree(real[name]), name
+        assert value_types(entry) == value_types(real[name]), name
+        assert entry["task"]["envs"] == real[name]["task"]["envs"] == {}
+    # A task that failed to spawn has no log file: pueue 3 says so in `output`.
+    assert MISSING_LOG.fullmatch(real["Done/FailedToSpawn"]["output"])
+    assert MISSING_LOG.fullmatch(ours["Done/FailedToSpawn"]["output"])
+
+
+@only_v3
+def test_v3_timestamps_are_written_like_real_pueue_3_1_2_except_utc_as_3_4_1_writes_it(
+    outputs: Any,
+) -> None:
+    real = list(timestamps(real_312("status_after_plain_kill.json")))
+    ours = list(timestamps(json.loads(outputs["status"])))
+    assert len(real) >= 20 and len(ours) >= 30
+    assert all(TIMESTAMP.match(stamp) for stamp in real + ours)
+    assert all(re.search(r"\.\d{9}\+00:00$", stamp) for stamp in real)  # Linux: nanoseconds
+    # chrono <= 0.4.26 (pueue 3.1.2, a UTC host) wrote a zero offset `+00:00`; the chrono
+    # of 3.4.1, which the stand-in imitates, writes `Z` (see the TZ test above).
+    assert {stamp[-6:] for stamp in real} == {"+00:00"}
+    assert not any(stamp.endswith("+00:00") for stamp in ours)

@@ -1,13 +1,12 @@
 """Reading pueue's output: every real and constructed sample, malformed input, fuzzing.
 
-The samples live in ``shared/pueue-samples`` beside the repository (override with
-``MQI_PUEUE_SAMPLES``). Without them these tests fail: they are the only ground truth.
+The samples live in ``tests/data/pueue-samples`` (provenance in its README): they are the
+only ground truth. ``real-3.1.2/`` is what a real, running pueue 3.1.2 printed.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
@@ -28,6 +27,7 @@ from mqi_es.pueue import (
     parse_task_status,
 )
 from mqi_es.snapshot import RemoteGroup, StatusSnapshot
+from tests.samples import PUEUE_SAMPLES
 
 PLUS_2 = timezone(timedelta(hours=2))
 PLUS_8 = timezone(timedelta(hours=8))
@@ -35,11 +35,10 @@ PLUS_8 = timezone(timedelta(hours=8))
 
 @cache
 def samples_dir() -> Path:
-    override = os.environ.get("MQI_PUEUE_SAMPLES")
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "pueue-samples"
-    path = Path(override) if override else default
-    if not (path / "README.md").is_file() or not (path / "real" / "SOURCES.md").is_file():
-        pytest.fail(f"pueue samples not found at {path}; set MQI_PUEUE_SAMPLES")
+    path = PUEUE_SAMPLES
+    provenance = [path / "README.md", path / "real" / "SOURCES.md", path / V312 / "README.md"]
+    if not all(file.is_file() for file in provenance):
+        pytest.fail(f"pueue samples or their provenance files are missing from {path}")
     return path
 
 
@@ -49,6 +48,7 @@ def sample(name: str) -> bytes:
 
 
 R = "real/"
+V312 = "real-3.1.2/"
 RAYCAST = R + "daviddwlee84__Pueue-Raycast-Extension__"
 WRAPPER = R + "daviddwlee84__PueueWrapper__"
 
@@ -101,6 +101,88 @@ LOG_STASHED = RAYCAST + "log_json_stashed_task_jsontool.json"
 LOG_UNKNOWN_ID = RAYCAST + "log_json_unknown_id_empty.json"
 AI_REPRODUCED = WRAPPER + "log_json_excerpt_ai_reproduced.txt"
 
+# real-3.1.2/: what each capture shows, as its README describes the step before it.
+# id -> (label, group, state, result, exit code), then the group statuses.
+F3 = ("mqi-test-1", "gpu0", "done", "failed", 3)
+KILLED_GPU0 = (None, "gpu0", "done", "killed", None)
+SUCCESS = (None, "default", "done", "success", None)
+SPAWN_FAILED = (None, "default", "done", "failed_to_spawn", None)
+STASHED = (None, "default", "stashed", None, None)
+RUNNING, PAUSED = RemoteGroup("running", 1), RemoteGroup("paused", 1)
+BOTH_RUNNING = {"default": RUNNING, "gpu0": RUNNING}
+FIRST_FOUR = {0: F3, 1: KILLED_GPU0, 2: KILLED_GPU0, 3: SUCCESS}
+UP_TO_SPAWN_FAILURE = {**FIRST_FOUR, 4: SPAWN_FAILED, 5: STASHED}
+DEPENDENCY_FAILED = (None, "default", "done", "dependency_failed", None)
+STATUS_312: dict[str, tuple[dict[int, tuple[Any, ...]], dict[str, RemoteGroup]]] = {
+    "status_running.json": ({0: ("mqi-test-1", "gpu0", "running", None, None)}, BOTH_RUNNING),
+    "status_done_failed3.json": ({0: F3}, BOTH_RUNNING),
+    "status_queued.json": (
+        {0: F3, 1: (None, "gpu0", "running", None, None), 2: (None, "gpu0", "queued", None, None)},
+        BOTH_RUNNING,
+    ),
+    "status_paused.json": (
+        {0: F3, 1: (None, "gpu0", "paused", None, None), 2: (None, "gpu0", "queued", None, None)},
+        BOTH_RUNNING,
+    ),
+    "status_killed.json": (
+        {0: F3, 1: KILLED_GPU0, 2: (None, "gpu0", "running", None, None)},
+        BOTH_RUNNING,
+    ),
+    "status_killed_group.json": (
+        {0: F3, 1: KILLED_GPU0, 2: KILLED_GPU0},
+        {"default": RUNNING, "gpu0": PAUSED},
+    ),
+    "status_group_resumed.json": ({0: F3, 1: KILLED_GPU0, 2: KILLED_GPU0}, BOTH_RUNNING),
+    "status_done_success.json": (FIRST_FOUR, BOTH_RUNNING),
+    "status_stashed.json": ({**FIRST_FOUR, 4: STASHED}, BOTH_RUNNING),
+    "status_stashed_delayed.json": ({**FIRST_FOUR, 4: STASHED, 5: STASHED}, BOTH_RUNNING),
+    "status_failed_to_spawn.json": (UP_TO_SPAWN_FAILURE, BOTH_RUNNING),
+    "status_locked.json": (
+        {**UP_TO_SPAWN_FAILURE, 5: (None, "default", "locked", None, None)},
+        BOTH_RUNNING,
+    ),
+    "status_after_edit.json": (UP_TO_SPAWN_FAILURE, BOTH_RUNNING),
+    "status_dependency_failed.json": (
+        {**UP_TO_SPAWN_FAILURE, 6: DEPENDENCY_FAILED},
+        BOTH_RUNNING,
+    ),
+    "status_after_plain_kill.json": (
+        {
+            **UP_TO_SPAWN_FAILURE,
+            6: DEPENDENCY_FAILED,
+            7: SUCCESS,
+            8: (None, "default", "done", "killed", None),
+        },
+        {"default": PAUSED, "gpu0": RUNNING},
+    ),
+    "status_after_clean.json": ({5: STASHED}, BOTH_RUNNING),
+    "status_env_task.json": ({5: STASHED, 6: SUCCESS}, BOTH_RUNNING),
+    "status_before_daemon_kill9.json": (
+        {5: STASHED, 6: SUCCESS, 7: ("survivor", "gpu0", "running", None, None)},
+        BOTH_RUNNING,
+    ),
+    "status_after_daemon_restart.json": (
+        {5: STASHED, 6: SUCCESS, 7: ("survivor", "gpu0", "done", "killed", None)},
+        BOTH_RUNNING,
+    ),
+    "status_restart2_before.json": (
+        {0: ("long", "gpu0", "running", None, None), 1: ("waiting", "gpu0", "queued", None, None)},
+        BOTH_RUNNING,
+    ),
+    "status_restart2_after.json": (
+        {0: ("long", "gpu0", "done", "killed", None), 1: ("waiting", "gpu0", "queued", None, None)},
+        {"default": RUNNING, "gpu0": PAUSED},
+    ),
+    "status_restart2_after_start.json": (
+        {
+            0: ("long", "gpu0", "done", "killed", None),
+            1: ("waiting", "gpu0", "done", "success", None),
+        },
+        BOTH_RUNNING,
+    ),
+}
+LOGS_312 = ["log_failed3.json", "log_all.json"]
+
 CATALOGUE = {
     *STATUS_ALL_STATES,
     *STATE_V2,
@@ -118,6 +200,8 @@ CATALOGUE = {
     LOG_STASHED,
     LOG_UNKNOWN_ID,
     AI_REPRODUCED,
+    *(V312 + name for name in STATUS_312),
+    *(V312 + name for name in LOGS_312),
 }
 
 
@@ -125,7 +209,7 @@ def test_every_sample_file_is_read_by_some_test() -> None:
     root = samples_dir()
     present = {
         path.relative_to(root).as_posix()
-        for path in [*root.iterdir(), *(root / "real").iterdir()]
+        for path in [*root.iterdir(), *(root / "real").iterdir(), *(root / V312).iterdir()]
         if path.is_file() and path.name not in ("README.md", "SOURCES.md")
     }
     assert present == CATALOGUE
@@ -327,6 +411,239 @@ def test_two_thousand_tasks_are_read_completely() -> None:
     assert len(snapshot.tasks) == 2000
     assert snapshot.tasks[1999].label == "mqi:c1999:a1"
     assert snapshot.tasks[1999].state == ALL_STATES[1999 % 13][2]
+
+
+# ------------------------------------------------------------ real pueue 3.1.2
+
+SPAWN_ERROR_4 = (
+    "Failed to spawn child 4 with err: Os { code: 2, kind: NotFound, "
+    'message: "No such file or directory" }'
+)
+
+
+def at(hour: int, minute: int, second: int, micro: int) -> datetime:
+    """A time of 2026-12-02 (UTC), the day of the 3.1.2 captures."""
+    return datetime(2026, 12, 2, hour, minute, second, micro, tzinfo=UTC)
+
+
+def status_312(name: str) -> StatusSnapshot:
+    return parse_status(sample(V312 + name))
+
+
+def missing_log_error(task_id: int) -> str:
+    return (
+        "(Pueue error) Failed to get log file handle: I/O error at path "
+        f'"/home/mqi/.local/share/pueue/task_logs/{task_id}.log" while getting log file handle:\n'
+        "No such file or directory (os error 2)"
+    )
+
+
+@pytest.mark.parametrize(("name", "expected"), STATUS_312.items())
+def test_each_real_3_1_2_status_capture_reads_as_its_readme_describes(
+    name: str, expected: tuple[dict[int, tuple[Any, ...]], dict[str, RemoteGroup]]
+) -> None:
+    tasks, groups = expected
+
+    snapshot = status_312(name)
+
+    assert summary(snapshot) == tasks
+    assert snapshot.groups == groups
+
+
+@pytest.mark.parametrize("name", [*STATUS_312, *LOGS_312])
+def test_every_real_3_1_2_timestamp_is_utc_written_as_plus_00_00(name: str) -> None:
+    raw = sample(V312 + name)
+    assert b"+00:00" in raw and b'Z"' not in raw  # chrono <= 0.4.26 prints no `Z`
+    if name in LOGS_312:
+        tasks = [entry.task for entry in parse_log(raw).values()]
+    else:
+        tasks = list(parse_status(raw).tasks.values())
+
+    moments = [m for t in tasks for m in (t.created_at, t.start, t.end) if m is not None]
+
+    assert len(moments) >= len(tasks)
+    assert all(moment.utcoffset() == timedelta(0) for moment in moments)
+
+
+def test_real_3_1_2_plus_00_00_and_z_give_the_same_snapshot() -> None:
+    raw = sample(V312 + "status_after_plain_kill.json")
+
+    assert parse_status(raw.replace(b"+00:00", b"Z")) == parse_status(raw)
+
+
+def test_real_3_1_2_running_task_is_running_with_its_start_time() -> None:
+    task = status_312("status_running.json").tasks[0]
+
+    assert (task.label, task.group, task.state) == ("mqi-test-1", "gpu0", "running")
+    # 19:50:51.751493629+00:00: nanoseconds are truncated, not rounded.
+    assert task.created_at == at(19, 50, 51, 751493)
+    assert task.start == at(19, 50, 51, 926704)
+    assert task.end is None
+
+
+def test_real_3_1_2_failed_task_has_exit_code_3_and_keeps_its_start() -> None:
+    running = status_312("status_running.json").tasks[0]
+    task = status_312("status_done_failed3.json").tasks[0]
+
+    assert (task.state, task.result, task.exit_code, task.detail) == ("done", "failed", 3, None)
+    assert (task.created_at, task.start) == (running.created_at, running.start)
+    assert task.end == at(19, 50, 53, 929202)
+
+
+def test_real_3_1_2_paused_task_keeps_its_slot_and_start_while_the_next_waits() -> None:
+    tasks = status_312("status_paused.json").tasks
+
+    assert (tasks[1].state, tasks[1].start, tasks[1].end) == (
+        "paused",
+        at(19, 50, 55, 341024),
+        None,
+    )
+    assert (tasks[2].state, tasks[2].start, tasks[2].end) == ("queued", None, None)
+
+
+def test_real_3_1_2_killed_task_ends_and_the_next_one_in_the_group_starts() -> None:
+    tasks = status_312("status_killed.json").tasks
+
+    assert (tasks[1].result, tasks[1].exit_code) == ("killed", None)
+    assert (tasks[1].start, tasks[1].end) == (at(19, 50, 55, 341024), at(19, 50, 56, 357454))
+    assert (tasks[2].state, tasks[2].start) == ("running", at(19, 50, 56, 363730))
+
+
+def test_real_3_1_2_killing_a_group_pauses_it_until_it_is_started() -> None:
+    killed = status_312("status_killed_group.json")
+    resumed = status_312("status_group_resumed.json")
+
+    assert killed.tasks[2].result == "killed"
+    assert killed.tasks[2].end == at(19, 50, 56, 880046)
+    assert killed.groups["gpu0"] == RemoteGroup("paused", 1)
+    assert resumed.groups["gpu0"] == RemoteGroup("running", 1)
+    assert resumed.tasks == killed.tasks
+
+
+def test_real_3_1_2_stashed_tasks_have_no_start_with_or_without_a_delay() -> None:
+    tasks = status_312("status_stashed_delayed.json").tasks
+
+    for task_id in (4, 5):  # `add -s` and `add -d 1h`
+        task = tasks[task_id]
+        assert (task.state, task.result, task.start, task.end) == ("stashed", None, None, None)
+    assert tasks[5].created_at == at(19, 50, 58, 962864)
+
+
+def test_real_3_1_2_spawn_failure_carries_pueues_error_and_starts_and_ends_at_once() -> None:
+    task = status_312("status_failed_to_spawn.json").tasks[4]
+
+    assert (task.state, task.result, task.exit_code) == ("done", "failed_to_spawn", None)
+    assert task.detail == SPAWN_ERROR_4
+    # The README says start equals end; the file has them 2.2 µs apart
+    # (19:50:59.007045735 and 19:50:59.007047936): two calls of Local::now().
+    assert (task.start, task.end) == (at(19, 50, 59, 7045), at(19, 50, 59, 7047))
+
+
+def test_real_3_1_2_task_being_edited_is_locked_then_stashed_again() -> None:
+    locked = status_312("status_locked.json").tasks[5]
+    edited = status_312("status_after_edit.json").tasks[5]
+
+    assert (locked.state, locked.result, locked.start) == ("locked", None, None)
+    assert (edited.state, edited.start) == ("stashed", None)
+    assert locked.created_at == edited.created_at == at(19, 50, 58, 962864)
+
+
+def test_real_3_1_2_dependency_failure_starts_and_ends_at_once() -> None:
+    task = status_312("status_dependency_failed.json").tasks[6]
+
+    assert (task.result, task.exit_code, task.detail) == ("dependency_failed", None, None)
+    # 19:51:03.213100118 and .213100473: equal once truncated to microseconds.
+    assert task.start == task.end == at(19, 51, 3, 213100)
+
+
+def test_real_3_1_2_plain_kill_kills_the_default_group_and_pauses_only_it() -> None:
+    snapshot = status_312("status_after_plain_kill.json")
+
+    assert (snapshot.tasks[8].group, snapshot.tasks[8].result) == ("default", "killed")
+    assert snapshot.groups == {
+        "default": RemoteGroup("paused", 1),
+        "gpu0": RemoteGroup("running", 1),
+    }
+
+
+def test_real_3_1_2_ids_are_handed_out_again_after_clean() -> None:
+    before = status_312("status_dependency_failed.json").tasks[6]
+    cleaned = status_312("status_after_clean.json")
+    again = status_312("status_env_task.json").tasks[6]
+
+    assert list(cleaned.tasks) == [5]  # only the stashed task is left
+    assert (before.result, again.result) == ("dependency_failed", "success")
+    assert before.created_at == at(19, 51, 3, 28399)
+    assert again.created_at == at(19, 51, 6, 153530)  # same id, another task
+
+
+def test_real_3_1_2_daemon_restart_turns_the_running_task_into_killed_with_no_end() -> None:
+    before = status_312("status_before_daemon_kill9.json")
+    after = status_312("status_after_daemon_restart.json")
+
+    survivor = after.tasks[7]
+    assert before.tasks[7].state == "running"
+    assert (survivor.label, survivor.state, survivor.result) == ("survivor", "done", "killed")
+    assert survivor.start == before.tasks[7].start == at(19, 51, 7, 323021)
+    assert survivor.end is None  # pueue 3 does not stamp an end on restart
+    assert survivor.created_at == before.tasks[7].created_at
+    assert {i: t for i, t in after.tasks.items() if i != 7} == {
+        i: t for i, t in before.tasks.items() if i != 7
+    }
+    # No queued task anywhere, so no group is paused.
+    assert after.groups == before.groups == BOTH_RUNNING
+
+
+def test_real_3_1_2_daemon_restart_pauses_the_group_whose_task_was_queued() -> None:
+    before = status_312("status_restart2_before.json")
+    after = status_312("status_restart2_after.json")
+    started = status_312("status_restart2_after_start.json")
+
+    assert [(t.label, t.state, t.result) for t in after.tasks.values()] == [
+        ("long", "done", "killed"),
+        ("waiting", "queued", None),
+    ]
+    assert after.tasks[0].start == before.tasks[0].start == at(19, 51, 43, 455069)
+    assert after.tasks[0].end is None
+    assert after.tasks[1] == before.tasks[1]
+    assert after.groups == {"default": RemoteGroup("running", 1), "gpu0": RemoteGroup("paused", 1)}
+    # `pueue start -g gpu0`: the queued task runs, the group runs again.
+    assert started.tasks[0] == after.tasks[0]
+    waiting = started.tasks[1]
+    assert (waiting.result, waiting.start, waiting.end) == (
+        "success",
+        at(19, 51, 46, 294841),
+        at(19, 51, 46, 496266),
+    )
+    assert started.groups == BOTH_RUNNING
+
+
+def test_real_3_1_2_log_of_the_failed_task_has_its_task_and_an_empty_output() -> None:
+    logs = parse_log(sample(V312 + "log_failed3.json"))
+
+    assert list(logs) == [0]
+    assert logs[0].task == status_312("status_done_failed3.json").tasks[0]
+    assert logs[0].output == ""
+
+
+def test_real_3_1_2_log_has_both_streams_or_pueues_error_for_a_task_without_a_log() -> None:
+    logs = parse_log(sample(V312 + "log_all.json"))
+    tasks = status_312("status_after_plain_kill.json").tasks  # nothing changed for 0..7
+
+    assert list(logs) == list(range(8))
+    assert all(logs[i].task == tasks[i] for i in logs)
+    assert logs[7].output == "hello\nerr"  # stdout and stderr, no final newline
+    assert [logs[i].output for i in (0, 1, 2, 3)] == ["", "", "", ""]
+    # Failed to spawn, stashed and dependency-failed tasks never wrote a log.
+    assert [logs[i].output for i in (4, 5, 6)] == [missing_log_error(i) for i in (4, 5, 6)]
+    assert (logs[4].task.result, logs[4].task.detail) == ("failed_to_spawn", SPAWN_ERROR_4)
+
+
+def test_real_3_1_2_label_lookup_finds_the_task_by_its_label() -> None:
+    snapshot = status_312("status_restart2_after.json")
+
+    assert find_task_by_label(snapshot, "waiting") == Found(snapshot.tasks[1])
+    assert find_task_by_label(snapshot, "long") == Found(snapshot.tasks[0])
 
 
 # ------------------------------------------------------------ one status value
