@@ -29,6 +29,11 @@ OUTAGE_EVERY = 2_000
 ACTOR = "daemon"
 _CASE_SPACING = timedelta(minutes=3)
 _RUN_TIME = timedelta(minutes=9)
+# What a real case's events carry: a digest per file sent (a plan, a few delivery logs) and
+# per result file, as the transfers record them.
+_INPUT_DIGESTS = [[f"delivery/layer{i}.ptn", 600_000, f"{i:064x}"] for i in range(12)]
+_RESULT_DIGESTS = [[f"output/RD_beam{i}.dcm", 3_000_000, f"{i + 100:064x}"] for i in range(3)]
+_MANIFEST_SHA256 = "f" * 64
 
 Batch = list[Recorded | Recorded.Event]  # what one Ledger.save() records
 
@@ -101,6 +106,8 @@ class Installation:
                 files=3,
                 bytes=9_000_000,
                 results_dir=f"/data/results/{case.case_id}",
+                digests=_RESULT_DIGESTS,
+                manifest_sha256=_MANIFEST_SHA256,
                 actor=ACTOR,
             )
         else:
@@ -120,7 +127,7 @@ class Installation:
         slot.allocate(case_id=case.case_id, attempt=case.attempt, actor=ACTOR)
         case.record_upload(
             attempt=case.attempt, files=case.file_count, bytes=case.total_bytes, seconds=0.4,
-            actor=ACTOR,
+            digests=_INPUT_DIGESTS, manifest_sha256=_MANIFEST_SHA256, actor=ACTOR,
         )  # fmt: skip
         case.record_enqueued(
             attempt=case.attempt, task_id=self._cases, created_at=self._clock, actor=ACTOR

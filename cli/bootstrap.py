@@ -56,7 +56,8 @@ class Context:
         from mqi_es.application import Ledger
         from mqi_es.store import sqlite_event_store_env
 
-        return Ledger(sqlite_event_store_env(self.config.database.path))
+        fold_case = any(host.folds_case for host in self.config.hosts)
+        return Ledger(sqlite_event_store_env(self.config.database.path), fold_case=fold_case)
 
     @cached_property
     def feed(self) -> EventFeed:

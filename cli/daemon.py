@@ -1,16 +1,25 @@
-"""`mqi run`: the daemon's process: logging, the one-daemon lock, signals, the event loop."""
+"""`mqi run`: the daemon's process: logging, the one-daemon lock, signals, the event loop.
+
+Signals: SIGTERM and SIGINT stop the daemon cleanly. SIGHUP re-reads the configuration:
+if the file loads and its folders can be used, the daemon stops cleanly and starts again
+in the same process (same pid, for systemd's ``ExecReload``) on the new configuration,
+recovering every case from the log exactly as after any restart; if it does not, the error
+is logged and the daemon goes on with the configuration it has.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 
-from cli.bootstrap import Context
+from cli.bootstrap import Context, load_context
 from mqi_es.config import check_config_environment
-from mqi_es.errors import ConfigError
+from mqi_es.errors import ConfigError, MqiError
 from mqi_es.logs import setup_logging
 from mqi_es.remote_host import PueueHost
 from mqi_es.runtime import Daemon
@@ -19,8 +28,11 @@ from projections.live import LiveViews
 log = logging.getLogger("mqi.daemon")
 
 
-def run_daemon(context: Context) -> int:
-    """Run until SIGTERM or SIGINT; returns the exit code."""
+def run_daemon(context: Context, config_option: str | None = None) -> int:
+    """Run until SIGTERM or SIGINT (SIGHUP: again, on the re-read configuration); returns
+    the exit code. ``config_option`` is the ``--config`` value, to re-read the same file."""
+    # A SIGHUP before the event loop handles it must not kill the daemon (the default).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = context.config.logging
     setup_logging(
         settings.path, level=settings.level, max_bytes=settings.max_bytes,
@@ -28,17 +40,41 @@ def run_daemon(context: Context) -> int:
     )  # fmt: skip
     for warning in context.loaded.warnings:
         log.warning("configuration: %s", warning)
-    asyncio.run(_serve(context))
+    if asyncio.run(_serve(context, config_option)):
+        log.info("SIGHUP: starting again on the re-read configuration")
+        logging.shutdown()
+        # Nothing is lost in between: every case is recovered from the log at start-up.
+        os.execv(sys.executable, sys.orig_argv)  # noqa: S606
     return 0
 
 
-async def _serve(context: Context) -> None:
+async def _serve(context: Context, config_option: str | None) -> bool:
+    """Serve until stopped; True if stopped to start again on a re-read configuration."""
     stop = asyncio.Event()
+    reload = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reread, config_option, stop, reload)
     async with serving(context, stop) as daemon:
         await daemon
+    return reload.is_set()
+
+
+def _reread(config_option: str | None, stop: asyncio.Event, reload: asyncio.Event) -> None:
+    """SIGHUP: restart on the configuration file as it is now, if it can be used."""
+    try:
+        fresh = load_context(config_option)
+        problems = check_config_environment(fresh.config)
+        if problems:
+            raise ConfigError("; ".join(problems))
+    except MqiError as exc:
+        log.error("SIGHUP: the configuration was not reloaded, the daemon goes on as it was: %s",
+                  exc)  # fmt: skip
+        return
+    log.info("SIGHUP: the configuration loads; stopping cleanly to start again with it")
+    reload.set()
+    stop.set()
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import os
 import posixpath
-import re
 import secrets
 import shlex
 import tempfile
@@ -38,14 +37,17 @@ from mqi_es.config.rules import local_outputs
 from mqi_es.errors import ConfigError
 from mqi_es.observations import Observation, Seen
 from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
-from mqi_es.pueue import DAEMON_DOWN_REASON, build_version, split_home
+from mqi_es.pueue import (
+    DAEMON_DOWN_REASON,
+    SUPPORTED_MAJORS,
+    build_version,
+    parse_version,
+    split_home,
+)
 from mqi_es.remote_host import PueueHost, ssh_target
 from mqi_es.ssh import ConfigProblem, Connected, HostConnection, Reconnecting
 
 CLOCK_WARN_SECONDS = 3.0  # larger offsets make the history mix two disagreeing clocks
-CLOCK_SAMPLES = 3  # the sample with the shortest round trip is the most precise
-SUPPORTED_PUEUE = (3, 4)  # major versions whose output this release reads
-_VERSION = re.compile(r"\bpueue (\d+)\.(\d+)\.(\d+)")
 _NOT_FOUND = 127  # the shell's exit status for an unknown command
 
 
@@ -168,7 +170,7 @@ async def examine_host(host: HostConfig, *, results_globs: tuple[str, ...]) -> l
             _pueue_status(host, observation),
             _groups(host, observation),
             await _remote_folder(host, connection),
-            await _clock(host, connection),
+            _clock(host, observation),
         ]
     finally:
         await node.close()
@@ -220,7 +222,7 @@ async def _pueue_version(host: HostConfig, connection: HostConnection) -> Findin
     outcome = await connection.run(build_version(pueue=host.pueue))
     match outcome:
         case Ok(stdout=stdout):
-            found = _VERSION.search(stdout)
+            found = parse_version(stdout)
             if found is None:
                 return Finding(
                     check,
@@ -229,7 +231,7 @@ async def _pueue_version(host: HostConfig, connection: HostConnection) -> Findin
                     "version",
                     "check the pueue setting of this host: it must name pueue's client",
                 )
-            return _judge_pueue_version(check, tuple(int(part) for part in found.groups()))
+            return _judge_pueue_version(check, found)
         case RemoteFailure(exit_status=status) if status == _NOT_FOUND:
             return Finding(
                 check,
@@ -247,7 +249,7 @@ def _judge_pueue_version(check: str, version: tuple[int, ...]) -> Finding:
     print something else."""
     shown = ".".join(map(str, version))
     major = version[0]
-    if major < min(SUPPORTED_PUEUE):
+    if major < min(SUPPORTED_MAJORS):
         return Finding(
             check,
             Verdict.FAIL,
@@ -255,7 +257,7 @@ def _judge_pueue_version(check: str, version: tuple[int, ...]) -> Finding:
             "ids are reused, so a task could be mistaken for another",
             "install pueue 4 on the node (docs/deployment.md)",
         )
-    if major > max(SUPPORTED_PUEUE):
+    if major > max(SUPPORTED_MAJORS):
         return Finding(
             check,
             Verdict.WARN,
@@ -345,25 +347,16 @@ def _no_sftp(check: str, unavailable: Unknown) -> Finding:
     )
 
 
-async def _clock(host: HostConfig, connection: HostConnection) -> Finding:
+def _clock(host: HostConfig, observation: Observation) -> Finding:
+    """The node's clock as the daemon's own poll measures it (in the same round trip)."""
     check = f"{host.name}: clock"
-    samples: list[tuple[float, float]] = []
-    for _ in range(CLOCK_SAMPLES):
-        sent = time.time()
-        outcome = await connection.run("date +%s.%N")
-        received = time.time()
-        if not isinstance(outcome, Ok):
-            return Finding(check, Verdict.WARN, f"cannot read the node's clock: {_why(outcome)}")
-        try:
-            remote = float(outcome.stdout.strip())
-        except ValueError:
-            printed = _first_line(outcome.stdout)
-            return Finding(check, Verdict.WARN, f"`date +%s.%N` printed {printed!r}, not a time")
-        # The node read its clock about halfway through the round trip.
-        samples.append((received - sent, remote - (sent + received) / 2))
-    round_trip, offset = min(samples)
+    if not isinstance(observation, Seen):
+        return Finding(check, Verdict.SKIP, "needs `pueue status`")
+    offset = observation.skew
+    if offset is None:
+        return Finding(check, Verdict.WARN, "the node's `date` printed no time we can read")
     measured = f"{abs(offset):.3f} s {'ahead of' if offset > 0 else 'behind'} this machine"
-    precision = f"(± {round_trip / 2 * 1000:.0f} ms)"
+    precision = f"(± {observation.rtt / 2 * 1000:.0f} ms)"
     if abs(offset) > CLOCK_WARN_SECONDS:
         return Finding(
             check,

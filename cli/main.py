@@ -168,7 +168,7 @@ def run(ctx: typer.Context) -> None:
     """Run the daemon: watch for cases, run them on the GPU nodes, record everything."""
     from cli.daemon import run_daemon
 
-    raise typer.Exit(run_daemon(_context(ctx)))
+    raise typer.Exit(run_daemon(_context(ctx), ctx.obj))
 
 
 @_command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -87,13 +87,16 @@ def slots_table(slots: Sequence[SlotView]) -> Table:
     return table
 
 
-def hosts_table(hosts: Sequence[HostView]) -> Table:
+def hosts_table(hosts: Sequence[HostView], skews: Mapping[str, float | None]) -> Table:
+    """Each host's state and, while a daemon runs, its clock skew (node minus here)."""
     table = Table(title="Hosts", title_justify="left")
-    for column in ("host", "address", "state", "since", "reason"):
-        table.add_column(column)
+    for column in ("host", "address", "state", "since", "clock skew", "reason"):
+        table.add_column(column, justify="right" if column == "clock skew" else "left")
     for h in hosts:
         since = h.unreachable_since or h.updated_at
-        table.add_row(h.name, h.address, _styled(h.state.value), when(since), h.reason)
+        skew = skews.get(h.name)
+        shown = "" if skew is None else f"{skew:+.1f} s"
+        table.add_row(h.name, h.address, _styled(h.state.value), when(since), shown, h.reason)
     return table
 
 
@@ -122,12 +125,26 @@ def history_table(case_id: str, entries: Sequence[HistoryEntry]) -> Table:
         table.add_column(column, no_wrap=column in ("#", "event"))
     table.add_column("reason and details", overflow="fold", ratio=1)
     for e in entries:
-        shown = {k: v for k, v in e.details.items() if v not in (None, "")}
-        lines = ([e.reason] if e.reason else []) + [f"{k}: {_short(v)}" for k, v in shown.items()]
+        shown = {k: v for k, v in e.details.items() if v not in (None, "", [])}
+        lines = [e.reason] if e.reason else []
+        for key, value in shown.items():
+            lines += _digest_lines(value) if key == "digests" else [f"{key}: {_short(value)}"]
         table.add_row(
             str(e.notification_id), when(e.time), e.subject, e.event, e.actor, "\n".join(lines)
         )
     return table
+
+
+SHOWN_DIGESTS = 20  # per event in the table; `mqi history --json` has every one
+
+
+def _digest_lines(digests: Sequence[Sequence[Any]]) -> list[str]:
+    """One line per file: its SHA-256, size and path."""
+    lines = [f"sha256 of {len(digests)} file(s):"]
+    lines += [f"  {digest}  {size:,} B  {path}" for path, size, digest in digests[:SHOWN_DIGESTS]]
+    if len(digests) > SHOWN_DIGESTS:
+        lines.append(f"  ... and {len(digests) - SHOWN_DIGESTS} more (mqi history --json)")
+    return lines
 
 
 def _short(value: Any) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cli.bootstrap import Context
 from cli.json_output import as_json, emit_json
-from mqi_es.progress import read_transfers, transfers_file
+from mqi_es.progress import live_file, read_live
 from mqi_es.states import CaseState
 
 
@@ -18,15 +18,17 @@ def show_status(context: Context, *, json: bool) -> None:
         refusals = views.refusals()
     lag = context.lag()
     holder = context.lock.holder()
-    transfers = read_transfers(
-        transfers_file(context.config.database.path), holder.pid if holder else None
-    )
+    live = read_live(live_file(context.config.database.path), holder.pid if holder else None)
+    transfers = live.transfers
     if json:
         emit_json(
             {
                 "cases": {state.value: counts.get(state, 0) for state in CaseState},
                 "gpus": as_json(slots),
-                "hosts": as_json(hosts),
+                "hosts": [
+                    {**host, "clock_skew_seconds": live.skews.get(host["name"])}
+                    for host in as_json(hosts)
+                ],
                 "transfers": as_json(transfers),
                 "refused_folders": as_json(refusals),
                 "views_behind_log": lag,
@@ -38,7 +40,7 @@ def show_status(context: Context, *, json: bool) -> None:
 
     render.console.print(render.status_table(counts, lag))
     render.console.print(render.slots_table(slots))
-    render.console.print(render.hosts_table(hosts))
+    render.console.print(render.hosts_table(hosts, live.skews))
     if transfers:
         render.console.print(render.transfers_table(transfers))
     if refusals:

@@ -86,10 +86,15 @@ class FailWithLog:
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
-    """Something an operator must look at: logged at ERROR."""
+    """Something an operator must look at: logged at ERROR, once while its condition lasts.
+
+    ``key`` names the condition (e.g. ``skew:node1``): the core raises an alarm when its
+    condition starts and not again until it has ended.
+    """
 
     message: str
     case_id: str | None = None
+    key: str = ""
 
 
 Action = Submit | Kill | ResumeGroup | Fetch | FailWithLog
@@ -99,13 +104,27 @@ Action = Submit | Kill | ResumeGroup | Fetch | FailWithLog
 class Memory:
     """What the core remembers between cycles that is not worth an event.
 
+    Times here are on the daemon's monotonic clock (seconds), never the wall clock.
+
     ``missing``: consecutive good snapshots without a case attempt's task.
     ``kill_sent``: when a kill was last sent, per case attempt (or per quarantined slot).
+    ``killing_since``: when this process first saw a case attempt's kill pending.
+    ``running_since``: when a case attempt's task started, the node's start time carried
+    over once onto our clock (so later jumps of either clock cannot change it).
+    ``node_clocks``: per host, the node's clock minus our monotonic clock, and its
+    uncertainty (half the round trip), as last measured.
+    ``clock``: the wall and monotonic clocks at the last cycle (a jump shows between them).
+    ``alarms``: the alarms raised and not yet cleared (key -> its host, if any).
     Losing it (a restart) only makes the core more patient, never wrong.
     """
 
     missing: dict[tuple[str, int], int] = field(default_factory=dict)
-    kill_sent: dict[str, datetime] = field(default_factory=dict)
+    kill_sent: dict[str, float] = field(default_factory=dict)
+    killing_since: dict[tuple[str, int], float] = field(default_factory=dict)
+    running_since: dict[tuple[str, int], float] = field(default_factory=dict)
+    node_clocks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    clock: tuple[datetime, float] | None = None
+    alarms: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,19 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, RecordConflictError
 
 from mqi_es.codec import MsgspecMapper
-from mqi_es.domain import Case, GpuSlot, Host, Refusal
+from mqi_es.domain import Case, CaseName, GpuSlot, Host, Refusal
 from mqi_es.domain.recorded import Recorded
-from mqi_es.errors import CaseNotFound, ConcurrentUpdate, SlotNotFound
-from mqi_es.ids import case_uuid, host_uuid, refusal_uuid, slot_key, slot_uuid
-from mqi_es.states import CaseState, FailureCategory, KillCause, SlotState
+from mqi_es.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
+from mqi_es.ids import (
+    case_name_uuid,
+    case_uuid,
+    host_uuid,
+    name_key,
+    refusal_uuid,
+    slot_key,
+    slot_uuid,
+)
+from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.store import LEDGER_NAME
 
 
@@ -29,8 +37,11 @@ class Ledger(Application[UUID]):
 
     name = LEDGER_NAME
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, fold_case: bool = False) -> None:
+        """:param fold_case: case names that differ only in letter case are one name (a
+        node's file system folds case)."""
         super().__init__(env=dict(env))
+        self.fold_case = fold_case
 
     def construct_mapper(self) -> Mapper[UUID]:
         return MsgspecMapper()
@@ -76,11 +87,11 @@ class Ledger(Application[UUID]):
             return None
         return self._commit(GpuSlot(host=host, group=group, actor=actor))
 
-    def record_host_unreachable(
-        self, name: str, *, since: datetime, actor: str, reason: str
+    def record_host_unavailable(
+        self, name: str, *, state: HostState, since: datetime, actor: str, reason: str
     ) -> int | None:
         host = self.host(name)
-        if not host.record_unreachable(since=since, actor=actor, reason=reason):
+        if not host.record_unavailable(state=state, since=since, actor=actor, reason=reason):
             return None
         return self._commit(host)
 
@@ -126,9 +137,13 @@ class Ledger(Application[UUID]):
         actor: str,
         hold_reason: str | None = None,
     ) -> int | None:
-        """Register a stable case directory; ``None`` if it was registered before."""
+        """Register a stable case directory; ``None`` if it was registered before.
+
+        :raises NameClash: its name differs from a registered case's only in form.
+        """
         if self.knows(case_uuid(case_id)):
             return None
+        claim = self._claim(case_id, actor=actor)
         case = Case(
             case_id=case_id,
             file_count=file_count,
@@ -138,7 +153,41 @@ class Ledger(Application[UUID]):
         )
         if hold_reason is not None:
             case.hold(actor=actor, reason=hold_reason)
-        return self._commit(case)
+        return self._commit(case, claim)
+
+    def claim_names(self, case_ids: list[str], *, actor: str) -> list[NameClash]:
+        """Claim the names of cases registered before names were claimed (or under another
+        ``fold_case``), in one transaction; returns the clashes found among them."""
+        claims: dict[str, CaseName] = {}
+        clashes: list[NameClash] = []
+        for case_id in case_ids:
+            key = name_key(case_id, fold_case=self.fold_case)
+            if key in claims:
+                clashes.append(NameClash(case_id, claims[key].case_id))
+                continue
+            try:
+                claim = self._claim(case_id, actor=actor)
+            except NameClash as clash:
+                clashes.append(clash)
+                continue
+            if claim is not None:
+                claims[key] = claim
+        self._commit(*claims.values())
+        return clashes
+
+    def _claim(self, case_id: str, *, actor: str) -> CaseName | None:
+        """A new claim of the case's name key; None if this case holds it already.
+
+        :raises NameClash: another case holds it.
+        """
+        key = name_key(case_id, fold_case=self.fold_case)
+        try:
+            holder: CaseName = self.repository.get(case_name_uuid(key))
+        except AggregateNotFoundError:
+            return CaseName(key=key, case_id=case_id, actor=actor)
+        if holder.case_id != case_id:
+            raise NameClash(case_id, holder.case_id)
+        return None
 
     def refuse_entry(self, name_repr: str, *, reason: str, actor: str) -> int | None:
         """Record once that a watch-folder entry can never be a case."""
@@ -186,10 +235,22 @@ class Ledger(Application[UUID]):
         return self._commit(case, slot)
 
     def record_upload(
-        self, case_id: str, *, attempt: int, files: int, bytes: int, seconds: float, actor: str
+        self,
+        case_id: str,
+        *,
+        attempt: int,
+        files: int,
+        bytes: int,
+        seconds: float,
+        digests: list[list[str | int]],
+        manifest_sha256: str,
+        actor: str,
     ) -> int | None:
         case = self.case(case_id)
-        case.record_upload(attempt=attempt, files=files, bytes=bytes, seconds=seconds, actor=actor)
+        case.record_upload(
+            attempt=attempt, files=files, bytes=bytes, seconds=seconds, digests=digests,
+            manifest_sha256=manifest_sha256, actor=actor,
+        )  # fmt: skip
         return self._commit(case)
 
     def record_enqueued(
@@ -228,12 +289,22 @@ class Ledger(Application[UUID]):
         return self._commit(case, slot)
 
     def complete_case(
-        self, case_id: str, *, attempt: int, files: int, bytes: int, results_dir: str, actor: str
+        self,
+        case_id: str,
+        *,
+        attempt: int,
+        files: int,
+        bytes: int,
+        results_dir: str,
+        digests: list[list[str | int]],
+        manifest_sha256: str,
+        actor: str,
     ) -> int | None:
         case = self.case(case_id)
         case.complete(
-            attempt=attempt, files=files, bytes=bytes, results_dir=results_dir, actor=actor
-        )
+            attempt=attempt, files=files, bytes=bytes, results_dir=results_dir, digests=digests,
+            manifest_sha256=manifest_sha256, actor=actor,
+        )  # fmt: skip
         return self._commit(case)
 
     def fail_case(

@@ -163,6 +163,7 @@ class ProblemKind(enum.Enum):
     SYMLINK_BROKEN = "broken symlink"
     SYMLINK_TO_DIRECTORY = "symlink to a directory"
     SPECIAL_FILE = "special file (not a regular file)"
+    UNSAFE_NAME = "file name not UTF-8 or with a control character"
     UNREADABLE = "unreadable entry"
     TEMPORARY_NAME = "temporary files present"
 
@@ -264,6 +265,8 @@ class _Scan:
         is_marker = relpath == self.ready_marker
         if is_temporary_name(entry.name) and not is_marker:
             self.problems.append(Problem(ProblemKind.TEMPORARY_NAME, relpath))
+        if not _is_sendable_name(entry.name):  # an upload would refuse it
+            self.problems.append(Problem(ProblemKind.UNSAFE_NAME, relpath))
         try:
             if entry.is_symlink():
                 self._visit_symlink(entry.path, relpath)
@@ -301,6 +304,11 @@ class _Scan:
 
     def _record(self, relpath: str, st: os.stat_result) -> None:
         self.entries.append((relpath, st.st_size, st.st_mtime_ns))
+
+
+def _is_sendable_name(name: str) -> bool:
+    text = _decode_utf8(name)
+    return text is not None and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def verify_unchanged(

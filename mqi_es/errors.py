@@ -4,6 +4,7 @@ MqiError                      root: callers catch this one
 ├── ConfigError               the configuration cannot be used as written
 ├── CaseError                 a command about a case cannot be carried out
 │   ├── CaseNotFound
+│   ├── NameClash             a name that differs from a registered case's only in form
 │   └── InvalidTransition     the case is not in a state where this makes sense
 ├── SlotError
 │   ├── SlotNotFound
@@ -28,6 +29,19 @@ class CaseError(MqiError):
 
 class CaseNotFound(CaseError):
     """Raised when no case with the given id has been registered."""
+
+
+class NameClash(CaseError):
+    """Raised when a case name differs from a registered case's only by Unicode
+    normalisation (or by letter case, where a node's file system folds case)."""
+
+    def __init__(self, name: str, registered: str) -> None:
+        super().__init__(
+            f"its name differs from that of case {registered!r} only in Unicode form or letter "
+            "case: both would look the same in every listing; rename one of them"
+        )
+        self.name = name
+        self.registered = registered
 
 
 class InvalidTransition(CaseError):

@@ -6,6 +6,7 @@ registration is refused by the store instead of creating a duplicate.
 
 from __future__ import annotations
 
+import unicodedata
 from uuid import UUID, uuid5
 
 # Fixed forever: changing it would orphan every recorded aggregate.
@@ -26,6 +27,19 @@ def host_uuid(name: str) -> UUID:
 
 def refusal_uuid(name_repr: str) -> UUID:
     return uuid5(NAMESPACE, f"refusal/{name_repr}")
+
+
+def name_key(case_id: str, *, fold_case: bool) -> str:
+    """What two case names must differ in to be two cases: their Unicode NFC form, and
+    their letters' case too where a node's file system folds case. Folders whose names
+    differ only otherwise would look the same in every listing (and share one folder on a
+    case-folding node)."""
+    key = unicodedata.normalize("NFC", case_id)
+    return key.casefold() if fold_case else key
+
+
+def case_name_uuid(key: str) -> UUID:
+    return uuid5(NAMESPACE, f"case-name/{key}")
 
 
 def slot_key(host: str, group: str) -> str:

@@ -60,6 +60,7 @@ from mqi_es.case_dir import (
     verify_unchanged,
 )
 from mqi_es.errors import ConfigError
+from mqi_es.retries import Repeats
 
 __all__ = ["Arrival", "Intake", "IntakeSink", "verify_unchanged"]
 
@@ -99,7 +100,7 @@ class IntakeSink(Protocol):
 
     def case_refused(self, raw_name_repr: str, reason: str) -> None: ...
 
-    def case_held(self, name: str, reason: str) -> None: ...
+    def case_held(self, name: str, reason: str, found: Fingerprint) -> None: ...
 
 
 @dataclass(slots=True)
@@ -161,6 +162,7 @@ class Intake:
         self._root_check_interval = min(_ROOT_CHECK_CAP_SECONDS, rescan_interval)
         self._is_known = is_known
         self._sink = sink
+        self._repeats = Repeats(logger)  # a failing sink is logged once, not every retry
 
         self._candidates: dict[str, _Candidate] = {}
         self._settled: set[str] = set()  # registered, known or refused: never looked at again
@@ -374,10 +376,15 @@ class Intake:
     def _ask_known(self, name: Accepted | Refused) -> bool | None:
         key = name.case_id if isinstance(name, Accepted) else name.shown
         try:
-            return self._is_known(key)
-        except Exception:
-            logger.exception("could not tell whether '%s' is known; will ask again", key)
+            known = self._is_known(key)
+        except Exception as exc:
+            self._repeats.failed(
+                ("known", key), "could not tell whether '%s' is known (%r); will ask again",
+                key, exc, level=logging.ERROR, exc_info=exc,
+            )  # fmt: skip
             return None
+        self._repeats.ended(("known", key))
+        return known
 
     def _refuse(self, refused: Refused) -> bool:
         """Report a refusal unless already known; True once it needs no more attention."""
@@ -388,9 +395,13 @@ class Intake:
             return True
         try:
             self._sink.case_refused(refused.shown, refused.reason)
-        except Exception:
-            logger.exception("could not record the refusal of '%s'; will retry", refused.shown)
+        except Exception as exc:
+            self._repeats.failed(
+                ("refuse", refused.shown), "could not record the refusal of '%s' (%r); will "
+                "retry", refused.shown, exc, level=logging.ERROR, exc_info=exc,
+            )  # fmt: skip
             return False
+        self._repeats.ended(("refuse", refused.shown))
         logger.warning("refused case directory '%s': %s", refused.shown, refused.reason)
         return True
 
@@ -455,10 +466,14 @@ class Intake:
         if held.reason in reported:
             return
         try:
-            self._sink.case_held(name, held.reason)
-        except Exception:
-            logger.exception("could not record the hold of case '%s'; will retry", name)
+            self._sink.case_held(name, held.reason, held.fingerprint)
+        except Exception as exc:
+            self._repeats.failed(
+                ("hold", name), "could not record the hold of case '%s' (%r); will retry",
+                name, exc, level=logging.ERROR, exc_info=exc,
+            )  # fmt: skip
             return
+        self._repeats.ended(("hold", name))
         reported.add(held.reason)
         logger.warning("holding case '%s': %s%s", name, held.reason, _hold_detail(held))
 
@@ -471,9 +486,13 @@ class Intake:
         arrival = Arrival(name, self._root / name, fp.file_count, fp.total_bytes, fp.digest)
         try:
             self._sink.case_ready(arrival)
-        except Exception:
-            logger.exception("could not record the arrival of case '%s'; will retry", name)
+        except Exception as exc:
+            self._repeats.failed(
+                ("ready", name), "could not record the arrival of case '%s' (%r); will retry",
+                name, exc, level=logging.ERROR, exc_info=exc,
+            )  # fmt: skip
             return False
+        self._repeats.ended(("ready", name))
         logger.info(
             "case '%s' is ready (files: %d, bytes: %d)", name, fp.file_count, fp.total_bytes
         )

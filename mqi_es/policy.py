@@ -30,6 +30,10 @@ class Policy:
     # How long after a `pueue add` was last possibly in flight its task may still appear:
     # the remote command timeout plus a margin. Only later does "not in the queue" count.
     submit_settle: timedelta = timedelta(seconds=40)
+    # A wall clock that moved this much more (or less) than the monotonic clock between two
+    # cycles jumped: no time-based kill or failure in that cycle. Same for a node's clock.
+    clock_jump_tolerance: timedelta = timedelta(seconds=5)
+    max_skew: timedelta = timedelta(seconds=60)  # a node's clock this far from ours: alarm
     hosts_by_name: dict[str, HostPolicy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

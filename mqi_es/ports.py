@@ -25,13 +25,22 @@ class RemoteHost(Protocol):
     name: str
 
     async def observe(self) -> Observation:
-        """One status query: ``Seen(snapshot, taken_at)`` or ``Unseen(reason)``."""
+        """One status query: ``Seen(snapshot, taken_at, node clock)`` or ``Unseen(reason,
+        kind)``: what was seen (unreachable, queue service down, unreadable, incompatible)."""
         ...
 
     async def upload(
-        self, local_dir: Path, remote_dir: str, *, progress: Progress | None = None
+        self,
+        local_dir: Path,
+        remote_dir: str,
+        *,
+        still_registered: Callable[[], str | None] | None = None,
+        progress: Progress | None = None,
     ) -> Uploaded | Refused | RemoteFailure | Unknown:
-        """Copy a case folder to ``remote_dir``; it appears there only once complete."""
+        """Copy a case folder to ``remote_dir``; it appears there only once complete and
+        checked on the node against the digests of what was read. ``still_registered``
+        (blocking) is asked before the copy is published: why the case no longer matches
+        its registration, if it does not (then ``Refused``)."""
         ...
 
     async def add(
@@ -56,10 +65,6 @@ class RemoteHost(Protocol):
         """Download the result files of a case into ``local_dir`` (complete or absent)."""
         ...
 
-    async def missing_groups(self, groups: tuple[str, ...]) -> list[str] | Unknown:
-        """Which configured groups do not exist on the node."""
-        ...
-
     async def close(self) -> None: ...
 
 
@@ -75,6 +80,10 @@ class ViewSnapshot(Protocol):
     def slots(self) -> list[SlotView]: ...
 
     def hosts(self) -> list[HostView]: ...
+
+    def name_claims(self) -> list[tuple[str, str | None]]:
+        """Every case id with each name key it claims (None: it claims none)."""
+        ...
 
 
 class Views(Protocol):

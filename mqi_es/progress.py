@@ -1,9 +1,9 @@
-"""Transfers in flight, shared by the daemon with `mqi status` through a small file.
+"""What the daemon is doing right now, shared with `mqi status` through a small file.
 
-The daemon rewrites ``var/transfers.json`` (atomically, owner-only, at most a few times a
-second) while uploads and downloads run; `mqi status` shows it. It is a window on the
-daemon's memory, not a record: nothing in it is an event, and a stale file after a crash
-is recognised by its pid.
+The daemon rewrites ``var/live.json`` (atomically, owner-only, at most a few times a second)
+with the transfers in flight and each host's clock skew as last measured; `mqi status`
+shows them. It is a window on the daemon's memory, not a record: nothing in it is an
+event, and a stale file after a crash is recognised by its pid.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _MIN_INTERVAL_SECONDS = 0.5
 
 
-def transfers_file(event_log: Path) -> Path:
-    """Where the daemon of the event log at ``event_log`` shows its transfers."""
-    return event_log.parent / "transfers.json"
+def live_file(event_log: Path) -> Path:
+    """Where the daemon of the event log at ``event_log`` shows what it is doing."""
+    return event_log.parent / "live.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +30,17 @@ class Transfer:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class Live:
+    transfers: list[Transfer] = field(default_factory=list)
+    skews: dict[str, float | None] = field(default_factory=dict)  # host -> seconds (node - us)
+
+
 class ProgressBoard:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._transfers: dict[str, Transfer] = {}
+        self._skews: dict[str, float | None] = {}
         self._written_at = 0.0
 
     def update(self, transfer: Transfer) -> None:
@@ -45,9 +52,20 @@ class ProgressBoard:
         if self._transfers.pop(case_id, None) is not None:
             self._write()
 
+    def clocks(self, skews: dict[str, float | None]) -> None:
+        """The skew measured this cycle of each host seen (kept for hosts not seen)."""
+        changed = {name: s for name, s in skews.items() if self._skews.get(name, 0.0) != s}
+        if changed:
+            self._skews.update(changed)
+            self._write()
+
     def _write(self) -> None:
         self._written_at = time.monotonic()
-        data = {"pid": os.getpid(), "transfers": [asdict(t) for t in self._transfers.values()]}
+        data = {
+            "pid": os.getpid(),
+            "transfers": [asdict(t) for t in self._transfers.values()],
+            "skews": self._skews,
+        }
         staging = self.path.with_name(f"{self.path.name}.{os.getpid()}")
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -55,14 +73,17 @@ class ProgressBoard:
         staging.replace(self.path)
 
 
-def read_transfers(path: Path, daemon_pid: int | None) -> list[Transfer]:
-    """What the running daemon (``daemon_pid``) is transferring now; nothing if none runs."""
+def read_live(path: Path, daemon_pid: int | None) -> Live:
+    """What the running daemon (``daemon_pid``) is doing now; nothing if none runs."""
     if daemon_pid is None:
-        return []
+        return Live()
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return []
-    if data.get("pid") != daemon_pid:
-        return []  # left behind by a daemon that is gone
-    return [Transfer(**t) for t in data.get("transfers", [])]
+        return Live()
+    if not isinstance(data, dict) or data.get("pid") != daemon_pid:
+        return Live()  # left behind by a daemon that is gone
+    return Live(
+        transfers=[Transfer(**t) for t in data.get("transfers", [])],
+        skews=dict(data.get("skews", {})),
+    )

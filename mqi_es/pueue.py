@@ -31,7 +31,7 @@ import string
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -57,18 +57,23 @@ from mqi_es.snapshot import (  # the label lookup is backend-neutral; re-exporte
 __all__ = [
     "DAEMON_DOWN_REASON",
     "DEFAULT_LOG_LINES",
+    "MIN_VERSION",
+    "SUPPORTED_MAJORS",
     "Found",
     "LabelLookup",
     "LookupUnknown",
     "NotFound",
     "PueueOutputError",
     "RemoteCommandTemplate",
+    "StatusReading",
+    "TaskEnvironment",
     "TaskStatus",
     "build_add",
     "build_group_add",
     "build_group_list",
     "build_kill",
     "build_log",
+    "build_observe",
     "build_parallel",
     "build_remove",
     "build_start_group",
@@ -81,7 +86,9 @@ __all__ = [
     "parse_groups",
     "parse_log",
     "parse_status",
+    "parse_status_reading",
     "parse_task_status",
+    "parse_version",
     "remote_path",
     "split_home",
     "task_label",
@@ -236,6 +243,58 @@ def parse_add_output(stdout: str) -> int:
     if not lines or not re.fullmatch(r"[0-9]{1,20}", lines[-1], re.ASCII):
         raise PueueOutputError("`pueue add --print-task-id` did not end with a task id")
     return int(lines[-1])
+
+
+MIN_VERSION = (3, 0, 0)  # tasks carry their creation time from 3.0 on: ids alone are reused
+SUPPORTED_MAJORS = (3, 4)  # the versions whose output this release is known to read
+_VERSION = re.compile(r"\bpueue (\d+)\.(\d+)\.(\d+)", re.ASCII)
+_CLOCK_MARK = "mqi-clock "
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """The version ``pueue --version`` printed (``pueue 4.0.4``), or None."""
+    found = _VERSION.search(text)
+    if found is None:
+        return None
+    major, minor, patch = (int(part) for part in found.groups())
+    return major, minor, patch
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReading:
+    """What one ``build_observe`` round trip returned."""
+
+    node_time: datetime | None  # None: the node's ``date`` printed no time we can read
+    version: tuple[int, int, int]
+    snapshot: StatusSnapshot
+
+
+def parse_status_reading(stdout: str) -> StatusReading:
+    """Read the output of ``build_observe``: the node's clock, pueue's version, the status.
+
+    :raises PueueOutputError: a part is missing, or the version or status is unreadable.
+    """
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if len(lines) < 3 or not lines[0].startswith(_CLOCK_MARK):
+        raise PueueOutputError("unreadable status output: the node's clock, pueue's version "
+                               "and its status were expected")  # fmt: skip
+    version = parse_version(lines[1])
+    if version is None:
+        raise PueueOutputError(f"`pueue --version` printed {lines[1][:60]!r}, not a version")
+    # `status --json` is one line; pueue 3 may print a warning line before it.
+    snapshot = parse_status(lines[-1])
+    return StatusReading(_node_time(lines[0][len(_CLOCK_MARK) :]), version, snapshot)
+
+
+def _node_time(text: str) -> datetime | None:
+    """``date -u +%s.%N`` as a time; a ``date`` without ``%N`` (busybox) gives seconds."""
+    seconds, _, fraction = text.strip().partition(".")
+    if not re.fullmatch(r"[0-9]{1,12}", seconds, re.ASCII):
+        return None
+    moment = datetime.fromtimestamp(int(seconds), UTC)
+    if re.fullmatch(r"[0-9]{1,9}", fraction, re.ASCII):
+        moment += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
+    return moment
 
 
 @contextmanager
@@ -455,13 +514,15 @@ def build_add(
     task_command: str,
     pueue: str = "pueue",
     env: Mapping[str, str] | None = None,
+    env_from_node: Sequence[str] = (),
 ) -> str:
     """``pueue add --print-task-id`` of ``task_command`` (run by pueue through ``sh -c``).
 
-    The task gets only the passed-through variables, ``LANG=C.UTF-8`` and ``env``;
-    anything else it needs belongs in ``task_command`` (e.g. a ``module load``).
+    pueue gives a task the environment of the ``pueue add`` client, which runs under
+    ``env -i``: the task gets the passed-through variables, ``LANG=C.UTF-8``, the names in
+    ``env_from_node`` that are set in the node's SSH environment, and ``env``.
 
-    :raises ConfigError: a bad group, pueue path or ``env`` name.
+    :raises ConfigError: a bad group, pueue path or variable name.
     :raises ValueError: an empty label or command, or a NUL character anywhere.
     """
     if not label or not task_command:
@@ -478,12 +539,25 @@ def build_add(
         ],
         pueue=pueue,
         env=env,
+        inherit=env_from_node,
     )
 
 
 def build_status(*, pueue: str = "pueue") -> str:
     """``pueue status --json`` for every group: filter with ``StatusSnapshot.tasks_in_group``."""
     return _pueue(["status", "--json"], pueue=pueue)
+
+
+def build_observe(*, pueue: str = "pueue") -> str:
+    """One round trip for a poll: the node's clock, then ``pueue --version``, then
+    ``pueue status --json`` (read with ``parse_status_reading``).
+
+    The clock read in the same round trip measures the node's skew and lets remote
+    durations be computed on the node's clock alone; the version tells a pueue too old to
+    tell its tasks apart before anything is submitted to it.
+    """
+    clock = "date -u " + _quote(f"+{_CLOCK_MARK}%s.%N")
+    return f"{clock} && {build_version(pueue=pueue)} && {build_status(pueue=pueue)}"
 
 
 def build_version(*, pueue: str = "pueue") -> str:
@@ -536,20 +610,35 @@ def build_parallel(group: str, n: int, *, pueue: str = "pueue") -> str:
     )
 
 
-def _pueue(words: Sequence[str], *, pueue: str, env: Mapping[str, str] | None = None) -> str:
+def _pueue(
+    words: Sequence[str],
+    *,
+    pueue: str,
+    env: Mapping[str, str] | None = None,
+    inherit: Sequence[str] = (),
+) -> str:
     """The full command line: pueue, given shell ``words``, in a minimal environment."""
     if not pueue:
         raise ConfigError("the pueue executable must not be empty")
     executable = remote_path(pueue) if "/" in pueue else _quote(pueue)
-    inherited = [f'${{{name}+"{name}=${name}"}}' for name in _PASSED_THROUGH]
+    inherited = [_inherited(name) for name in (*_PASSED_THROUGH, *inherit)]
     extra = [_env_word(name, value) for name, value in (env or {}).items()]
     return " ".join(["env", "-i", *inherited, "LANG=C.UTF-8", *extra, executable, *words])
 
 
+def _inherited(name: str) -> str:
+    """A shell word that passes ``name`` on if it is set (and is nothing if it is not)."""
+    return f'${{{_checked_env_name(name)}+"{name}=${name}"}}'
+
+
 def _env_word(name: str, value: str) -> str:
+    return f"{_checked_env_name(name)}={_quote(value)}"
+
+
+def _checked_env_name(name: str) -> str:
     if not _ENV_NAME.fullmatch(name):
         raise ConfigError(f"{name[:40]!r} is not a valid environment variable name")
-    return f"{name}={_quote(value)}"
+    return name
 
 
 def _checked_group(group: str) -> str:
@@ -618,6 +707,73 @@ class RemoteCommandTemplate:
             "label": _quote(label),
         }
         return "".join(literal + (values[name] if name else "") for literal, name in self._pieces)
+
+
+# Set by pueue (PUEUE_*) or needed by the pueue client itself: not the task's to change.
+RESERVED_TASK_ENV = frozenset(_PASSED_THROUGH) | {"LANG"}
+_ENV_PLACEHOLDERS = ("case_id", "attempt", "group", "gpu_index", "label")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnvironment:
+    """A host's ``task_env`` (values may use ``{gpu_index}``, ``{group}``, ``{case_id}``,
+    ``{attempt}``, ``{label}``) and ``task_env_from_node`` (names copied from the node
+    user's SSH environment). Each value is passed as one quoted word.
+
+    :raises ConfigError: a name that is invalid or reserved, or a malformed value.
+    """
+
+    values: Mapping[str, str] = field(default_factory=dict)
+    from_node: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in (*self.values, *self.from_node):
+            _checked_env_name(name)
+            if name in RESERVED_TASK_ENV or name.startswith("PUEUE_"):
+                raise ConfigError(
+                    f"task environment: {name} is set for every task already (by the node or "
+                    "by pueue) and cannot be changed here"
+                )
+        both = set(self.values) & set(self.from_node)
+        if both:
+            raise ConfigError(
+                f"task environment: {', '.join(sorted(both))} given in both task_env and "
+                "task_env_from_node"
+            )
+        for name, value in self.values.items():
+            self._pieces(name, value)
+
+    def render(self, *, case_id: str, attempt: int, group: str, label: str) -> dict[str, str]:
+        """The explicit variables of one case attempt."""
+        known = {
+            "case_id": case_id, "attempt": str(attempt), "group": group,
+            "gpu_index": gpu_index(group), "label": label,
+        }  # fmt: skip
+        return {
+            name: "".join(literal + (known[slot] if slot else "") for literal, slot in
+                          self._pieces(name, value))
+            for name, value in self.values.items()
+        }  # fmt: skip
+
+    @staticmethod
+    def _pieces(name: str, value: str) -> list[tuple[str, str | None]]:
+        try:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ConfigError(
+                f"task_env.{name} is malformed ({exc}); write literal braces as {{{{ and }}}}"
+            ) from None
+        pieces: list[tuple[str, str | None]] = []
+        for literal, placeholder, spec, conversion in parsed:
+            if placeholder is not None and placeholder not in _ENV_PLACEHOLDERS:
+                known = ", ".join(f"{{{p}}}" for p in _ENV_PLACEHOLDERS)
+                raise ConfigError(
+                    f"task_env.{name}: unknown placeholder {{{placeholder}}}; known: {known}"
+                )
+            if spec or conversion:
+                raise ConfigError(f"task_env.{name}: placeholder {{{placeholder}}} takes no format")
+            pieces.append((literal, placeholder))
+        return pieces
 
 
 def _template_pieces(text: str) -> tuple[tuple[str, str | None], ...]:

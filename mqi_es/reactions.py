@@ -20,11 +20,18 @@ from mqi_es.views import CaseView
 LOG_TAIL_CHARS = 4_000  # what of a failed task's output goes into its Failed event
 
 
+Digests = tuple[tuple[str, int, str], ...]  # (relative path, size, SHA-256 hex), by path
+
+
 @dataclass(frozen=True, slots=True)
 class Uploaded:
+    """The case is on the node, checked there against the digests of what was read."""
+
     files: int
     bytes: int
     seconds: float
+    digests: Digests = ()
+    manifest_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +43,13 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
+    """The results are here, each local copy checked against the node's digest."""
+
     files: int
     bytes: int
     results_dir: str
+    digests: Digests = ()
+    manifest_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,8 @@ def after_upload(
                     files=files,
                     bytes=size,
                     seconds=seconds,
+                    digests=[list(d) for d in outcome.digests],
+                    manifest_sha256=outcome.manifest_sha256,
                 )
             ]
         case Refused(reason=reason):
@@ -97,6 +110,8 @@ def after_fetch(
                     files=files,
                     bytes=size,
                     results_dir=results_dir,
+                    digests=[list(d) for d in outcome.digests],
+                    manifest_sha256=outcome.manifest_sha256,
                 )
             ]
         case NothingToFetch(globs=globs):

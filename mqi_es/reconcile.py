@@ -21,6 +21,15 @@ Rules, per case (only on a host seen this cycle: an unseen host changes nothing)
   A kill not confirmed within ``kill_confirm_timeout`` -> fail and quarantine the slot.
 - Free slots go to waiting cases in arrival order; a group running tasks we did not
   submit is busy, not free.
+- A host whose queue software cannot be used (``incompatible``) gets no case, and a case
+  whose attempt started there goes back to waiting with that reason (no task can exist:
+  the adapter never submits to such a node).
+
+Time: a task's running time is measured on the node's clock (its start and the node's
+time, read in the same round trip), carried over once onto our monotonic clock; local
+waits (kill confirmation, kill resends, the submit settle window) are monotonic. In a cycle
+where our wall clock jumped, or a node's clock did, nothing is killed or failed for its
+timing. Alarms are raised once while their condition lasts.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from mqi_es.actions import (
     Submit,
 )
 from mqi_es.ids import TASK_LABEL_PREFIX
-from mqi_es.observations import NOT_POLLED, Observation, Seen, Unseen
+from mqi_es.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.policy import Policy
 from mqi_es.snapshot import Found, RemoteTask, StatusSnapshot, find_task_by_label
 from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
@@ -65,10 +74,11 @@ class World:
     slots: Sequence[SlotView]
     hosts: Sequence[HostView]
     observations: Mapping[str, Observation]
-    started_at: datetime  # when this daemon process started
+    started_at: float  # when this daemon process started (monotonic seconds)
+    mono: float = 0.0  # the monotonic clock now (seconds)
     busy: frozenset[str] = frozenset()  # cases with remote work in flight
-    # per case: a "not in the queue" only counts in snapshots taken after this time
-    settled_at: Mapping[str, datetime] = field(default_factory=dict)
+    # per case: a "not in the queue" only counts in snapshots taken after this (monotonic)
+    settled_at: Mapping[str, float] = field(default_factory=dict)
 
 
 def reconcile(world: World, now: datetime, policy: Policy, memory: Memory) -> Decision:
@@ -84,32 +94,99 @@ def reconcile(world: World, now: datetime, policy: Policy, memory: Memory) -> De
 class _Cycle:
     def __init__(self, world: World, now: datetime, policy: Policy, memory: Memory) -> None:
         self.world, self.now, self.policy = world, now, policy
+        self.mono = world.mono
         self.records: list[Record] = []
         self.actions: list[Action] = []
         self.alarms: list[Alarm] = []
+        self.memory = memory
         self.missing = dict(memory.missing)
         self.kill_sent = dict(memory.kill_sent)
+        self.killing_since = dict(memory.killing_since)
+        self.running_since = dict(memory.running_since)
+        self.node_clocks = dict(memory.node_clocks)
+        self.raised: dict[str, str | None] = {}
         self.seen: dict[str, Seen] = {}
+        self.incompatible: dict[str, str] = {}  # host -> why its queue cannot be used
         self.ours: dict[str, set[str]] = {}  # host -> labels of our live attempts
         self.taken: set[tuple[str, str]] = set()  # slots not to hand out this cycle
+        # Hosts whose timing cannot be trusted this cycle (a clock jumped): no kill or
+        # failure there for a timeout or an unconfirmed kill.
+        self.clock_unsafe: set[str] = set()
+        self.clock_jumped = self._local_clock_jumped()
 
     def decision(self) -> Decision:
-        live = {(c.case_id, c.attempt) for c in self.world.cases if c.state in _ACTIVE}
-        missing = {key: n for key, n in self.missing.items() if key in live}
-        may_kill = {f"{c.case_id}#{c.attempt}" for c in self.world.cases if c.state in _ACTIVE}
+        active = [c for c in self.world.cases if c.state in _ACTIVE]
+        live = {(c.case_id, c.attempt) for c in active}
+        may_kill = {f"{c.case_id}#{c.attempt}" for c in active}
         may_kill |= {
             f"slot:{s.host}/{s.group}" for s in self.world.slots if s.state is SlotState.QUARANTINED
         }
-        kill_sent = {key: at for key, at in self.kill_sent.items() if key in may_kill}
-        actions = tuple(dict.fromkeys(self.actions))  # e.g. one resume per paused group
-        return Decision(
-            tuple(self.records),
-            actions,
-            tuple(self.alarms),
-            Memory(missing=missing, kill_sent=kill_sent),
+        killing = {(c.case_id, c.attempt) for c in active if c.state is CaseState.KILLING}
+        alarms = {
+            key: host
+            for key, host in self.memory.alarms.items()
+            if host is not None and host not in self.seen  # unseen: cannot tell if it ended
+        }
+        alarms.update(self.raised)
+        memory = Memory(
+            missing={key: n for key, n in self.missing.items() if key in live},
+            kill_sent={key: at for key, at in self.kill_sent.items() if key in may_kill},
+            killing_since={k: at for k, at in self.killing_since.items() if k in killing},
+            running_since={k: at for k, at in self.running_since.items() if k in live},
+            node_clocks=self.node_clocks,
+            clock=(self.now, self.mono),
+            alarms=alarms,
         )
+        actions = tuple(dict.fromkeys(self.actions))  # e.g. one resume per paused group
+        return Decision(tuple(self.records), actions, tuple(self.alarms), memory)
 
-    # --- hosts: reachability, recorded at transitions only -----------------------------
+    # --- clocks ------------------------------------------------------------------------
+
+    def _local_clock_jumped(self) -> bool:
+        last = self.memory.clock
+        if last is None:
+            return False
+        wall = (self.now - last[0]).total_seconds()
+        jump = wall - (self.mono - last[1])
+        if abs(jump) <= self.policy.clock_jump_tolerance.total_seconds():
+            return False
+        self._alarm(
+            f"this machine's clock jumped by {jump:+.0f} s; no case is killed or failed for "
+            "its timing in this cycle",
+            key="clock-jump",
+        )
+        return True
+
+    def _node_clock(self, host: str, seen: Seen) -> None:
+        """Follow the node's clock: alarm on a large skew; a jump makes its timing unsafe."""
+        if seen.node_time is None:
+            return
+        offset = seen.node_time.timestamp() - (seen.taken_at + seen.rtt / 2)
+        uncertainty = seen.rtt / 2
+        last = self.node_clocks.get(host)
+        self.node_clocks[host] = (offset, uncertainty)
+        tolerance = self.policy.clock_jump_tolerance.total_seconds()
+        if last is not None and abs(offset - last[0]) > tolerance + uncertainty + last[1]:
+            self.clock_unsafe.add(host)
+            self._alarm(
+                f"the clock of host {host} jumped by {offset - last[0]:+.0f} s; no case there "
+                "is killed or failed for its timing in this cycle",
+                key=f"node-clock-jump:{host}",
+                host=host,
+            )
+        if seen.skew is not None and abs(seen.skew) > self.policy.max_skew.total_seconds():
+            self._alarm(
+                f"the clock of host {host} is {seen.skew:+.1f} s off this machine's (more than "
+                f"{self.policy.max_skew.total_seconds():g} s): fix the time service (NTP) there "
+                "or here",
+                key=f"skew:{host}",
+                host=host,
+            )
+
+    def _timing_unsafe(self, host: str | None) -> bool:
+        return self.clock_jumped or host in self.clock_unsafe
+
+    # --- hosts: what was seen, recorded at changes only --------------------------------
 
     def hosts(self) -> None:
         views = {h.name: h for h in self.world.hosts}
@@ -117,20 +194,28 @@ class _Cycle:
             seen = self.world.observations.get(host.name, NOT_POLLED)
             view = views.get(host.name)
             if isinstance(seen, Unseen):
-                if view is not None and view.state is not HostState.UNREACHABLE:
-                    self._record(
-                        "record_host_unreachable",
-                        name=host.name,
-                        since=self.now,
-                        reason=seen.reason,
-                    )
+                self._unseen(host.name, view, seen)
                 continue
             self.seen[host.name] = seen
+            self._node_clock(host.name, seen)
             if view is not None and view.state is not HostState.REACHABLE:
                 self._record("record_host_reachable", name=host.name, at=self.now)
         for case in self.world.cases:
             if case.label is not None and case.host is not None:
                 self.ours.setdefault(case.host, set()).add(case.label)
+
+    def _unseen(self, name: str, view: HostView | None, seen: Unseen) -> None:
+        state = seen.host_state
+        if state is None:
+            return  # no answer yet, or our own fault: nothing is known about the node
+        if view is not None and view.state is not state:
+            self._record(
+                "record_host_unavailable", name=name, state=state, since=self.now,
+                reason=seen.reason,
+            )  # fmt: skip
+        if seen.kind is Blindness.INCOMPATIBLE:
+            self.incompatible[name] = seen.reason
+            self._alarm(f"host {name} cannot be used: {seen.reason}", key=f"incompatible:{name}")
 
     # --- cases with an attempt under way ------------------------------------------------
 
@@ -138,24 +223,27 @@ class _Cycle:
         for case in self.world.cases:
             if case.case_id in self.world.busy or case.host is None:
                 continue
+            if case.state is CaseState.SUBMITTING and case.host in self.incompatible:
+                self._record(
+                    "abandon_attempt", case_id=case.case_id, not_before=None, charged=False,
+                    reason=f"host {case.host} cannot be used: {self.incompatible[case.host]};"
+                    " the case waits until a host can take it",
+                )  # fmt: skip
+                continue
             seen = self.seen.get(case.host)
             if seen is None:
                 continue  # unknown: never change a case on what we could not see
             if case.state is CaseState.SUBMITTING:
                 self._submitting(case, seen)
             elif case.state in _ACTIVE:
-                self._active(case, seen.snapshot)
+                self._active(case, seen)
             elif case.state is CaseState.RETRIEVING:
                 self._retrieving(case)
 
     def _submitting(self, case: CaseView, seen: Seen) -> None:
         lookup = find_task_by_label(seen.snapshot, case.label or "")
-        if isinstance(lookup, Found):
+        if isinstance(lookup, Found) and lookup.task.created_at is not None:
             task = lookup.task
-            if task.created_at is None:
-                self._alarm("the node's pueue is older than 3.0 (no task creation times): "
-                            "its tasks cannot be told apart safely; upgrade it", case)  # fmt: skip
-                return
             copies = len(seen.snapshot.tasks_with_label(case.label or ""))
             if copies > 1:
                 self._alarm(
@@ -172,8 +260,10 @@ class _Cycle:
                 reason="task found in the queue by its label",
             )
             return
+        if isinstance(lookup, Found):
+            return  # no creation time: the adapter reports such a node as incompatible
         settled = self.world.settled_at.get(
-            case.case_id, self.world.started_at + self.policy.submit_settle
+            case.case_id, self.world.started_at + self.policy.submit_settle.total_seconds()
         )
         if seen.taken_at < settled:
             return  # a `pueue add` may still land: look again next cycle
@@ -188,17 +278,17 @@ class _Cycle:
             reason="the task never reached the queue; submitting a new attempt",
         )
 
-    def _active(self, case: CaseView, snapshot: StatusSnapshot) -> None:
+    def _active(self, case: CaseView, seen: Seen) -> None:
         key = (case.case_id, case.attempt)
-        task = _identify(snapshot, case)
+        task = _identify(seen.snapshot, case)
         if task is None:
             self._missing(case, key)
             return
         self.missing.pop(key, None)
         if task.state in _WAITING_IN_QUEUE:
-            self._waiting(case, task, snapshot)
+            self._waiting(case, task, seen.snapshot)
         elif task.state in _STARTED:
-            self._running(case, task)
+            self._running(case, task, seen)
         else:
             self._done(case, task)
 
@@ -223,7 +313,7 @@ class _Cycle:
         if group is not None and group.status == "paused" and task.state == "queued":
             self.actions.append(ResumeGroup(case.host or "", task.group))
 
-    def _running(self, case: CaseView, task: RemoteTask) -> None:
+    def _running(self, case: CaseView, task: RemoteTask, seen: Seen) -> None:
         if case.state is CaseState.QUEUED:
             self._record(
                 "record_started",
@@ -231,9 +321,6 @@ class _Cycle:
                 attempt=case.attempt,
                 started_at=task.start,
             )
-        # From when the node started it: time spent unseen (an outage, the daemon down)
-        # counts too. Only if the node gave no start time, from when we saw it start.
-        running_since = task.start or case.started_at or self.now
         if case.state is CaseState.KILLING:
             self._kill(case, task, case.kill_cause or KillCause.CANCEL, "")
         elif case.cancel_requested:
@@ -242,8 +329,32 @@ class _Cycle:
             limit = (
                 timedelta(hours=case.timeout_hours) if case.timeout_hours else self.policy.timeout
             )
-            if self.now - running_since > limit:
+            running_for = self.mono - self._running_since(case, task, seen)
+            if running_for > limit.total_seconds() and not self._timing_unsafe(case.host):
                 self._kill(case, task, KillCause.TIMEOUT, f"running longer than {limit}")
+
+    def _running_since(self, case: CaseView, task: RemoteTask, seen: Seen) -> float:
+        """When the task started, on our monotonic clock, worked out once per process.
+
+        From the node's start time against the node's own clock read in the same round
+        trip (no skew), so time spent unseen (an outage, the daemon down) counts too. If we
+        recorded seeing it run, the later of that and the node's account wins: a jump of
+        either clock before this process first saw the task can only make it patient. Once
+        carried over, later jumps of either clock change nothing.
+        """
+        key = (case.case_id, case.attempt)
+        since = self.running_since.get(key)
+        if since is None:
+            estimates = [self.mono]  # the node gave no start time: from when we saw it run
+            if task.start is not None and seen.node_time is not None:
+                elapsed = (seen.node_time - task.start).total_seconds()
+                estimates = [seen.taken_at + seen.rtt / 2 - elapsed]
+            elif task.start is not None:
+                estimates = [self.mono - (self.now - task.start).total_seconds()]
+            if case.seen_running_at is not None:
+                estimates.append(self.mono - (self.now - case.seen_running_at).total_seconds())
+            since = self.running_since[key] = max(estimates)
+        return since
 
     def _done(self, case: CaseView, task: RemoteTask) -> None:
         if task.result == "success":
@@ -284,12 +395,14 @@ class _Cycle:
     # --- endings -----------------------------------------------------------------------
 
     def _kill(self, case: CaseView, task: RemoteTask, cause: KillCause, reason: str) -> None:
+        key = (case.case_id, case.attempt)
         if case.state is not CaseState.KILLING:
             self._record("request_kill", case_id=case.case_id, cause=cause, reason=reason)
-            started_killing = self.now
-        else:
-            started_killing = case.state_since
-        if self.now - started_killing > self.policy.kill_confirm_timeout:
+        started_killing = self.killing_since.setdefault(key, self.mono)
+        waited = self.mono - started_killing
+        if waited > self.policy.kill_confirm_timeout.total_seconds() and not self._timing_unsafe(
+            case.host
+        ):
             self._alarm(
                 f"kill of task {task.id} not confirmed after {self.policy.kill_confirm_timeout};"
                 f" GPU slot {case.host}/{case.group} quarantined",
@@ -307,9 +420,9 @@ class _Cycle:
     def _send_kill(self, key: str, host: str, task: RemoteTask, case_id: str | None) -> bool:
         """Ask for a kill, at most once per ``kill_resend_interval`` for the same ``key``."""
         last = self.kill_sent.get(key)
-        if last is not None and self.now - last < self.policy.kill_resend_interval:
+        if last is not None and self.mono - last < self.policy.kill_resend_interval.total_seconds():
             return False
-        self.kill_sent[key] = self.now
+        self.kill_sent[key] = self.mono
         self.actions.append(Kill(host, task.id, running=task.state in _STARTED, case_id=case_id))
         return True
 
@@ -343,6 +456,13 @@ class _Cycle:
             tasks = snapshot.tasks_in_group(slot.group)
             ours = self.ours.get(slot.host, set())
             foreign = [t for t in tasks if t.state in _STARTED and t.label not in ours]
+            if group is None:
+                self._alarm(
+                    f"group {slot.group} of GPU slot {slot.key} does not exist on the node: "
+                    "no case is sent to it (`mqi doctor` says how to create it)",
+                    key=f"missing-group:{slot.key}",
+                    host=slot.host,
+                )
             if group is None or group.status != "running" or any(t.state != "done" for t in tasks):
                 # missing, paused (perhaps by an operator, for maintenance) or busy
                 self.taken.add((slot.host, slot.group))
@@ -373,7 +493,9 @@ class _Cycle:
                 self._alarm(
                     f"task {stray.id} in {slot.key} carries this daemon's label {stray.label}"
                     " but belongs to no live attempt; it keeps the GPU busy: `pueue kill"
-                    f" {stray.id}` on the node if it is not needed"
+                    f" {stray.id}` on the node if it is not needed",
+                    key=f"stray:{slot.key}:{stray.label}:{stray.created_at}",
+                    host=slot.host,
                 )
 
     def _quarantined(self, slot: SlotView, snapshot: StatusSnapshot) -> None:
@@ -391,8 +513,12 @@ class _Cycle:
                 reason="the task we could not kill is gone",
             )
             return
-        if self._send_kill(f"slot:{slot.host}/{slot.group}", slot.host, task, None):
-            self._alarm(f"GPU slot {slot.key} quarantined: task {task.id} still {task.state}")
+        self._send_kill(f"slot:{slot.host}/{slot.group}", slot.host, task, None)
+        self._alarm(
+            f"GPU slot {slot.key} quarantined: task {task.id} still {task.state}",
+            key=f"quarantine:{slot.key}",
+            host=slot.host,
+        )
 
     # --- allocation --------------------------------------------------------------------
 
@@ -409,20 +535,42 @@ class _Cycle:
                 if c.state is CaseState.WAITING
                 and c.case_id not in self.world.busy
                 and not c.cancel_requested
-                and (c.not_before is None or c.not_before <= self.now)
+                and self._backoff_over(c)
             ),
             key=lambda c: c.arrival,
         )
         for case, slot in zip(waiting, free, strict=False):
             self.actions.append(Submit(case.case_id, slot.host, slot.group))
 
+    def _backoff_over(self, case: CaseView) -> bool:
+        """Whether a case's retry backoff (``not_before``, recorded in wall time) is over.
+
+        No backoff is ever longer than ``retry_backoff_cap``: a ``not_before`` further
+        ahead than that means our clock went back since it was recorded, and the wait is
+        over rather than stretched by the jump.
+        """
+        if case.not_before is None:
+            return True
+        return not self.now < case.not_before <= self.now + self.policy.retry_backoff_cap
+
     # --- helpers -----------------------------------------------------------------------
 
     def _record(self, command: str, **args: object) -> None:
         self.records.append(Record.of(command, **args))
 
-    def _alarm(self, message: str, case: CaseView | None = None) -> None:
-        self.alarms.append(Alarm(message, case.case_id if case else None))
+    def _alarm(
+        self,
+        message: str,
+        case: CaseView | None = None,
+        *,
+        key: str | None = None,
+        host: str | None = None,
+    ) -> None:
+        """Raise an alarm unless it is raised already (``key``, by default its message)."""
+        key = key or message
+        self.raised[key] = host if host is not None else (case.host if case else None)
+        if key not in self.memory.alarms:
+            self.alarms.append(Alarm(message, case.case_id if case else None, key))
 
 
 def _identify(snapshot: StatusSnapshot, case: CaseView) -> RemoteTask | None:

@@ -4,13 +4,12 @@ Glue only: ``mqi_es.pueue`` builds the commands and reads the answers, ``mqi_es.
 them, ``mqi_es.transfer`` moves the files. This module translates what they return into the
 port's terms, and nothing the node or the network does makes it raise:
 
-    the answer                                 observe()   other methods
-    exit 0, output read                        Seen        Ok / Uploaded / Fetched ...
-    exit != 0 (pueue or the node said no)      Unseen      RemoteFailure (missing_groups:
-                                                           Unknown)
-    unreachable, timed out, connection lost,   Unseen      Unknown
-    pueue daemon down, pueue killed, output
-    we cannot read
+    the answer                                 observe()               other methods
+    exit 0, output read                        Seen                    Ok / Uploaded / ...
+    exit 0, pueue older than 3.0               Unseen(incompatible)    add: Unknown
+    exit 0, output we cannot read              Unseen(unreadable)      Unknown
+    pueue daemon down, pueue failing           Unseen(queue_down)      Unknown / RemoteFailure
+    unreachable, timed out, connection lost    Unseen(unreachable)     Unknown
 
 A status we could not read is never a failed task: ``Unseen`` and ``Unknown`` leave every
 case where it is.
@@ -19,29 +18,33 @@ case where it is.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mqi_es.config.schema import HostConfig
-from mqi_es.observations import Observation, Seen, Unseen
+from mqi_es.observations import Blindness, Observation, Seen, Unseen
 from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
 from mqi_es.ports import Progress
 from mqi_es.pueue import (
+    DAEMON_DOWN_REASON,
+    MIN_VERSION,
     PueueOutputError,
     RemoteCommandTemplate,
+    StatusReading,
+    TaskEnvironment,
     build_add,
-    build_group_list,
     build_kill,
     build_log,
+    build_observe,
     build_remove,
     build_start_group,
-    build_status,
     classify,
+    is_daemon_down,
     parse_add_output,
-    parse_groups,
     parse_log,
-    parse_status,
+    parse_status_reading,
 )
 from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
 from mqi_es.ssh import HostConnection, SshTarget
@@ -90,7 +93,8 @@ class PueueHost:
         parallel transfers)
     :param connection: the node's SSH connection; closed by `close()`
     :param results_globs: which files of a case folder are results (``results.globs``)
-    :param clock: the time a status query is sent, for ``Seen.taken_at``
+    :param clock: the wall clock, to measure the node's skew
+    :param monotonic: the monotonic clock, for ``Seen.taken_at`` and the round trip
     :raises ConfigError: ``host.remote_command`` or ``host.pueue`` cannot be used
     """
 
@@ -101,17 +105,20 @@ class PueueHost:
         *,
         results_globs: tuple[str, ...],
         clock: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = host.name
         self.connection = connection
         self._pueue = host.pueue
         self._template = RemoteCommandTemplate(host.remote_command)
+        self._task_env = TaskEnvironment(host.task_env, host.task_env_from_node)
         self._parallel = host.max_parallel_transfers
         self._globs = results_globs
         self._clock = clock
+        self._monotonic = monotonic
         # Built once, so that a bad setting fails at start-up rather than at every poll.
-        self._status_command = build_status(pueue=host.pueue)
-        self._groups_command = build_group_list(pueue=host.pueue)
+        self._observe_command = build_observe(pueue=host.pueue)
+        self._unusable: str | None = None  # why the last poll found pueue unusable
 
     @classmethod
     def from_config(
@@ -126,31 +133,66 @@ class PueueHost:
         return cls(host, connection, results_globs=results_globs, clock=clock)
 
     async def observe(self) -> Observation:
-        """One ``pueue status --json``: ``Seen(snapshot, taken_at)`` or ``Unseen(reason)``.
+        """One round trip (the node's clock, ``pueue --version``, ``pueue status --json``):
+        ``Seen(snapshot, taken_at, node_time, skew, rtt)`` or ``Unseen(reason, kind)``.
 
         ``taken_at`` is read before the query is sent, so every task added before that
         moment is in the snapshot.
         """
-        taken_at = self._clock()
-        outcome = await self._pueue_command(self._status_command)
+        sent_at, taken_at = self._clock(), self._monotonic()
+        outcome = await self.connection.run(self._observe_command)
+        rtt = self._monotonic() - taken_at
         observation: Observation
         match outcome:
             case Ok(stdout=stdout):
                 try:
-                    observation = Seen(parse_status(stdout), taken_at)
+                    reading = parse_status_reading(stdout)
                 except PueueOutputError as exc:
-                    observation = Unseen(str(exc))
+                    observation = Unseen(str(exc), Blindness.UNREADABLE)
+                else:
+                    observation = self._seen(
+                        reading, taken_at, sent_at + timedelta(seconds=rtt / 2), rtt
+                    )
+            case RemoteFailure(stderr=stderr) if is_daemon_down(stderr):
+                observation = Unseen(DAEMON_DOWN_REASON, Blindness.QUEUE_DOWN)
             case RemoteFailure():
-                observation = Unseen(f"`pueue status` failed: {_summary(outcome)}")
+                observation = Unseen(
+                    f"`pueue status` failed: {_summary(outcome)}", Blindness.QUEUE_DOWN
+                )
             case Unknown(reason=reason):
-                observation = Unseen(reason)
+                observation = Unseen(reason, Blindness.UNREACHABLE)
         log.debug("%s: observe: %s", self.name, type(observation).__name__)
         return observation
 
+    def _seen(
+        self, reading: StatusReading, taken_at: float, midpoint: datetime, rtt: float
+    ) -> Observation:
+        """A poll's reading, unless pueue is too old to tell its tasks apart."""
+        old = reading.version < MIN_VERSION or any(
+            task.created_at is None for task in reading.snapshot.tasks.values()
+        )
+        if old:
+            shown = ".".join(map(str, reading.version))
+            self._unusable = (
+                f"its pueue {shown} is older than 3.0: tasks carry no creation time, and ids "
+                "are reused, so a task could be taken for another; install pueue 4 there"
+            )
+            return Unseen(self._unusable, Blindness.INCOMPATIBLE)
+        self._unusable = None
+        node_time = reading.node_time
+        skew = None if node_time is None else (node_time - midpoint).total_seconds()
+        return Seen(reading.snapshot, taken_at, node_time, skew, rtt)
+
     async def upload(
-        self, local_dir: Path, remote_dir: str, *, progress: Progress | None = None
+        self,
+        local_dir: Path,
+        remote_dir: str,
+        *,
+        still_registered: Callable[[], str | None] | None = None,
+        progress: Progress | None = None,
     ) -> Uploaded | Refused | RemoteFailure | Unknown:
-        """Copy a case folder to ``remote_dir`` (``~/`` is the remote home), all or nothing."""
+        """Copy a case folder to ``remote_dir`` (``~/`` is the remote home), all or nothing,
+        verified on the node against the digests of what was read here."""
         try:
             moved = await upload_dir(
                 self.connection,
@@ -158,15 +200,18 @@ class PueueHost:
                 remote_dir,
                 parallel=self._parallel,
                 progress=progress,
+                still_registered=still_registered,
             )
         except TransferRefused as exc:
             return Refused(str(exc))
         except OSError as exc:  # the local case folder, read before anything is sent
             return Refused(f"the case folder cannot be read: {exc.strerror or exc}")
-        result: Uploaded | RemoteFailure | Unknown
+        result: Uploaded | Refused | RemoteFailure | Unknown
         match moved:
             case Transferred(files=files, bytes=size, seconds=seconds):
-                result = Uploaded(files, size, seconds)
+                result = Uploaded(files, size, seconds, moved.digests, moved.manifest_sha256)
+            case TransferFailed(reason=reason, local=True):
+                result = Refused(f"the case folder cannot be read here: {reason}")
             case TransferFailed(reason=reason):
                 result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
             case Unknown():
@@ -180,8 +225,11 @@ class PueueHost:
         """``pueue add`` of the case's task command; ``Ok.stdout`` is the new task's id.
 
         Output that is not a task id is ``Unknown``: the task may exist, and the next
-        snapshot finds it by its label.
+        snapshot finds it by its label. Nothing is sent to a node whose last poll found its
+        pueue unusable.
         """
+        if self._unusable is not None:
+            return Unknown(f"{self.name} cannot be used: {self._unusable}")
         task_command = self._template.render(
             case_dir=remote_dir, case_id=case_id, attempt=attempt, group=group, label=label
         )
@@ -191,6 +239,8 @@ class PueueHost:
             working_dir=remote_dir,
             task_command=task_command,
             pueue=self._pueue,
+            env=self._task_env.render(case_id=case_id, attempt=attempt, group=group, label=label),
+            env_from_node=self._task_env.from_node,
         )
         outcome = await self._pueue_command(command)
         if isinstance(outcome, Ok):
@@ -249,7 +299,7 @@ class PueueHost:
         result: Fetched | NothingToFetch | RemoteFailure | Unknown
         match moved:
             case Transferred(files=files, bytes=size):
-                result = Fetched(files, size, str(local_dir))
+                result = Fetched(files, size, str(local_dir), moved.digests, moved.manifest_sha256)
             case NoMatches(globs=globs):
                 result = NothingToFetch(globs)
             case TransferFailed(reason=reason, local=True):
@@ -262,21 +312,6 @@ class PueueHost:
                 result = moved
         log.debug("%s: fetch: %s", self.name, type(result).__name__)
         return result
-
-    async def missing_groups(self, groups: tuple[str, ...]) -> list[str] | Unknown:
-        """The configured ``groups`` that the node's pueue does not have, in their order."""
-        outcome = await self._pueue_command(self._groups_command)
-        match outcome:
-            case Ok(stdout=stdout):
-                try:
-                    existing = parse_groups(stdout)
-                except PueueOutputError as exc:
-                    return Unknown(str(exc))
-                return [group for group in groups if group not in existing]
-            case RemoteFailure():
-                return Unknown(f"`pueue group` failed: {_summary(outcome)}")
-            case Unknown():
-                return outcome
 
     async def close(self) -> None:
         await self.connection.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,19 +30,26 @@ from mqi_es.actions import (
     Submit,
 )
 from mqi_es.application import Ledger
-from mqi_es.case_dir import fingerprint, verify_unchanged
+from mqi_es.case_dir import Fingerprint, verify_unchanged
 from mqi_es.config import Config
-from mqi_es.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, SlotError
+from mqi_es.errors import (
+    CaseNotFound,
+    ConcurrentUpdate,
+    InvalidTransition,
+    NameClash,
+    SlotError,
+)
 from mqi_es.failpoints import failpoint
-from mqi_es.ids import case_uuid, refusal_uuid
+from mqi_es.ids import case_uuid, name_key, refusal_uuid
 from mqi_es.intake import Arrival, Intake
-from mqi_es.observations import NOT_POLLED, Observation, Seen, Unseen
+from mqi_es.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.outcome import Unknown
 from mqi_es.policy import HostPolicy, Policy
 from mqi_es.ports import RemoteHost, Views
-from mqi_es.progress import ProgressBoard, Transfer, transfers_file
+from mqi_es.progress import ProgressBoard, Transfer, live_file
 from mqi_es.reactions import Uploaded, after_add, after_fetch, after_log, after_resume, after_upload
 from mqi_es.reconcile import World, reconcile
+from mqi_es.retries import Backoff, Repeats
 from mqi_es.states import CaseState
 from mqi_es.views import CaseView
 
@@ -49,6 +57,7 @@ DAEMON = "daemon"
 SHUTDOWN_GRACE_SECONDS = 10.0
 TRANSFERS_PER_HOST = 2
 QUERY_WAIT_SECONDS = 5.0  # how long a cycle waits at least for the hosts' status queries
+RETRY_CAP_SECONDS = 300.0  # the longest wait before retrying an action, a cycle, the intake
 
 log = logging.getLogger("mqi.daemon")
 
@@ -77,17 +86,22 @@ def policy_from(config: Config) -> Policy:
 
 @dataclass
 class _HostPoll:
-    """When a host is next polled: every cycle, or later with capped backoff after failures.
-    ``query`` is a status query still under way (a slow host never holds up the others)."""
+    """When a host is next polled: every cycle, or later with capped backoff after failures
+    (monotonic seconds). ``query`` is a status query still under way (a slow host never
+    holds up the others)."""
 
     failures: int = 0
-    due: datetime | None = None
+    due: float | None = None
     last: Observation = NOT_POLLED
     query: asyncio.Task[Observation] | None = None
 
 
 class Daemon:
-    """Runs the lifecycle for every configured host until ``stop`` is set."""
+    """Runs the lifecycle for every configured host until ``stop`` is set.
+
+    ``clock`` (UTC wall time) dates the facts; ``monotonic`` measures every local wait, so
+    a jump of the wall clock cannot stop polling or hasten a retry.
+    """
 
     def __init__(
         self,
@@ -97,16 +111,18 @@ class Daemon:
         views: Views,
         *,
         clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.hosts = dict(hosts)
         self.clock = clock
+        self.monotonic = monotonic
         self.policy = policy_from(config)
         self.projection = views
         self.memory = Memory()
-        self.started_at = clock()
-        self.settled_at: dict[str, datetime] = {}
+        self.started_at = monotonic()
+        self.settled_at: dict[str, float] = {}
         self._polls = {name: _HostPoll() for name in self.hosts}
         self._inflight: dict[object, asyncio.Task[None]] = {}
         # Uploads and downloads take turns per host; kills, log reads and resumes never
@@ -114,27 +130,37 @@ class Daemon:
         self._transfers = {h.name: asyncio.Semaphore(TRANSFERS_PER_HOST) for h in config.hosts}
         self._backoff_cap = {h.name: h.reconnect_backoff_cap_seconds for h in config.hosts}
         self._interval = config.main_loop.sleep_interval_seconds
+        self._retry = Backoff(base=self._interval, cap=max(self._interval, RETRY_CAP_SECONDS))
+        self._repeats = Repeats(log)
         self._intake: Intake | None = None
-        self.progress = ProgressBoard(transfers_file(config.database.path))
+        self.progress = ProgressBoard(live_file(config.database.path))
 
     # --- lifecycle of the process ------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         self._register_configuration()
         self.projection.catch_up()
-        await self._report_missing_groups()
+        self._claim_names()
         intake = asyncio.create_task(self._run_intake(), name="intake")
         log.info("daemon started: %d host(s), watching %s", len(self.hosts),
                  self.config.scanner.watch_path)  # fmt: skip
         try:
             while not stop.is_set():
                 intake = self._keep_alive(intake)
+                wait = self._interval
                 try:
                     await self.cycle()
-                except Exception:  # e.g. the disk is full: say so, and try again next cycle
-                    log.exception("cycle failed; retrying in %.1f s", self._interval)
+                except Exception as exc:  # e.g. the disk is full: say so once, back off
+                    wait = self._retry.failed("cycle", self.monotonic())
+                    self._repeats.failed(
+                        "cycle", "a cycle failed: %r; retrying with backoff", exc,
+                        level=logging.ERROR, exc_info=exc,
+                    )  # fmt: skip
+                else:
+                    self._retry.succeeded("cycle")
+                    self._repeats.ended("cycle", "cycles run again")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._interval)
+                    await asyncio.wait_for(stop.wait(), wait)
         finally:
             intake.cancel()
             await self._drain()
@@ -147,28 +173,41 @@ class Daemon:
             self.projection.close()
             log.info("daemon stopped")
 
+    def _claim_names(self) -> None:
+        """Cases registered before their names were claimed (an earlier release, or
+        another ``folds_case``) claim them now, so no later folder can clash with them."""
+        with self.projection.snapshot() as views:
+            claims = views.name_claims()
+        fold = self.ledger.fold_case
+        held = {(case_id, key) for case_id, key in claims}
+        unclaimed = sorted({c for c, _ in claims if (c, name_key(c, fold_case=fold)) not in held})
+        if not unclaimed:
+            return
+        for clash in self.ledger.claim_names(unclaimed, actor=DAEMON):
+            log.error("ALARM case %s: %s", clash.name, clash)
+        log.info("claimed the names of %d earlier case(s)", len(unclaimed))
+        self.projection.catch_up()
+
     def _register_configuration(self) -> None:
         for host in self.config.hosts:
             self.ledger.register_host(host.name, host.host, actor=DAEMON)
             for group in host.groups:
                 self.ledger.register_slot(host.name, group, actor=DAEMON)
 
-    async def _report_missing_groups(self) -> None:
-        for host in self.config.hosts:
-            missing = await self.hosts[host.name].missing_groups(host.groups)
-            if isinstance(missing, list) and missing:
-                log.error(
-                    "host %s: configured pueue groups %s do not exist on the node; create "
-                    "them with `pueue group add NAME` and `pueue parallel 1 -g NAME`",
-                    host.name, ", ".join(missing),
-                )  # fmt: skip
-
     def _keep_alive(self, intake: asyncio.Task[None]) -> asyncio.Task[None]:
-        """The intake never ends by itself: if it failed, say why and start it again."""
+        """The intake never ends by itself: if it failed, say why (once) and start it
+        again, with backoff while it keeps failing."""
         if not intake.done():
             return intake
-        error = intake.exception()
-        log.error("the watch folder intake stopped (%s); restarting it", error or "no error")
+        now = self.monotonic()
+        if not self._retry.ready("intake", now):
+            return intake
+        error = None if intake.cancelled() else intake.exception()
+        self._retry.failed("intake", now)
+        self._repeats.failed(
+            "intake", "the watch folder intake stopped (%r); restarting it", error,
+            level=logging.ERROR, exc_info=error,
+        )  # fmt: skip
         return asyncio.create_task(self._run_intake(), name="intake")
 
     async def _run_intake(self) -> None:
@@ -181,7 +220,7 @@ class Daemon:
             ready_marker=scanner.ready_marker,
             rescan_interval=scanner.rescan_interval_seconds,
             is_known=self._is_known,
-            sink=_IntakeRecorder(self),
+            sink=_IntakeRecorder(self.ledger),
         )
         await self._intake.run()
 
@@ -199,8 +238,8 @@ class Daemon:
     # --- one cycle ---------------------------------------------------------------------
 
     async def cycle(self) -> None:
-        now = self.clock()
-        observations = await self._observe(now)
+        now, mono = self.clock(), self.monotonic()
+        observations = await self._observe(mono)
         self.projection.catch_up()
         with self.projection.snapshot() as views:
             cases = views.cases(active_only=True)
@@ -208,7 +247,8 @@ class Daemon:
             hosts = views.hosts()
         world = World(
             cases=cases, slots=slots, hosts=hosts, observations=observations,
-            started_at=self.started_at, busy=self._busy(), settled_at=dict(self.settled_at),
+            started_at=self.started_at, mono=mono, busy=self._busy(),
+            settled_at=dict(self.settled_at),
         )  # fmt: skip
         decision = reconcile(world, now, self.policy, self.memory)
         self.memory = decision.memory
@@ -217,15 +257,19 @@ class Daemon:
             log.error("ALARM %s%s", subject, alarm.message)
         refused = self._apply(decision.records)
         for action in decision.actions:
-            if getattr(action, "case_id", None) not in refused:  # its premise was not recorded
+            case_id = getattr(action, "case_id", None)
+            if case_id is None or case_id not in refused:  # else its premise was not recorded
                 self._start(action)
+        self.progress.clocks(
+            {name: seen.skew for name, seen in observations.items() if isinstance(seen, Seen)}
+        )
         self.settled_at = {
             c.case_id: at
             for c in cases
             if c.state is CaseState.SUBMITTING and (at := self.settled_at.get(c.case_id))
         }
 
-    async def _observe(self, now: datetime) -> dict[str, Observation]:
+    async def _observe(self, now: float) -> dict[str, Observation]:
         """This cycle's observation of every host: one status query per host that is due.
 
         The cycle waits for the queries a while; a host still silent then is not seen this
@@ -234,7 +278,7 @@ class Daemon:
         """
         for name, poll in self._polls.items():
             if poll.query is None and (poll.due is None or poll.due <= now):
-                poll.query = asyncio.create_task(self.hosts[name].observe(), name=f"poll {name}")
+                poll.query = asyncio.create_task(self._query(name), name=f"poll {name}")
         running = [p.query for p in self._polls.values() if p.query is not None]
         if running:
             await asyncio.wait(running, timeout=max(self._interval, QUERY_WAIT_SECONDS))
@@ -243,46 +287,70 @@ class Daemon:
             if poll.query is None:
                 seen[name] = poll.last  # not due: still backing off after a failure
             elif not poll.query.done():
-                seen[name] = Unseen("the status query has not answered yet")
+                seen[name] = Unseen("the status query has not answered yet", Blindness.PENDING)
             else:
-                poll.last = seen[name] = poll.query.result()
+                poll.last = seen[name] = poll.query.result()  # _query never raises
                 poll.query = None
                 self._schedule(name, poll, now)
         return seen
 
-    def _schedule(self, name: str, poll: _HostPoll, now: datetime) -> None:
+    async def _query(self, name: str) -> Observation:
+        """The host's ``observe()``; an exception from the adapter (a bug) is contained to
+        this host and this poll: logged once with its traceback, treated as not seen."""
+        try:
+            observation = await self.hosts[name].observe()
+        except Exception as exc:
+            self._repeats.failed(
+                ("observe", name), "host %s: the status query failed unexpectedly: %r", name,
+                exc, level=logging.ERROR, exc_info=exc,
+            )  # fmt: skip
+            return Unseen(f"our adapter failed ({type(exc).__name__})", Blindness.FAULT)
+        self._repeats.ended(("observe", name))
+        return observation
+
+    def _schedule(self, name: str, poll: _HostPoll, now: float) -> None:
         if isinstance(poll.last, Seen):
             poll.failures, poll.due = 0, None
+            self._repeats.ended(("unseen", name), f"host {name} seen again")
             return
         poll.failures += 1
         delay = min(self._backoff_cap[name], self._interval * 2 ** (poll.failures - 1))
-        poll.due = now + timedelta(seconds=delay)
-        log.warning("host %s: not seen (%s); next poll in %.0f s", name, poll.last.reason, delay)
+        poll.due = now + delay
+        self._repeats.failed(
+            ("unseen", name), "host %s: not seen (%s: %s); polled again with backoff", name,
+            poll.last.kind, poll.last.reason,
+        )  # fmt: skip
 
     # --- recording facts ---------------------------------------------------------------
 
-    def _note_unknown(self, case_id: str, step: str, outcome: object) -> None:
-        """An unknown outcome changes nothing, but the operator should see why it recurs."""
-        if isinstance(outcome, Unknown):
-            log.warning("case %s: %s outcome unknown (%s); trying again later", case_id, step,
-                        outcome.reason)  # fmt: skip
-
-    def _apply(self, records: Iterable[Record]) -> set[str | None]:
+    def _apply(self, records: Iterable[Record]) -> set[str]:
         """Record each fact; one the ledger refuses (the state moved meanwhile, e.g. an
-        operator's command) is skipped: the next cycle looks at the new state. Returns the
-        subjects (case ids) of the refused records."""
-        refused_for: set[str | None] = set()
+        operator's command) is skipped: the next cycle looks at the new state. A record
+        that fails otherwise (a full disk, a bug) is contained the same way, and logged
+        once. Returns the case ids of the records not recorded."""
+        refused_for: set[str] = set()
         any_applied = False
         for record in records:
             try:
                 getattr(self.ledger, record.command)(**record.kwargs, actor=DAEMON)
             except (InvalidTransition, SlotError, ConcurrentUpdate, CaseNotFound) as refused:
                 log.info("%s: %s not recorded: %s", _subject(record), record.command, refused)
-                refused_for.add(record.case_id)
+            except Exception as exc:
+                self._repeats.failed(
+                    ("record", record.command), "%s: %s could not be recorded: %r",
+                    _subject(record), record.command, exc, level=logging.ERROR, exc_info=exc,
+                )  # fmt: skip
+            else:
+                any_applied = True
+                self._repeats.ended(("record", record.command))
+                log.info("%s: %s", _subject(record), _describe(record))
+                failpoint(f"after:{record.command}")
+                if record.command == "hold_case" and self._intake is not None:
+                    # Watch it again: it is released once it is stable and sendable.
+                    self._intake.reconsider(record.kwargs["case_id"])
                 continue
-            any_applied = True
-            log.info("%s: %s", _subject(record), _describe(record))
-            failpoint(f"after:{record.command}")
+            if record.case_id is not None:
+                refused_for.add(record.case_id)
         if any_applied:
             self.projection.catch_up()
         return refused_for
@@ -294,75 +362,97 @@ class Daemon:
 
     def _start(self, action: Action) -> None:
         key = _key(action)
-        if key in self._inflight:
+        if key in self._inflight or not self._retry.ready(key, self.monotonic()):
             return
-        task = asyncio.create_task(self._guarded(action), name=f"{type(action).__name__}")
+        task = asyncio.create_task(self._guarded(action, key), name=f"{type(action).__name__}")
         self._inflight[key] = task
         task.add_done_callback(lambda _: self._inflight.pop(key, None))
 
-    async def _guarded(self, action: Action) -> None:
+    async def _guarded(self, action: Action, key: object) -> None:
+        """Carry out an action; whatever it raises stays with it (logged once with its
+        traceback), and an action that ends unknown or raised is retried with backoff."""
         try:
-            await self._perform(action)
+            unknown = await self._perform(action)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug must not kill the daemon: log it, the next cycle retries
-            log.exception("%s failed unexpectedly", type(action).__name__)
+        except Exception as exc:  # a bug must not kill the daemon, nor repeat every cycle
+            self._retry.failed(key, self.monotonic())
+            self._repeats.failed(
+                ("action", key), "%s: %s failed unexpectedly: %r; retrying with backoff",
+                _who(action), type(action).__name__, exc, level=logging.ERROR, exc_info=exc,
+            )  # fmt: skip
+            return
+        if unknown is None:
+            self._retry.succeeded(key)
+            self._repeats.ended(("action", key))
+            return
+        self._retry.failed(key, self.monotonic())
+        self._repeats.failed(
+            ("action", key), "%s: %s outcome unknown (%s); trying again with backoff",
+            _who(action), type(action).__name__, unknown.reason,
+        )  # fmt: skip
 
-    async def _perform(self, action: Action) -> None:
+    async def _perform(self, action: Action) -> Unknown | None:
+        """Do it; returns the unknown outcome that stopped it, if one did."""
         host = self.hosts[action.host]
         match action:
             case Submit():
-                await self._submit(action, host)
+                return await self._submit(action, host)
             case Kill(task_id=task_id, running=running):
                 outcome = await host.kill(task_id, running=running)
                 log.info("%s: kill of task %d sent: %s", _who(action), task_id,
                          type(outcome).__name__)  # fmt: skip
             case ResumeGroup(group=group):
-                self._apply(after_resume(action, await host.resume_group(group)))
+                outcome = await host.resume_group(group)
+                self._apply(after_resume(action, outcome))
             case FailWithLog(task_id=task_id):
-                self._apply(after_log(action, await host.log_tail(task_id)))
+                outcome = await host.log_tail(task_id)
+                self._apply(after_log(action, outcome))
+                return None  # the case failed whatever became of reading its log
             case Fetch():
-                await self._fetch(action, host)
+                outcome = await self._fetch(action, host)
+        return outcome if isinstance(outcome, Unknown) else None
 
-    async def _submit(self, action: Submit, host: RemoteHost) -> None:
+    async def _submit(self, action: Submit, host: RemoteHost) -> Unknown | None:
         base = self.policy.hosts_by_name[action.host].remote_base_dir
         started = Record.of(
             "start_submission", case_id=action.case_id, host=action.host, group=action.group,
             remote_base_dir=base,
         )  # fmt: skip
         if self._apply([started]):
-            return  # refused: e.g. the slot went to another process first
+            return None  # refused: e.g. the slot went to another process first
         case = self.projection.case(action.case_id)
         assert case is not None and case.remote_dir is not None and case.label is not None
         try:
             local = self.config.scanner.watch_path / case.case_id
             changed = await asyncio.to_thread(self._content_changed, case, local)
             if changed is not None:
-                if self._intake is not None:
-                    self._intake.reconsider(case.case_id)
                 self._apply([Record.of("hold_case", case_id=case.case_id, reason=changed)])
-                return
+                return None
             async with self._transfers[action.host]:
                 try:
                     uploaded = await host.upload(
-                        local, case.remote_dir, progress=self._progress(case.case_id, "upload")
-                    )
+                        local, case.remote_dir,
+                        still_registered=lambda: self._content_changed(case, local),
+                        progress=self._progress(case.case_id, "upload"),
+                    )  # fmt: skip
                 finally:
                     self.progress.finish(case.case_id)
-            self._note_unknown(case.case_id, "upload", uploaded)
             self._apply(after_upload(case, uploaded, self.clock(), self.policy))
             if not isinstance(uploaded, Uploaded):
-                return
+                return uploaded if isinstance(uploaded, Unknown) else None
             added = await host.add(
                 group=action.group, label=case.label, remote_dir=case.remote_dir,
                 case_id=case.case_id, attempt=case.attempt,
             )  # fmt: skip
             failpoint("after_add")
-            self._note_unknown(case.case_id, "pueue add", added)
             self._apply(after_add(case, added, self.clock(), self.policy))
+            return added if isinstance(added, Unknown) else None
         finally:
             # Until then a `pueue add` may still land: "not in the queue" does not count.
-            self.settled_at[action.case_id] = self.clock() + self.policy.submit_settle
+            self.settled_at[action.case_id] = (
+                self.monotonic() + self.policy.submit_settle.total_seconds()
+            )
 
     def _content_changed(self, case: CaseView, local: Path) -> str | None:
         """Why the case must not be sent as it is now, if it must not (a full scan of the
@@ -377,10 +467,10 @@ class Daemon:
             return None
         return "its content changed after registration; waiting until it is stable again"
 
-    async def _fetch(self, action: Fetch, host: RemoteHost) -> None:
+    async def _fetch(self, action: Fetch, host: RemoteHost) -> object:
         case = self.projection.case(action.case_id)
         if case is None or case.state is not CaseState.RETRIEVING:
-            return
+            return None
         local = self.config.results.local_path / case.case_id / f"attempt-{case.attempt}"
         async with self._transfers[action.host]:
             try:
@@ -390,8 +480,8 @@ class Daemon:
             finally:
                 self.progress.finish(case.case_id)
         failpoint("after_download")
-        self._note_unknown(case.case_id, "download", fetched)
         self._apply(after_fetch(case, fetched))
+        return fetched
 
     def _progress(self, case_id: str, direction: str) -> Callable[[int, int], None]:
         """Shows a transfer's progress in `mqi status` and logs it every 10%."""
@@ -421,18 +511,16 @@ class Daemon:
 class _IntakeRecorder:
     """Records what the intake reports (the intake itself logs one line for each)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-        self._ledger = daemon.ledger
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
 
     def case_ready(self, arrival: Arrival) -> None:
         try:
             case = self._ledger.case(arrival.case_id)
         except CaseNotFound:
-            self._ledger.detect_case(
-                arrival.case_id, file_count=arrival.file_count,
-                total_bytes=arrival.total_bytes, fingerprint=arrival.digest, actor=DAEMON,
-            )  # fmt: skip
+            self._register(
+                arrival.case_id, arrival.file_count, arrival.total_bytes, arrival.digest, None
+            )
             return
         if case.state is CaseState.HELD:
             self._ledger.restabilize_case(
@@ -445,19 +533,28 @@ class _IntakeRecorder:
     def case_refused(self, raw_name_repr: str, reason: str) -> None:
         self._ledger.refuse_entry(raw_name_repr, reason=reason, actor=DAEMON)
 
-    def case_held(self, name: str, reason: str) -> None:
+    def case_held(self, name: str, reason: str, found: Fingerprint) -> None:
         try:
             case = self._ledger.case(name)
         except CaseNotFound:
-            found = fingerprint(self._daemon.config.scanner.watch_path / name)
-            self._ledger.detect_case(
-                name, file_count=found.file_count, total_bytes=found.total_bytes,
-                fingerprint=found.digest, actor=DAEMON, hold_reason=reason,
-            )  # fmt: skip
+            self._register(name, found.file_count, found.total_bytes, found.digest, reason)
         else:
             if case.state is not CaseState.WAITING:
                 return
             self._ledger.hold_case(name, actor=DAEMON, reason=reason)
+
+    def _register(
+        self, name: str, files: int, size: int, digest: str, hold_reason: str | None
+    ) -> None:
+        """A new case, unless its name clashes with a registered one's: then refused."""
+        try:
+            self._ledger.detect_case(
+                name, file_count=files, total_bytes=size, fingerprint=digest, actor=DAEMON,
+                hold_reason=hold_reason,
+            )  # fmt: skip
+        except NameClash as clash:
+            self._ledger.refuse_entry(name, reason=str(clash), actor=DAEMON)
+            log.warning("refused case directory '%s': %s", name, clash)
 
 
 def _key(action: Action) -> object:

@@ -55,6 +55,15 @@ class SlotState(StrEnum):
 
 
 class HostState(StrEnum):
+    """What the last status query of a host showed (recorded at changes only)."""
+
     UNKNOWN = "unknown"  # never polled yet
-    REACHABLE = "reachable"
-    UNREACHABLE = "unreachable"
+    REACHABLE = "reachable"  # answered with a status we could read
+    UNREACHABLE = "unreachable"  # could not be reached (refused, timed out, connection lost)
+    QUEUE_DOWN = "queue_down"  # reached, but its queue service did not answer
+    UNREADABLE = "unreadable"  # answered with something we could not read
+    INCOMPATIBLE = "incompatible"  # its queue software cannot be used safely (e.g. too old)
+
+    @property
+    def is_usable(self) -> bool:
+        return self is HostState.REACHABLE

@@ -32,7 +32,8 @@ class CaseView(msgspec.Struct, frozen=True, kw_only=True):
     task_id: int | None = None
     task_created_at: datetime | None = None
     uploaded: bool = False
-    started_at: datetime | None = None
+    started_at: datetime | None = None  # the task's start, by the node's clock
+    seen_running_at: datetime | None = None  # when we first saw it run, by our clock
     not_before: datetime | None = None
     timeout_hours: float | None = None
     cancel_requested: bool = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mqi_es.domain import Case, GpuSlot, Host, Refusal
+from mqi_es.domain import Case, CaseName, GpuSlot, Host, Refusal
 from mqi_es.states import CaseState, FailureCategory, HostState, SlotState
 
 Row = dict[str, Any]
@@ -63,7 +63,10 @@ class Batch:
 
 Handler = Callable[[Batch, Row, Fields, int], None]
 _HANDLERS: dict[type, tuple[Handler, str, bool]] = {}
-_TABLE_OF = {"Case": "cases", "GpuSlot": "gpu_slots", "Host": "hosts", "Refusal": "refusals"}
+_TABLE_OF = {
+    "Case": "cases", "GpuSlot": "gpu_slots", "Host": "hosts", "Refusal": "refusals",
+    "CaseName": "case_names",
+}  # fmt: skip
 
 
 def _on(event_class: type, *, creates: bool = False) -> Callable[[Handler], None]:
@@ -80,7 +83,7 @@ def _on(event_class: type, *, creates: bool = False) -> Callable[[Handler], None
 _CLEAR_ATTEMPT: Row = {
     "host": None, "grp": None, "label": None, "remote_dir": None, "task_id": None,
     "task_created_at": None, "cancel_requested": 0, "kill_cause": None, "uploaded": 0,
-    "started_at": None,
+    "started_at": None, "seen_running_at": None,
 }  # fmt: skip
 
 
@@ -146,6 +149,7 @@ def _submission_started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
         not_before=None,
         uploaded=0,
         started_at=None,
+        seen_running_at=None,
     )
 
 
@@ -164,7 +168,7 @@ def _enqueued(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 @_on(Case.TaskStarted)
 def _started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.RUNNING)
-    row["started_at"] = e["started_at"]
+    row.update(started_at=e["started_at"], seen_running_at=e["timestamp"])
 
 
 @_on(Case.RemoteSucceeded)
@@ -310,13 +314,19 @@ def _host_registered(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     )
 
 
-@_on(Host.BecameUnreachable)
+@_on(Host.BecameUnavailable)
+def _unavailable(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    _became_unavailable(batch, row, e, nid, e["state"])
+
+
+@_on(Host.BecameUnreachable)  # written by earlier releases
 def _unreachable(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    _became_unavailable(batch, row, e, nid, HostState.UNREACHABLE)
+
+
+def _became_unavailable(batch: Batch, row: Row, e: Fields, nid: int, state: str) -> None:
     row.update(
-        state=HostState.UNREACHABLE,
-        unreachable_since=e["since"],
-        updated_at=e["timestamp"],
-        reason=e["reason"],
+        state=state, unreachable_since=e["since"], updated_at=e["timestamp"], reason=e["reason"]
     )
     _link_host_event(batch, row, nid)
 
@@ -331,6 +341,14 @@ def _reachable(batch: Batch, row: Row, e: Fields, nid: int) -> None:
         reason=e["reason"],
     )
     _link_host_event(batch, row, nid)
+
+
+# --- case names ------------------------------------------------------------------------
+
+
+@_on(CaseName.Claimed, creates=True)
+def _claimed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(name_key=e["key"], case_id=e["case_id"])
 
 
 # --- refusals --------------------------------------------------------------------------

@@ -107,6 +107,16 @@ class Snapshot:
         rows = self._c.execute("SELECT name_repr, reason, refused_at FROM refusals ORDER BY 3")
         return [RefusalView(name_repr=n, reason=r, refused_at=_fromiso(t)) for n, r, t in rows]
 
+    def name_claims(self) -> list[tuple[str, str | None]]:
+        """Every case id with each name key it claims (None: a case registered before
+        names were claimed)."""
+        return list(
+            self._c.execute(
+                "SELECT c.case_id, n.name_key FROM cases c"
+                " LEFT JOIN case_names n ON n.case_id = c.case_id"
+            )
+        )
+
     def is_refused(self, name_repr: str) -> bool:
         found = self._c.execute("SELECT 1 FROM refusals WHERE name_repr = ?", (name_repr,))
         return found.fetchone() is not None
@@ -165,6 +175,7 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         task_created_at,
         uploaded,
         started_at,
+        seen_running_at,
         not_before,
         timeout_hours,
         cancel_requested,
@@ -194,6 +205,7 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         task_created_at=_time(task_created_at),
         uploaded=bool(uploaded),
         started_at=_time(started_at),
+        seen_running_at=_time(seen_running_at),
         not_before=_time(not_before),
         timeout_hours=timeout_hours,
         cancel_requested=bool(cancel_requested),

@@ -7,13 +7,14 @@ from pathlib import Path
 
 # Kept in the file (PRAGMA user_version). Raise it with any change below: views built by
 # another release are then rebuilt from the log instead of being misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CASE_COLUMNS = (
     "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
     "updated_at",
     "file_count", "total_bytes", "fingerprint", "host", "grp", "label", "remote_dir",
-    "task_id", "task_created_at", "uploaded", "started_at", "not_before", "timeout_hours",
+    "task_id", "task_created_at", "uploaded", "started_at", "seen_running_at", "not_before",
+    "timeout_hours",
     "cancel_requested", "kill_cause", "failure", "exit_code", "infra_failures", "results_dir",
     "reason",
 )  # fmt: skip
@@ -26,10 +27,12 @@ HOST_COLUMNS = (
     "last_outage_seconds", "reason",
 )  # fmt: skip
 REFUSAL_COLUMNS = ("aggregate_id", "name_repr", "reason", "refused_at")
+CASE_NAME_COLUMNS = ("aggregate_id", "name_key", "case_id")
 
 # Columns holding times, stored as ISO 8601 text (the reader parses them back).
 TIME_COLUMNS = frozenset({
-    "state_since", "detected_at", "updated_at", "task_created_at", "started_at", "not_before",
+    "state_since", "detected_at", "updated_at", "task_created_at", "started_at",
+    "seen_running_at", "not_before",
     "unreachable_since", "refused_at",
 })  # fmt: skip
 
@@ -38,6 +41,7 @@ TABLES = {
     "gpu_slots": SLOT_COLUMNS,
     "hosts": HOST_COLUMNS,
     "refusals": REFUSAL_COLUMNS,
+    "case_names": CASE_NAME_COLUMNS,
 }
 
 TABLE_STATEMENTS = [

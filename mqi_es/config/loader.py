@@ -120,15 +120,24 @@ _NO_PASSWORDS = (
 )
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few kB; anything this big is a mistake
+
+
 def _read(source: Path, name: str) -> str:
     try:
-        raw = source.read_bytes()
+        with source.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # never more: a huge file is refused at once
     except FileNotFoundError:
         raise ConfigError(f"{name}: configuration file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{name}: is a folder, not a configuration file") from None
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read the configuration file: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{name}: the file is larger than {MAX_CONFIG_BYTES:,} bytes, far more than a "
+            "configuration needs: is it the right file?"
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -7,6 +7,7 @@ adds the file name, line and column. Ranges of single values are in ``schema.py`
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +25,7 @@ from mqi_es.config.schema import (
 )
 from mqi_es.config.yaml_source import KeyPath, format_path
 from mqi_es.errors import ConfigError
-from mqi_es.pueue import RemoteCommandTemplate
+from mqi_es.pueue import RemoteCommandTemplate, TaskEnvironment
 
 Given = Callable[[KeyPath], bool]
 Notice = tuple[KeyPath, str]
@@ -122,10 +123,24 @@ def _check_host(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None:
     except ConfigError as exc:  # the template's own parser is the one authority on it
         problem = str(exc).removeprefix("remote_command").lstrip(": ")
         raise Invalid(path(("remote_command",)), problem) from None
+    try:
+        TaskEnvironment(host.task_env, host.task_env_from_node)
+    except ConfigError as exc:
+        raise Invalid(path(("task_env",)), str(exc).removeprefix("task environment: ")) from None
     if not _REMOTE_DIR.fullmatch(host.remote_base_dir):
         raise Invalid(
             path(("remote_base_dir",)),
             "must be an absolute path on the node or start with ~/ (the remote home)",
+        )
+    if ".." in host.remote_base_dir.split("/"):
+        raise Invalid(
+            path(("remote_base_dir",)), "must not climb out of a folder with '..': write it whole"
+        )
+    if posixpath.normpath(host.remote_base_dir.removeprefix("~")) in ("/", ".", ""):
+        raise Invalid(
+            path(("remote_base_dir",)),
+            "must be a folder of its own (e.g. ~/mqi_cases), not / or the home itself: the "
+            "daemon writes and removes case folders in it",
         )
     _check_unique(((g, path(("groups", i))) for i, g in enumerate(host.groups)), "group")
 

@@ -24,6 +24,7 @@ USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*\Z"
 GROUP_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z"
 EXECUTABLE_PATTERN = r"^[A-Za-z0-9_./~+][A-Za-z0-9_./~+-]*\Z"
 FILE_NAME_PATTERN = r"^(?!\.\.?\Z)[^/\\\x00-\x1f]+\Z"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*\Z"
 
 PATTERN_HELP: dict[str, str] = {
     HOST_PATTERN: "letters, digits and _ . : % [ ] -, not starting with - . or %",
@@ -31,11 +32,13 @@ PATTERN_HELP: dict[str, str] = {
     GROUP_PATTERN: "letters, digits and _ . -, not starting with - or .",
     EXECUTABLE_PATTERN: "one word (letters, digits and _ . / ~ + -), not starting with -",
     FILE_NAME_PATTERN: "a file name without / \\ or control characters",
+    ENV_NAME_PATTERN: "a variable name: letters, digits and _, not starting with a digit",
 }
 
 HostWord = Annotated[str, Meta(pattern=HOST_PATTERN, max_length=255)]
 GroupName = Annotated[str, Meta(pattern=GROUP_PATTERN, max_length=64)]
 Executable = Annotated[str, Meta(pattern=EXECUTABLE_PATTERN, max_length=4096)]
+EnvName = Annotated[str, Meta(pattern=ENV_NAME_PATTERN, max_length=128)]
 
 
 class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -63,6 +66,13 @@ class HostSettings(Section, kw_only=True):
     keepalive_interval_seconds: Annotated[float, Meta(gt=0, le=600)] = 5.0
     reconnect_backoff_cap_seconds: Annotated[float, Meta(gt=0, le=3600)] = 60.0
     max_parallel_transfers: Annotated[int, Meta(ge=1, le=64)] = 8
+    # The node's file system takes names that differ only in letter case for one (a
+    # case-insensitive share): such case names are then refused as clashes.
+    folds_case: bool = False
+    # The simulation's environment: pueue gives a task only what its `pueue add` had, and
+    # that runs under `env -i`. Checked by mqi_es.pueue.TaskEnvironment.
+    task_env: dict[EnvName, Annotated[str, Meta(max_length=8192)]] = {}
+    task_env_from_node: tuple[EnvName, ...] = ()
     backend: Literal["pueue"] = "pueue"
 
     def __post_init__(self) -> None:

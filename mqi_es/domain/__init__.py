@@ -1,8 +1,9 @@
 """Aggregates: verb methods guard, private ``@event`` methods assign; no clock, no I/O."""
 
 from mqi_es.domain.case import Case
+from mqi_es.domain.case_name import CaseName
 from mqi_es.domain.gpu_slot import GpuSlot
 from mqi_es.domain.host import Host
 from mqi_es.domain.refusal import Refusal
 
-__all__ = ["Case", "GpuSlot", "Host", "Refusal"]
+__all__ = ["Case", "CaseName", "GpuSlot", "Host", "Refusal"]

@@ -152,24 +152,45 @@ class Case(Recorded):
         self.not_before = None
 
     class Uploaded(Recorded.Event):
+        """The case is on the node, checked there: ``digests`` lists (relative path, size,
+        SHA-256) of every file as it was read and sent; ``manifest_sha256`` is the digest
+        of the manifest holding them."""
+
+        class_version = 2
         attempt: int
         files: int
         bytes: int
         seconds: float
+        digests: list[list[str | int]]
+        manifest_sha256: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state.update(digests=[], manifest_sha256="")  # recorded before digests were
 
     def record_upload(
-        self, *, attempt: int, files: int, bytes: int, seconds: float, actor: str
+        self,
+        *,
+        attempt: int,
+        files: int,
+        bytes: int,
+        seconds: float,
+        digests: list[list[str | int]],
+        manifest_sha256: str,
+        actor: str,
     ) -> None:
         self._require(CaseState.SUBMITTING, verb="record an upload for")
         self._require_attempt(attempt)
         self._uploaded(
-            attempt=attempt, files=files, bytes=bytes, seconds=seconds, actor=actor, reason=""
-        )
+            attempt=attempt, files=files, bytes=bytes, seconds=seconds, digests=digests,
+            manifest_sha256=manifest_sha256, actor=actor, reason="",
+        )  # fmt: skip
 
     @event(Uploaded)
     def _uploaded(
-        self, attempt: int, files: int, bytes: int, seconds: float, actor: str, reason: str
-    ) -> None:
+        self, attempt: int, files: int, bytes: int, seconds: float,
+        digests: list[list[str | int]], manifest_sha256: str, actor: str, reason: str,
+    ) -> None:  # fmt: skip
         pass
 
     class TaskEnqueued(Recorded.Event):
@@ -233,29 +254,44 @@ class Case(Recorded):
         self.kill_cause = None
 
     class Completed(Recorded.Event):
+        """The results are here: ``digests`` lists (relative path, size, SHA-256) of each
+        result file, each checked against the node's own digest of it."""
+
+        class_version = 2
         attempt: int
         files: int
         bytes: int
         results_dir: str
+        digests: list[list[str | int]]
+        manifest_sha256: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state.update(digests=[], manifest_sha256="")  # recorded before digests were
 
     def complete(
-        self, *, attempt: int, files: int, bytes: int, results_dir: str, actor: str
+        self,
+        *,
+        attempt: int,
+        files: int,
+        bytes: int,
+        results_dir: str,
+        digests: list[list[str | int]],
+        manifest_sha256: str,
+        actor: str,
     ) -> None:
         self._require(CaseState.RETRIEVING, verb="complete")
         self._require_attempt(attempt)
         self._completed(
-            attempt=attempt,
-            files=files,
-            bytes=bytes,
-            results_dir=results_dir,
-            actor=actor,
-            reason="",
-        )
+            attempt=attempt, files=files, bytes=bytes, results_dir=results_dir,
+            digests=digests, manifest_sha256=manifest_sha256, actor=actor, reason="",
+        )  # fmt: skip
 
     @event(Completed)
     def _completed(
-        self, attempt: int, files: int, bytes: int, results_dir: str, actor: str, reason: str
-    ) -> None:
+        self, attempt: int, files: int, bytes: int, results_dir: str,
+        digests: list[list[str | int]], manifest_sha256: str, actor: str, reason: str,
+    ) -> None:  # fmt: skip
         self.state = CaseState.COMPLETED
         self._clear_attempt()
 

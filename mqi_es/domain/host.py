@@ -1,7 +1,8 @@
-"""The Host aggregate: a GPU node's reachability, recorded at transitions only.
+"""The Host aggregate: what the status queries of a GPU node showed, recorded at changes only.
 
-An outage produces exactly two events, ``BecameUnreachable`` when it starts and
-``BecameReachable`` (with its duration) when it ends, whatever the number of polls.
+An outage produces one ``BecameUnavailable`` when it starts, one more each time what is seen
+changes (the node unreachable, then reached but its queue service down, ...), and one
+``BecameReachable`` (with the outage's duration) when it ends, whatever the number of polls.
 """
 
 from __future__ import annotations
@@ -32,15 +33,33 @@ class Host(Recorded):
         self.state = HostState.UNKNOWN
         self.unreachable_since: datetime | None = None
 
-    class BecameUnreachable(Recorded.Event):
-        since: datetime
+    class BecameUnavailable(Recorded.Event):
+        state: str  # a HostState other than unknown and reachable
+        since: datetime  # when the outage began (kept while only its kind changes)
 
-    def record_unreachable(self, *, since: datetime, actor: str, reason: str) -> bool:
-        """Record the start of an outage; returns False (and records nothing) during one."""
-        if self.state is HostState.UNREACHABLE:
+    def record_unavailable(
+        self, *, state: HostState, since: datetime, actor: str, reason: str
+    ) -> bool:
+        """Record what a failed poll showed; returns False (and records nothing) when it
+        shows what the last one showed."""
+        if state in (HostState.UNKNOWN, HostState.REACHABLE):
+            raise ValueError(f"{state} is not an unavailable state")
+        if self.state is state:
             return False
-        self._unreachable(since=since, actor=actor, reason=reason)
+        self._unavailable(
+            state=state.value, since=self.unreachable_since or since, actor=actor, reason=reason
+        )
         return True
+
+    @event(BecameUnavailable)
+    def _unavailable(self, state: str, since: datetime, actor: str, reason: str) -> None:
+        self.state = HostState(state)
+        self.unreachable_since = since
+
+    class BecameUnreachable(Recorded.Event):
+        """Recorded by releases before ``BecameUnavailable`` existed; read, never written."""
+
+        since: datetime
 
     @event(BecameUnreachable)
     def _unreachable(self, since: datetime, actor: str, reason: str) -> None:

@@ -113,7 +113,7 @@ def test_replay_rebuilds_and_check_finds_a_tampered_view(folder):
     assert mqi(folder, "status").exit_code == 0  # builds the views
     result = mqi(folder, "replay")
     assert result.exit_code == 0, result.output
-    assert "replayed 10 events" in result.output
+    assert "replayed 12 events" in result.output  # 2 cases: 8 facts and 2 name claims
     assert mqi(folder, "replay", "--check").exit_code == 0
     link = folder / "var" / "views.sqlite"
     connection = sqlite3.connect(generations.current(link))
@@ -202,3 +202,31 @@ def test_views_of_another_release_are_rebuilt_or_named_never_misread(folder):
     rebuilt = mqi(folder, "cases", "--json")  # no daemon: rebuilt from the log, then read
     assert rebuilt.exit_code == 0 and len(json.loads(rebuilt.output)) == 2
     assert generations.current(link) != old
+
+
+def test_history_shows_the_sha256_of_every_file_sent_and_fetched(folder):
+    ledger = Ledger(sqlite_event_store_env(folder / "var" / "events.sqlite"))
+    ledger.register_host("node1", "127.0.0.1", actor="daemon")
+    ledger.register_slot("node1", "gpu0", actor="daemon")
+    ledger.detect_case("p9", file_count=2, total_bytes=30, fingerprint="f", actor="daemon")
+    ledger.start_submission("p9", host="node1", group="gpu0", remote_base_dir="~/m", actor="d")
+    sent = [["RP.dcm", 10, "a" * 64], ["delivery/PlanInfo.txt", 20, "b" * 64]]
+    ledger.record_upload("p9", attempt=1, files=2, bytes=30, seconds=0.2, digests=sent,
+                         manifest_sha256="c" * 64, actor="daemon")  # fmt: skip
+    ledger.record_enqueued("p9", attempt=1, task_id=1, created_at=NOW, actor="daemon")
+    ledger.record_remote_success("p9", attempt=1, ended_at=NOW, actor="daemon")
+    fetched = [["output/RD.dcm", 4096, "d" * 64]]
+    ledger.complete_case("p9", attempt=1, files=1, bytes=4096, results_dir="/r", digests=fetched,
+                         manifest_sha256="e" * 64, actor="daemon")  # fmt: skip
+    ledger.close()
+
+    trail = json.loads(mqi(folder, "history", "p9", "--json").output)
+    uploaded = next(e for e in trail if e["event"] == "Uploaded")
+    completed = next(e for e in trail if e["event"] == "Completed")
+    assert uploaded["details"]["digests"] == sent
+    assert uploaded["details"]["manifest_sha256"] == "c" * 64
+    assert completed["details"]["digests"] == fetched
+    table = mqi(folder, "history", "p9").output
+    assert f"{'a' * 64}  10 B  RP.dcm" in table
+    assert f"{'d' * 64}  4,096 B  output/RD.dcm" in table
+    assert f"manifest_sha256: {'e' * 64}" in table

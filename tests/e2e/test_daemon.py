@@ -86,7 +86,7 @@ def test_an_outage_fails_nothing_and_work_resumes(site):
     assert found["during-outage"]["state"] == "completed"
     host_events = [e["event"] for e in mqi_json(config, "history", "during-outage")
                    if e["subject"] == "host sandbox"]  # fmt: skip
-    assert host_events == ["BecameUnreachable", "BecameReachable"]
+    assert host_events == ["BecameUnavailable", "BecameReachable"]
 
 
 def test_a_pueue_restart_resubmits_the_running_case_which_then_completes(site):

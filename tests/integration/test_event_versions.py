@@ -1,5 +1,6 @@
 """Events are never edited: old versions are upcast on read, moved classes stay readable."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from eventsourcing.domain import event
@@ -7,12 +8,14 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic, register_topic
 
 from mqi_es.application import Ledger
-from mqi_es.domain import Case
+from mqi_es.domain import Case, Host
 from mqi_es.domain.recorded import Recorded
-from mqi_es.ids import case_uuid
-from mqi_es.states import CaseState
+from mqi_es.ids import case_uuid, host_uuid
+from mqi_es.states import CaseState, HostState
 from mqi_es.store import sqlite_event_store_env
+from projections import runner
 from projections.feed import EventFeed
+from projections.reader import ViewReader
 
 
 class Probe(Recorded):
@@ -87,3 +90,36 @@ def test_an_event_stored_under_a_moved_class_topic_still_loads(tmp_path: Path):
     case = ledger.case("moved")
     assert (case.case_id, case.state) == ("moved", CaseState.WAITING)
     assert type(EventFeed(ledger).aggregate(case.id)[0][2]) is Case.Detected
+
+
+def test_an_outage_recorded_by_an_earlier_release_still_loads_and_shows(tmp_path: Path):
+    """Releases before BecameUnavailable recorded outages as BecameUnreachable."""
+    ledger = Ledger(sqlite_event_store_env(tmp_path / "events.sqlite"))
+    ledger.register_host("n1", "127.0.0.1", actor="daemon")
+    since = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    state = {"timestamp": since, "actor": "daemon", "reason": "refused", "since": since}
+    ledger.recorder.insert_events([
+        StoredEvent(
+            originator_id=host_uuid("n1"),
+            originator_version=2,
+            topic=get_topic(Host.BecameUnreachable),
+            state=ledger.mapper.transcoder.encode(state),
+        )
+    ])  # fmt: skip
+
+    host = ledger.host("n1")
+    assert (host.state, host.unreachable_since) == (HostState.UNREACHABLE, since)
+    feed = EventFeed(ledger)
+    store = runner.open_views(tmp_path / "views.sqlite", feed)
+    runner.catch_up(store, feed)
+    store.close()
+    with ViewReader(tmp_path / "views.sqlite", application_name=ledger.name).snapshot() as views:
+        (view,) = views.hosts()
+    assert (view.state, view.unreachable_since, view.reason) == (
+        HostState.UNREACHABLE, since, "refused",
+    )  # fmt: skip
+    # What is recorded now is the new event, and the outage keeps its start.
+    ledger.record_host_unavailable(
+        "n1", state=HostState.QUEUE_DOWN, since=since.replace(hour=9), actor="d", reason="down"
+    )
+    assert ledger.host("n1").unreachable_since == since

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.case_dir import show_name
+from mqi_es.case_dir import Fingerprint, show_name
 from mqi_es.errors import ConfigError
 from mqi_es.intake import Arrival, Intake
 
@@ -55,7 +55,8 @@ class RecordingSink:
         self.refused.append((raw_name_repr, reason))
         self.known.add(raw_name_repr)
 
-    def case_held(self, name: str, reason: str) -> None:
+    def case_held(self, name: str, reason: str, found: Fingerprint) -> None:
+        assert found.problems or found.file_count == 0 or found.marker_present is False
         self.held.append((name, reason))
 
     def ready_ids(self) -> list[str]:

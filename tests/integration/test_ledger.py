@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mqi_es.application import Ledger
-from mqi_es.errors import CaseNotFound, ConcurrentUpdate, SlotUnavailable
+from mqi_es.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotUnavailable
+from mqi_es.ids import case_uuid
 from mqi_es.states import CaseState, FailureCategory, SlotState
 from mqi_es.store import sqlite_event_store_env
 
@@ -150,3 +151,36 @@ def test_two_processes_allocating_one_gpu_only_one_wins(ledger, tmp_path):
     assert fresh.slot("n1", "gpu0").case_id == winner
     assert fresh.case(winner).state is CaseState.SUBMITTING
     assert fresh.case(loser).state is CaseState.WAITING
+
+
+NFC, NFD = "M\u00fcller plan", "Mu\u0308ller plan"  # the same name to a reader
+
+
+def test_a_name_that_differs_only_by_unicode_normalisation_is_a_clash_not_a_second_case(ledger):
+    detect(ledger, NFC)
+    with pytest.raises(NameClash, match="differs from that of case 'Müller plan' only in"):
+        detect(ledger, NFD)
+    assert not ledger.knows(case_uuid(NFD))
+
+
+def test_letter_case_clashes_only_where_a_node_folds_case(tmp_path):
+    plain = open_ledger(tmp_path / "plain.sqlite")
+    detect(plain, "Case7")
+    detect(plain, "CASE7")  # a node that tells them apart: two cases
+    folding = Ledger(sqlite_event_store_env(tmp_path / "folding.sqlite"), fold_case=True)
+    detect(folding, "Case7")
+    with pytest.raises(NameClash):
+        detect(folding, "CASE7")
+
+
+def test_cases_registered_before_names_were_claimed_claim_them_and_clashes_are_named(tmp_path):
+    path = tmp_path / "events.sqlite"
+    earlier = Ledger(sqlite_event_store_env(path), fold_case=False)
+    for name in ("Case7", "CASE7", "other"):
+        detect(earlier, name)
+    folding = Ledger(sqlite_event_store_env(path), fold_case=True)
+    clashes = folding.claim_names(["Case7", "CASE7", "other"], actor="daemon")
+    assert [(c.name, c.registered) for c in clashes] == [("CASE7", "Case7")]
+    assert folding.claim_names(["Case7", "other"], actor="daemon") == []  # claimed already
+    with pytest.raises(NameClash):
+        detect(folding, "OTHER")

@@ -58,7 +58,9 @@ def world(tmp_path: Path) -> World:
 
 def test_no_stale_gpu_or_task_association_on_a_terminal_case_while_its_history_keeps_them(world):
     run_cases(world.ledger, 1)
-    world.ledger.record_host_unreachable("n1", since=NOW, actor="daemon", reason="refused")
+    world.ledger.record_host_unavailable(
+        "n1", state=HostState.UNREACHABLE, since=NOW, actor="daemon", reason="refused"
+    )
     world.catch_up()
     with world.views().snapshot() as views:
         case = views.case("c0")
@@ -88,13 +90,15 @@ def test_host_events_during_an_attempt_appear_in_its_history(world):
     world.ledger.detect_case("c0", file_count=1, total_bytes=2, fingerprint="f", actor="d")
     world.ledger.start_submission("c0", host="n1", group="gpu0", remote_base_dir="~", actor="d")
     world.catch_up()  # the outage is applied in a later batch than the allocation
-    world.ledger.record_host_unreachable("n1", since=NOW, actor="daemon", reason="timed out")
+    world.ledger.record_host_unavailable(
+        "n1", state=HostState.UNREACHABLE, since=NOW, actor="daemon", reason="timed out"
+    )
     world.ledger.record_host_reachable("n1", at=NOW.replace(minute=3), actor="daemon")
     world.catch_up()
     with world.views().snapshot() as views:
         trail = case_history(world.feed, views, "c0")
     assert [e.event for e in trail if e.subject == "host n1"] == [
-        "BecameUnreachable",
+        "BecameUnavailable",
         "BecameReachable",
     ]
     assert trail[-1].details["outage_seconds"] == 180
@@ -218,7 +222,8 @@ def test_check_reports_a_view_that_differs_from_the_log(world):
 def test_check_compares_at_the_live_position_while_the_log_grows(world):
     run_cases(world.ledger, 2)
     world.catch_up()
-    run_cases_more = world.ledger.detect_case  # an event the views have not applied yet
-    run_cases_more("late", file_count=1, total_bytes=1, fingerprint="f", actor="daemon")
+    applied = world.feed.head()
+    # A case (its detection and name claim) the views have not applied yet.
+    world.ledger.detect_case("late", file_count=1, total_bytes=1, fingerprint="f", actor="d")
     report = runner.check(world.link, world.feed)
-    assert report.ok and report.position == world.feed.head() - 1
+    assert report.ok and report.position == applied < world.feed.head()

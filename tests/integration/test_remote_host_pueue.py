@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +20,7 @@ import pytest
 
 from mqi_es.config.schema import HostConfig
 from mqi_es.ids import task_label
-from mqi_es.observations import Seen, Unseen
+from mqi_es.observations import Blindness, Seen, Unseen
 from mqi_es.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.pueue import DAEMON_DOWN_REASON, build_group_add, build_parallel
 from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
@@ -95,13 +97,14 @@ def pueue_host(
     ssh: Sshd | ThreadedSandboxNode,
     remote_command: str = "sleep 60",
     *,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    monotonic: Callable[[], float] = time.monotonic,
     **settings: Any,
 ) -> PueueHost:
     host = config(ssh, remote_command, **settings)
     # No user ssh config: the developer's ~/.ssh/config must not change what is tested.
     target = dataclasses.replace(ssh_target(host), ssh_config=())
-    return PueueHost(host, HostConnection(target), results_globs=RESULT_GLOBS, clock=clock)
+    connection = HostConnection(target)
+    return PueueHost(host, connection, results_globs=RESULT_GLOBS, monotonic=monotonic)
 
 
 def run(host: PueueHost, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -195,7 +198,15 @@ def test_a_case_with_an_awkward_name_is_uploaded_run_and_its_result_fetched(
     assert labelled == [task] and outcome == Ok(str(task.id))
     assert task.created_at is not None and task.created_at.utcoffset() is not None
     expected = plan + AWKWARD.encode()
-    assert fetched == Fetched(files=1, bytes=len(expected), results_dir=str(results))
+    assert isinstance(fetched, Fetched)
+    assert (fetched.files, fetched.bytes, fetched.results_dir) == (1, len(expected), str(results))
+    digest = hashlib.sha256(expected).hexdigest()
+    assert fetched.digests == (("out/dose.dcm", len(expected), digest),)
+    assert fetched.manifest_sha256 == hashlib.sha256((results / MANIFEST).read_bytes()).hexdigest()
+    assert uploaded.digests == tuple(
+        sorted((str(p.relative_to(case)), p.stat().st_size,
+                hashlib.sha256(p.read_bytes()).hexdigest()) for p in case.rglob("*") if p.is_file())
+    )  # fmt: skip
     assert (results / "out" / "dose.dcm").read_bytes() == expected
     assert sorted(p.name for p in results.iterdir()) == [MANIFEST, "out"]
     assert not list(node.home.rglob("pwned")) and not list(tmp_path.rglob("pwned"))
@@ -214,6 +225,43 @@ def test_a_task_that_exits_2_is_seen_failed_and_its_log_tail_is_readable(node: N
     assert (task.result, task.exit_code) == ("failed", 2)
     assert tail == Ok("simulation of case-7 broke")
     assert no_such_task == Unknown(f"pueue has no log of task {task.id + 1}")
+
+
+def test_the_simulation_sees_its_task_env_and_what_it_copies_from_the_node(
+    sshd_factory: Callable[..., Sshd], tmp_path: Path
+) -> None:
+    """Real OpenSSH whose login shell sets LD_LIBRARY_PATH (as a module load would), and
+    the stand-in running the task with the environment of its `pueue add`, as pueue does."""
+    on_path = tmp_path / "remote-bin"
+    server = sshd_factory(
+        extra_path=[on_path], bashrc="export LD_LIBRARY_PATH=/opt/moqui/lib:/usr/local/cuda/lib64\n"
+    )
+    standin = ThreadedSandboxNode(server.root, groups=("gpu0", "gpu3")).start()
+    try:
+        on_path.symlink_to(standin.bin_dir)
+        host = pueue_host(
+            server, "env > task-env.txt", groups=("gpu0", "gpu3"),
+            task_env={"CUDA_HOME": "/usr/local/cuda-12", "CUDA_VISIBLE_DEVICES": "{gpu_index}",
+                      "MQI_CASE": "{case_id} #{attempt}"},
+            task_env_from_node=["LD_LIBRARY_PATH", "NOT_SET_ON_THE_NODE"],
+        )  # fmt: skip
+
+        async def scenario() -> RemoteTask:
+            task_id = await added(host, "case 1", group="gpu3")
+            return await observe_until(host, in_state(task_id, "done"), "the task's end")
+
+        done = run(host, scenario)
+    finally:
+        standin.stop()
+    assert done.result == "success"
+    lines = (server.home / "task-env.txt").read_text().splitlines()
+    seen = dict(line.split("=", 1) for line in lines if "=" in line)
+    assert seen["CUDA_HOME"] == "/usr/local/cuda-12"
+    assert seen["CUDA_VISIBLE_DEVICES"] == "3"  # the GPU of the slot: group gpu3
+    assert seen["MQI_CASE"] == "case 1 #1"
+    assert seen["LD_LIBRARY_PATH"] == "/opt/moqui/lib:/usr/local/cuda/lib64"
+    assert "NOT_SET_ON_THE_NODE" not in seen  # absent on the node: absent in the task
+    assert seen["PUEUE_GROUP"] == "gpu3"
 
 
 def test_a_killed_running_task_is_observed_killed(node: Node) -> None:
@@ -277,39 +325,79 @@ def test_a_group_paused_by_a_pueue_restart_runs_again_once_resumed(node: Node) -
     assert task.label == task_label("case-2", 1)
 
 
-def test_missing_groups_are_those_pueue_lacks_until_they_are_created(node: Node) -> None:
+def test_every_poll_carries_the_groups_so_a_missing_one_shows_until_it_is_created(
+    node: Node,
+) -> None:
+    """pueue 3.1 to 3.3 have no `pueue group --json`: the group map of `status --json` is
+    the one source, read by every poll (no extra query)."""
     host = pueue_host(node.ssh)
 
-    async def scenario() -> tuple[object, object, StatusSnapshot]:
-        before = await host.missing_groups(("gpu0", "gpu7", "gpu1", "gpu8"))
+    async def scenario() -> tuple[StatusSnapshot, StatusSnapshot]:
+        before = await host.observe()
         for command in (build_group_add("gpu7", 1), build_parallel("gpu7", 2)):
             assert isinstance(await host.connection.run(command), Ok)
-        after = await host.missing_groups(("gpu0", "gpu7"))
-        seen = await host.observe()
-        assert isinstance(seen, Seen)
-        return before, after, seen.snapshot
+        after = await host.observe()
+        assert isinstance(before, Seen) and isinstance(after, Seen)
+        return before.snapshot, after.snapshot
 
-    before, after, snapshot = run(host, scenario)
+    before, after = run(host, scenario)
 
-    assert before == ["gpu7", "gpu8"]
-    assert after == []
-    assert snapshot.groups["gpu7"].parallel_tasks == 2
+    assert "gpu7" not in before.groups and "gpu0" in before.groups
+    assert after.groups["gpu7"].parallel_tasks == 2
+
+
+def test_a_poll_reads_the_nodes_clock_in_the_same_round_trip(node: Node) -> None:
+    host = pueue_host(node.ssh)
+    before = datetime.now(UTC)
+    seen = run(host, host.observe)
+    after = datetime.now(UTC)
+
+    assert isinstance(seen, Seen) and seen.node_time is not None and seen.skew is not None
+    assert before - timedelta(seconds=1) <= seen.node_time <= after + timedelta(seconds=1)
+    assert abs(seen.skew) < 1.0  # one machine: the same clock, within the round trip
+    assert 0 < seen.rtt < WAIT_SECONDS
+
+
+def test_a_pueue_older_than_3_is_incompatible_and_is_given_no_task(sandbox: Node) -> None:
+    """A node whose pueue cannot tell its tasks apart (no creation times before 3.0)."""
+    old = sandbox.home / "old-pueue"
+    old.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "pueue 2.1.0"; exit 0; fi\nexec pueue "$@"\n'
+    )
+    old.chmod(0o755)
+    host = pueue_host(sandbox.ssh, pueue="~/old-pueue")
+
+    async def scenario() -> tuple[object, object, StatusSnapshot]:
+        observed = await host.observe()
+        added = await host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1)
+        plain = await pueue_host(sandbox.ssh).observe()
+        assert isinstance(plain, Seen)
+        return observed, added, plain.snapshot
+
+    observed, added, snapshot = run(host, scenario)
+
+    assert isinstance(observed, Unseen) and observed.kind is Blindness.INCOMPATIBLE
+    assert "pueue 2.1.0 is older than 3.0" in observed.reason
+    assert isinstance(added, Unknown) and "cannot be used" in added.reason
+    assert snapshot.tasks == {}  # nothing was sent
 
 
 def test_every_task_added_before_taken_at_is_in_the_snapshot(sandbox: Node) -> None:
-    readings: list[datetime] = []
+    readings: list[float] = []
 
-    def clock() -> datetime:
-        # A task lands on the node just as the clock is read.
-        assert sandbox.pueue.pueue("add", "--label", "at the reading", "--", "true").returncode == 0
-        readings.append(datetime.now(UTC))
+    def monotonic() -> float:
+        # A task lands on the node just as the clock is read (first for taken_at).
+        if not readings:
+            added = sandbox.pueue.pueue("add", "--label", "at the reading", "--", "true")
+            assert added.returncode == 0
+        readings.append(time.monotonic())
         return readings[-1]
 
-    host = pueue_host(sandbox.ssh, clock=clock)
+    host = pueue_host(sandbox.ssh, monotonic=monotonic)
 
     seen = run(host, host.observe)
 
-    assert isinstance(seen, Seen) and readings == [seen.taken_at]
+    assert isinstance(seen, Seen) and readings[0] == seen.taken_at
     assert [task.id for task in seen.snapshot.tasks_with_label("at the reading")] == [0]
 
 
@@ -404,13 +492,12 @@ def test_a_stopped_sshd_is_unseen_at_once_and_nothing_is_a_failure(private_sshd:
         return [
             await host.observe(),
             await host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
-            await host.missing_groups(("gpu0",)),
         ]
 
-    observed, add, groups = run(host, scenario)
+    observed, add = run(host, scenario)
 
-    assert observed == Unseen("node1 unreachable: connection refused")
-    assert isinstance(add, Unknown) and isinstance(groups, Unknown)
+    assert observed == Unseen("node1 unreachable: connection refused", Blindness.UNREACHABLE)
+    assert isinstance(add, Unknown)
 
 
 def test_a_frozen_sshd_is_unseen_after_the_connect_timeout(private_sshd: Sshd) -> None:
@@ -446,14 +533,13 @@ def test_a_stopped_pueue_daemon_is_an_outage_never_a_failure(sandbox: Node) -> N
             await host.kill(0, running=True),
             await host.resume_group("gpu0"),
             await host.log_tail(0),
-            await host.missing_groups(("gpu0",)),
         ]
         await asyncio.to_thread(sandbox.pueue.start_pueue_daemon)
         return [*outcomes, await host.observe()]
 
     *down, back = run(host, scenario)
 
-    assert down[0] == Unseen(DAEMON_DOWN_REASON)
+    assert down[0] == Unseen(DAEMON_DOWN_REASON, Blindness.QUEUE_DOWN)
     assert all(outcome == Unknown(DAEMON_DOWN_REASON) for outcome in down[1:])
     assert isinstance(back, Seen)
 
@@ -465,15 +551,14 @@ def test_a_node_without_pueue_is_unseen_and_refuses_to_add(sandbox: Node) -> Non
         return [
             await host.observe(),
             await host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
-            await host.missing_groups(("gpu0",)),
         ]
 
-    observed, add, groups = run(host, scenario)
+    observed, add = run(host, scenario)
 
     assert isinstance(observed, Unseen) and observed.reason.startswith("`pueue status` failed")
+    assert observed.kind is Blindness.QUEUE_DOWN
     assert observed.reason.endswith("(exit 127)") and "no-such-pueue" in observed.reason
     assert isinstance(add, RemoteFailure) and add.exit_status == 127
-    assert isinstance(groups, Unknown) and groups.reason.startswith("`pueue group` failed")
 
 
 @pytest.mark.parametrize("output", ["garbage", "truncated"])
@@ -483,7 +568,7 @@ def test_unreadable_status_output_is_unseen(sandbox: Node, output: Any) -> None:
 
     observed = run(host, host.observe)
 
-    assert isinstance(observed, Unseen)
+    assert isinstance(observed, Unseen) and observed.kind is Blindness.UNREADABLE
     assert "unreadable `pueue status --json` output" in observed.reason
 
 

@@ -118,21 +118,23 @@ def test_uploading_a_complete_case_again_reuses_it(sshd: Sshd, tmp_path: Path) -
     assert [p.name for p in (sshd.home / "twice").iterdir()] == ["c"]
 
 
-def test_stale_partial_uploads_are_removed_before_a_new_one(sshd: Sshd, tmp_path: Path) -> None:
+def test_partial_uploads_of_this_and_every_earlier_attempt_are_removed(
+    sshd: Sshd, tmp_path: Path
+) -> None:
     case = make_case(tmp_path)
-    stale = sshd.home / "stale" / "c.part-0123456789ab" / "half"
-    stale.mkdir(parents=True)
-    (stale / "RP.dcm").write_bytes(b"half a file")
-    unrelated = sshd.home / "stale" / "other.part-0123456789ab"
-    unrelated.mkdir()
+    folder = sshd.home / "cases" / "c"
+    for leftover in ("attempt-1.part-0123456789ab", "attempt-2.part-ba9876543210"):
+        (folder / leftover / "half").mkdir(parents=True)
+        (folder / leftover / "half" / "RP.dcm").write_bytes(b"half a file")
+    (folder / "attempt-1").mkdir()  # a complete earlier attempt is not a partial copy
+    (folder / "notes.part-of-plan").write_text("not ours")  # nor is a look-alike name
 
-    outcome = on_node(sshd, lambda node: upload_dir(node, case, "~/stale/c"))
+    outcome = on_node(sshd, lambda node: upload_dir(node, case, "~/cases/c/attempt-2"))
 
     assert isinstance(outcome, Transferred)
-    assert sorted(p.name for p in (sshd.home / "stale").iterdir()) == [
-        "c",
-        "other.part-0123456789ab",
-    ]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "attempt-1", "attempt-2", "notes.part-of-plan",
+    ]  # fmt: skip
 
 
 def test_existing_folder_with_other_content_is_not_overwritten(sshd: Sshd, tmp_path: Path) -> None:

@@ -3,9 +3,11 @@ against a simulated pueue node that misbehaves in every way we know of.
 
 The node loses replies, is unreachable or prints garbage, restarts (killing what runs and
 pausing groups), reuses ids after ``clean``, and runs tasks that succeed, fail or get killed.
-The daemon crashes between any two steps (its memory and actions in flight are lost). After
-every step, the invariants a clinic relies on must hold; at the end, with the node behaving,
-every case must reach an end.
+Our wall clock and the node's clock jump both ways, and the node's clock is off ours. The
+daemon crashes between any two steps (its memory and actions in flight are lost). After
+every step, the invariants a clinic relies on must hold (no case killed for its timeout
+before it really ran that long); at the end, with the node behaving, every case must reach
+an end.
 """
 
 import contextlib
@@ -22,7 +24,7 @@ from mqi_es.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup
 from mqi_es.application import Ledger
 from mqi_es.domain.recorded import Recorded
 from mqi_es.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, SlotError
-from mqi_es.observations import Seen, Unseen
+from mqi_es.observations import Blindness, Seen, Unseen
 from mqi_es.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.policy import HostPolicy, Policy
 from mqi_es.reactions import (
@@ -37,13 +39,14 @@ from mqi_es.reactions import (
 )
 from mqi_es.reconcile import World, reconcile
 from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
-from mqi_es.states import CaseState, SlotState
+from mqi_es.states import CaseState, KillCause, SlotState
 from mqi_es.store import sqlite_event_store_env
 from projections import runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader
 
 GROUPS = ("gpu0", "gpu1")
+EPOCH = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 POLICY = Policy(
     hosts=(HostPolicy("n1", GROUPS, "~/mqi"),),
     timeout=timedelta(minutes=30),
@@ -66,6 +69,7 @@ class _Task:
     exit_code: int | None = None
     start: datetime | None = None
     end: datetime | None = None
+    started_true: float | None = None  # when it really started (the true, monotonic time)
 
 
 class FakeNode:
@@ -94,7 +98,7 @@ class FakeNode:
         groups = {g: RemoteGroup("paused" if g in self.paused else "running", 1) for g in GROUPS}
         return StatusSnapshot(tasks, groups)
 
-    def step(self, now: datetime, result: str) -> None:
+    def step(self, now: datetime, result: str, true_time: float) -> None:
         """Start what may start, and end the oldest running task with ``result``."""
         running = [t for t in self.tasks.values() if t.state == "running"]
         if running:
@@ -109,7 +113,7 @@ class FakeNode:
             queued = [t for t in self.tasks.values() if t.state == "queued" and t.group == group]
             if queued:
                 first = min(queued, key=lambda t: t.id)
-                first.state, first.start = "running", now
+                first.state, first.start, first.started_true = "running", now, true_time
 
     def kill(self, task_id: int, now: datetime) -> None:
         task = self.tasks.get(task_id)
@@ -133,7 +137,10 @@ class FakeNode:
 class Lifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+        self.true = 1_000.0  # the true time, which our monotonic clock follows
+        self.wall_offset = timedelta()  # our wall clock minus the true time: jumps
+        self.node_offset = timedelta()  # the node's clock minus the true time: skew, jumps
+        self.jumping: str | None = None  # whose clock jumps in this example
         Recorded.Event.create_timestamp = classmethod(lambda cls: self.now)  # type: ignore[method-assign]
         self.root = tempfile.TemporaryDirectory()
         self.ledger = Ledger(sqlite_event_store_env(Path(self.root.name) / "events.sqlite"))
@@ -148,9 +155,17 @@ class Lifecycle(RuleBasedStateMachine):
         self.cases = 0
         self.pending: list = []
         self.memory = Memory()
-        self.settled_at: dict[str, datetime] = {}
-        self.started_at = self.now
+        self.settled_at: dict[str, float] = {}
+        self.started_at = self.true
         self.log: list[tuple[int, str]] = []
+
+    @property
+    def now(self) -> datetime:
+        """Our wall clock."""
+        return EPOCH + timedelta(seconds=self.true) + self.wall_offset
+
+    def node_now(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.true) + self.node_offset
 
     def teardown(self) -> None:
         try:
@@ -166,16 +181,25 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _apply(self, records) -> None:
         for record in records:
+            if record.command == "request_kill" and record.kwargs["cause"] is KillCause.TIMEOUT:
+                self._check_ran_its_timeout(record.kwargs["case_id"])
             with contextlib.suppress(InvalidTransition, SlotError, ConcurrentUpdate, CaseNotFound):
                 getattr(self.ledger, record.command)(**record.kwargs, actor="daemon")
         runner.catch_up(self.views, self.feed)
+
+    def _check_ran_its_timeout(self, case_id: str) -> None:
+        """However the clocks jumped, a timeout kill comes after the timeout, truly."""
+        case = self._case(case_id)
+        task = next(t for t in self.node.tasks.values() if t.label == case.label)
+        assert task.started_true is not None
+        assert self.true - task.started_true >= POLICY.timeout.total_seconds(), (task, self.true)
 
     def _world(self, observation) -> World:
         runner.catch_up(self.views, self.feed)
         with self.reader.snapshot() as views:
             return World(
                 cases=views.cases(active_only=True), slots=views.slots(), hosts=views.hosts(),
-                observations={"n1": observation}, started_at=self.started_at,
+                observations={"n1": observation}, started_at=self.started_at, mono=self.true,
                 busy=frozenset(a.case_id for a in self.pending if getattr(a, "case_id", None)),
                 settled_at=dict(self.settled_at),
             )  # fmt: skip
@@ -183,9 +207,12 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(view=st.sampled_from(["seen", "seen", "seen", "unreachable", "garbage"]))
     def cycle(self, view: str) -> None:
         if view == "seen":
-            observation = Seen(self.node.snapshot(), self.now)
+            skew = (self.node_offset - self.wall_offset).total_seconds()
+            observation = Seen(self.node.snapshot(), self.true, self.node_now(), skew, 0.0)
+        elif view == "unreachable":
+            observation = Unseen("connection refused", Blindness.UNREACHABLE)
         else:
-            observation = Unseen("connection refused" if view == "unreachable" else "bad JSON")
+            observation = Unseen("bad JSON", Blindness.UNREADABLE)
         decision = reconcile(self._world(observation), self.now, POLICY, self.memory)
         if isinstance(observation, Unseen):  # an unknown check never changes a case
             assert all(r.case_id is None for r in decision.records), decision.records
@@ -206,7 +233,7 @@ class Lifecycle(RuleBasedStateMachine):
             self._submit(action, luck)
         elif isinstance(action, Kill):
             if luck in ("ok", "lost"):
-                self.node.kill(action.task_id, self.now)
+                self.node.kill(action.task_id, self.node_now())
         elif isinstance(action, ResumeGroup):
             if luck in ("ok", "lost"):
                 self.node.paused.discard(action.group)
@@ -225,7 +252,7 @@ class Lifecycle(RuleBasedStateMachine):
             self._apply(after_fetch(case, outcome))
 
     def _submit(self, action: Submit, luck: str) -> None:
-        self.settled_at[action.case_id] = self.now + POLICY.submit_settle
+        self.settled_at[action.case_id] = self.true + POLICY.submit_settle.total_seconds()
         self._apply([Record.of("start_submission", case_id=action.case_id, host=action.host,
                                group=action.group, remote_base_dir="~/mqi")])  # fmt: skip
         case = self._case(action.case_id)
@@ -238,7 +265,7 @@ class Lifecycle(RuleBasedStateMachine):
         if not isinstance(upload, Uploaded):
             return
         if luck in ("ok", "lost"):
-            task_id = self.node.add(case.label, action.group, self.now)
+            task_id = self.node.add(case.label, action.group, self.node_now())
             added = Ok(str(task_id)) if luck == "ok" else Unknown("connection lost")
         else:
             added = Unknown("timed out")
@@ -260,11 +287,11 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(result=st.sampled_from(["success", "success", "failed", "failed_to_spawn", "killed"]))
     def node_works(self, result: str) -> None:
-        self.node.step(self.now, result)
+        self.node.step(self.node_now(), result, self.true)
 
     @rule()
     def node_restarts(self) -> None:
-        self.node.restart(self.now)
+        self.node.restart(self.node_now())
 
     @rule()
     def node_cleans(self) -> None:
@@ -272,14 +299,26 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([1, 10, 30, 60, 600, 3600]))
     def time_passes(self, seconds: int) -> None:
-        self.now += timedelta(seconds=seconds)
+        self.true += seconds
+
+    @rule(hours=st.sampled_from([-48, -2, 2, 48]), whose=st.sampled_from(["ours", "node's"]))
+    def a_clock_jumps(self, hours: int, whose: str) -> None:
+        """One of the two clocks jumps (both jumping ahead across a restart is the one
+        double fault the core cannot see through: it would kill early)."""
+        if self.jumping not in (None, whose):
+            return
+        self.jumping = whose
+        if whose == "ours":
+            self.wall_offset += timedelta(hours=hours)
+        else:
+            self.node_offset += timedelta(hours=hours)
 
     @rule()
     def daemon_crashes(self) -> None:
         self.pending.clear()
         self.memory = Memory()
         self.settled_at.clear()
-        self.started_at = self.now
+        self.started_at = self.true
 
     @precondition(lambda self: self.cases > 0)
     @rule(which=st.integers(0, 4), command=st.sampled_from(["cancel_case", "retry_case"]))
@@ -330,9 +369,9 @@ class Lifecycle(RuleBasedStateMachine):
     def _run_to_the_end(self) -> None:
         """With the node behaving from now on, every case reaches an end."""
         for _ in range(80):
-            self.now += timedelta(minutes=2)
+            self.true += 120
             self.node.paused.clear()
-            self.node.step(self.now, "success")
+            self.node.step(self.node_now(), "success", self.true)
             self.cycle("seen")
             while self.pending:
                 self.perform(0, "ok")

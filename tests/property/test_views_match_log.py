@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mqi_es.application import Ledger
 from mqi_es.errors import CaseNotFound, InvalidTransition, SlotError
-from mqi_es.states import FailureCategory, KillCause
+from mqi_es.states import FailureCategory, HostState, KillCause
 from mqi_es.store import sqlite_event_store_env
 from projections import runner
 from projections.feed import EventFeed
@@ -37,7 +37,8 @@ def _commands(ledger: Ledger):
         "submit": lambda c, s, i: ledger.start_submission(
             c, host=s[0], group=s[1], remote_base_dir="~/mqi", actor="daemon"),
         "upload": lambda c, s, i: ledger.record_upload(
-            c, attempt=case_attempt(c), files=i, bytes=i, seconds=0.5, actor="daemon"),
+            c, attempt=case_attempt(c), files=i, bytes=i, seconds=0.5, digests=[["a", i, "0" * 64]],
+            manifest_sha256="1" * 64, actor="daemon"),
         "enqueue": lambda c, s, i: ledger.record_enqueued(
             c, attempt=case_attempt(c), task_id=i, created_at=T0 + timedelta(seconds=i),
             actor="daemon"),
@@ -46,7 +47,8 @@ def _commands(ledger: Ledger):
         "succeed": lambda c, s, i: ledger.record_remote_success(
             c, attempt=case_attempt(c), ended_at=T0, actor="daemon"),
         "complete": lambda c, s, i: ledger.complete_case(
-            c, attempt=case_attempt(c), files=i, bytes=i, results_dir=f"/r/{c}", actor="daemon"),
+            c, attempt=case_attempt(c), files=i, bytes=i, results_dir=f"/r/{c}",
+            digests=[["RD.dcm", i, "2" * 64]], manifest_sha256="3" * 64, actor="daemon"),
         "fail": lambda c, s, i: ledger.fail_case(
             c, category=list(FailureCategory)[i % 4], actor="daemon", reason=f"r{i}",
             exit_code=i, quarantine=i % 3 == 0, quarantine_task_id=i),
@@ -59,8 +61,8 @@ def _commands(ledger: Ledger):
         "retry": lambda c, s, i: ledger.retry_case(c, actor="user:alice", reason="retry"),
         "timeout": lambda c, s, i: ledger.set_case_timeout(
             c, hours=float(i + 1), actor="user:alice", reason="long plan"),
-        "unreachable": lambda c, s, i: ledger.record_host_unreachable(
-            s[0], since=T0, actor="daemon", reason="refused"),
+        "unreachable": lambda c, s, i: ledger.record_host_unavailable(
+            s[0], state=list(HostState)[2 + i % 4], since=T0, actor="daemon", reason="refused"),
         "reachable": lambda c, s, i: ledger.record_host_reachable(
             s[0], at=T0 + timedelta(seconds=i), actor="daemon"),
         "busy": lambda c, s, i: ledger.mark_slot_busy(

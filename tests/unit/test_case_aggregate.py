@@ -7,7 +7,7 @@ import pytest
 from mqi_es.domain import Case, GpuSlot, Host
 from mqi_es.errors import InvalidTransition, SlotUnavailable
 from mqi_es.ids import case_uuid, task_label
-from mqi_es.states import CaseState, FailureCategory, KillCause, SlotState
+from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -64,8 +64,24 @@ def test_results_are_recorded_only_for_the_current_attempt():
     case = running_case()
     case.record_remote_success(attempt=1, ended_at=NOW, actor="daemon")
     with pytest.raises(InvalidTransition, match="attempt 1, not 2"):
-        case.complete(attempt=2, files=1, bytes=1, results_dir="/r", actor="daemon")
-    case.complete(attempt=1, files=1, bytes=1, results_dir="/r", actor="daemon")
+        case.complete(
+            attempt=2,
+            files=1,
+            bytes=1,
+            results_dir="/r",
+            digests=[],
+            manifest_sha256="",
+            actor="daemon",
+        )
+    case.complete(
+        attempt=1,
+        files=1,
+        bytes=1,
+        results_dir="/r",
+        digests=[],
+        manifest_sha256="",
+        actor="daemon",
+    )
     assert case.state is CaseState.COMPLETED
 
 
@@ -148,12 +164,27 @@ def test_a_host_outage_is_recorded_once_at_each_transition():
     host = Host(name="n1", address="127.0.0.1", actor="daemon")
     assert host.record_reachable(at=NOW, actor="daemon")
     assert not host.record_reachable(at=NOW, actor="daemon")
-    assert host.record_unreachable(since=NOW, actor="daemon", reason="refused")
-    assert not host.record_unreachable(since=NOW, actor="daemon", reason="refused")
+    down = HostState.UNREACHABLE
+    assert host.record_unavailable(state=down, since=NOW, actor="daemon", reason="refused")
+    assert not host.record_unavailable(state=down, since=NOW, actor="daemon", reason="refused")
     later = NOW.replace(minute=5)
     assert host.record_reachable(at=later, actor="daemon")
     events = host.collect_events()
     assert [type(e).__name__ for e in events] == [
-        "Registered", "BecameReachable", "BecameUnreachable", "BecameReachable",
+        "Registered", "BecameReachable", "BecameUnavailable", "BecameReachable",
     ]  # fmt: skip
     assert events[-1].outage_seconds == 300
+
+
+def test_what_an_outage_shows_is_recorded_at_each_change_and_the_outage_keeps_its_start():
+    host = Host(name="n1", address="127.0.0.1", actor="daemon")
+    host.record_unavailable(state=HostState.UNREACHABLE, since=NOW, actor="d", reason="refused")
+    later = NOW.replace(minute=2)
+    assert host.record_unavailable(
+        state=HostState.QUEUE_DOWN, since=later, actor="d", reason="pueue daemon not running"
+    )
+    assert host.state is HostState.QUEUE_DOWN and host.unreachable_since == NOW
+    assert host.record_reachable(at=NOW.replace(minute=10), actor="d")
+    assert host.collect_events()[-1].outage_seconds == 600
+    with pytest.raises(ValueError, match="not an unavailable state"):
+        host.record_unavailable(state=HostState.REACHABLE, since=NOW, actor="d", reason="")

@@ -239,11 +239,20 @@ class TestFingerprint:
         assert fp.problems == (Problem(ProblemKind.SPECIAL_FILE, "pipe"),)
         assert fp.file_count == 1
 
-    def test_file_names_that_are_not_utf8_are_fingerprinted(self, tmp_path: Path) -> None:
+    def test_file_names_that_are_not_utf8_are_fingerprinted_and_hold_the_case(
+        self, tmp_path: Path
+    ) -> None:
         write(Path(os.fsdecode(os.fsencode(tmp_path) + b"/scan\xff.dcm")), b"abc")
         fp = fingerprint(tmp_path)
         assert (fp.file_count, fp.total_bytes) == (1, 3)
         assert show_name(fp.entries[0][0]) == "scan\\xff.dcm"
+        assert [p.kind for p in fp.problems] == [ProblemKind.UNSAFE_NAME]  # an upload refuses it
+
+    def test_a_file_name_with_a_control_character_holds_the_case(self, tmp_path: Path) -> None:
+        write(tmp_path / "sub" / "new\nline.dcm", b"abc")
+        assert fingerprint(tmp_path).problems == (
+            Problem(ProblemKind.UNSAFE_NAME, "sub/new\nline.dcm"),
+        )
 
     def test_the_ready_marker_is_left_out_of_the_data(self, tmp_path: Path) -> None:
         write(tmp_path / "RP1.dcm", b"plan")

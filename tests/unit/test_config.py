@@ -241,6 +241,48 @@ class TestEachErrorNamesKeyPathAndLine:
                 id="relative-remote-base-dir",
             ),
             pytest.param(
+                HOST + "    task_env: {HOME: /srv}\n",
+                "config.yaml:6:15: hosts[0].task_env: ",
+                "HOME is set for every task already (by the node or by pueue)",
+                id="task-env-reserved-name",
+            ),
+            pytest.param(
+                HOST + "    task_env: {CUDA_VISIBLE_DEVICES: '{gpu}'}\n",
+                "config.yaml:6:15: hosts[0].task_env: ",
+                "unknown placeholder {gpu}; known: {case_id}",
+                id="task-env-unknown-placeholder",
+            ),
+            pytest.param(
+                HOST + "    task_env: {A: x}\n    task_env_from_node: [A]\n",
+                "config.yaml:6:15: hosts[0].task_env: ",
+                "A given in both task_env and task_env_from_node",
+                id="task-env-given-twice",
+            ),
+            pytest.param(
+                HOST + "    remote_base_dir: /\n",
+                "config.yaml:6:22: hosts[0].remote_base_dir: ",
+                "must be a folder of its own (e.g. ~/mqi_cases), not / or the home itself",
+                id="remote-base-dir-is-the-root",
+            ),
+            pytest.param(
+                HOST + "    remote_base_dir: ~/\n",
+                "config.yaml:6:22: hosts[0].remote_base_dir: ",
+                "not / or the home itself",
+                id="remote-base-dir-is-the-home",
+            ),
+            pytest.param(
+                HOST + "    remote_base_dir: ~/cases/../../etc\n",
+                "config.yaml:6:22: hosts[0].remote_base_dir: ",
+                "must not climb out of a folder with '..'",
+                id="remote-base-dir-climbs-out",
+            ),
+            pytest.param(
+                HOST + "    remote_base_dir: /srv/mqi/..\n",
+                "config.yaml:6:22: hosts[0].remote_base_dir: ",
+                "must not climb out of a folder with '..'",
+                id="remote-base-dir-ends-climbing",
+            ),
+            pytest.param(
                 "main_loop:\n  retry_backoff_seconds: 60\n  retry_backoff_cap_seconds: 30\n",
                 "config.yaml:3:30: main_loop.retry_backoff_cap_seconds: ",
                 "must be at least retry_backoff_seconds (60)",
@@ -312,6 +354,14 @@ class TestEachErrorNamesKeyPathAndLine:
     def test_control_character_is_refused_at_its_position(self, tmp_path: Path) -> None:
         message = error_of(tmp_path, "scanner:\n  watch_path: in\x07coming\n")
         assert message.startswith("config.yaml:2:17: YAML syntax error: a control character")
+
+    def test_a_file_over_a_mebibyte_is_refused_at_once_without_parsing_it(
+        self, tmp_path: Path
+    ) -> None:
+        # 20 MB of comments: parsing them took minutes; the size alone refuses them.
+        (tmp_path / "config.yaml").write_text("# padding\n" * 2_000_000)
+        with pytest.raises(ConfigError, match="larger than 1,048,576 bytes"):
+            load_config(Path("config.yaml"), cwd=tmp_path)
 
     def test_file_that_is_not_utf8_is_refused_with_its_line(self, tmp_path: Path) -> None:
         (tmp_path / "config.yaml").write_bytes(b"scanner:\n  watch_path: caf\xe9\n")

@@ -26,6 +26,7 @@ from mqi_es.pueue import (
     build_group_list,
     build_kill,
     build_log,
+    build_observe,
     build_parallel,
     build_remove,
     build_start_group,
@@ -259,6 +260,33 @@ def test_extra_task_environment_is_set_exactly(node: FakeNode) -> None:
     env = node.env("task")
     assert {name: env[name] for name in extra} == extra
     assert node.argv("pueue")[4] == f"--working-directory={node.home}"
+
+
+def test_variables_copied_from_the_node_reach_the_task_only_when_set_there(
+    node: FakeNode,
+) -> None:
+    command = build_add(
+        group="gpu0", label="l", working_dir="~", task_command="record-argv",
+        env_from_node=["XDG_RUNTIME_DIR", "NOT_SET_HERE"],
+    )  # fmt: skip
+
+    done = node.run(command)
+
+    assert done.returncode == 0, done.stderr
+    env = node.env("task")
+    assert env["XDG_RUNTIME_DIR"] == node.login_env["XDG_RUNTIME_DIR"]
+    assert "NOT_SET_HERE" not in env
+
+
+def test_the_observe_query_prints_the_nodes_clock_then_pueues_version_then_its_status(
+    node: FakeNode,
+) -> None:
+    done = node.run(build_observe())
+
+    assert done.returncode == 0, done.stderr
+    clock, *_ = done.stdout.decode().splitlines()
+    assert clock.startswith("mqi-clock ") and float(clock.split()[1]) > 1.7e9
+    assert node.argv("pueue") == ["status", "--json"]  # the last of the pueue commands
 
 
 @pytest.mark.parametrize(

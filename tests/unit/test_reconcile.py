@@ -1,85 +1,26 @@
 """The decision core, rule by rule: given views, snapshots and the time, what it decides."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from msgspec.structs import replace
 
 from mqi_es.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
 from mqi_es.ids import task_label
-from mqi_es.observations import Seen, Unseen
-from mqi_es.policy import HostPolicy, Policy
-from mqi_es.reconcile import World, reconcile
-from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.observations import Blindness, Unseen
 from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
-from mqi_es.views import CaseView, HostView, SlotView
-
-T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-STARTED = T0 - timedelta(hours=1)
-POLICY = Policy(hosts=(HostPolicy("n1", ("gpu0", "gpu1"), "~/mqi"),))
-CREATED = T0 - timedelta(minutes=30)
-
-
-def case(case_id: str = "c1", state: CaseState = CaseState.RUNNING, **changes) -> CaseView:
-    active = state not in (CaseState.WAITING, CaseState.HELD)
-    base = CaseView(
-        case_id=case_id, state=state, arrival=int(case_id[1:] or 0), attempt=1 if active else 0,
-        detected_at=T0 - timedelta(hours=2), updated_at=T0 - timedelta(minutes=20),
-        state_since=T0 - timedelta(minutes=20), file_count=1, total_bytes=1, fingerprint="f",
-        host="n1" if active else None, group="gpu0" if active else None,
-        label=task_label(case_id, 1) if active else None,
-        remote_dir=f"~/mqi/{case_id}/attempt-1" if active else None,
-        task_id=7 if state in (CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING) else None,
-        task_created_at=CREATED
-        if state in (CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING)
-        else None,
-    )  # fmt: skip
-    return replace(base, **changes)
-
-
-def task(task_id: int = 7, label: str | None = None, state: str = "running", **kw) -> RemoteTask:
-    result = kw.pop("result", None)
-    return RemoteTask(
-        id=task_id, label=task_label("c1", 1) if label is None else label,
-        group=kw.pop("group", "gpu0"), state=state, result=result,
-        exit_code=kw.pop("exit_code", None), created_at=kw.pop("created_at", CREATED),
-        start=kw.pop("start", CREATED), end=kw.pop("end", None), detail=kw.pop("detail", None),
-    )  # fmt: skip
-
-
-def seen(*tasks: RemoteTask, paused: tuple[str, ...] = (), taken_at: datetime = T0) -> Seen:
-    groups = {g: RemoteGroup("paused" if g in paused else "running", 1) for g in ("gpu0", "gpu1")}
-    return Seen(StatusSnapshot({t.id: t for t in tasks}, groups), taken_at)
-
-
-def slot(group: str = "gpu0", state: SlotState = SlotState.FREE, **kw) -> SlotView:
-    return SlotView(host="n1", group=group, state=state, updated_at=T0, **kw)
-
-
-def decide(
-    cases=(), observation=None, slots=None, host_state=HostState.REACHABLE, now=T0,
-    memory=None, policy=POLICY, **world,
-):  # fmt: skip
-    if slots is None:
-        holders = {c.group: c for c in cases if c.group}
-        slots = [
-            slot(g, SlotState.ALLOCATED, case_id=holders[g].case_id, attempt=1)
-            if g in holders
-            else slot(g)
-            for g in ("gpu0", "gpu1")
-        ]
-    w = World(
-        cases=list(cases), slots=slots,
-        hosts=[HostView(name="n1", address="127.0.0.1", state=host_state, updated_at=T0)],
-        observations={"n1": observation if observation is not None else seen()},
-        started_at=STARTED, **world,
-    )  # fmt: skip
-    return reconcile(w, now, policy, memory if memory is not None else Memory())
-
-
-def commands(decision) -> list[str]:
-    return [r.command for r in decision.records]
-
+from tests.unit.worlds import (
+    CREATED,
+    POLICY,
+    STARTED,
+    T0,
+    case,
+    commands,
+    decide,
+    mono,
+    seen,
+    slot,
+    task,
+)
 
 # --- the three defects of the original tool ----------------------------------------------
 
@@ -89,16 +30,42 @@ def test_unreachable_host_is_not_a_failed_job(reason):
     running = case(state=CaseState.RUNNING)
     decision = decide([running], Unseen(reason))
     assert decision.records == (
-        Record.of("record_host_unreachable", name="n1", since=T0, reason=reason),
-    )
+        Record.of(
+            "record_host_unavailable", name="n1", state=HostState.UNREACHABLE, since=T0,
+            reason=reason,
+        ),
+    )  # fmt: skip
     assert decision.actions == ()
 
 
-def test_a_parse_error_of_pueue_status_is_not_a_failed_job():
+def test_a_parse_error_of_pueue_status_is_not_a_failed_job_and_is_recorded_as_unreadable():
     cases = [case("c1", CaseState.RUNNING), case("c2", CaseState.QUEUED, group="gpu1")]
-    decision = decide(cases, Unseen("pueue status output could not be parsed"))
-    assert commands(decision) == ["record_host_unreachable"]
+    decision = decide(cases, Unseen("status could not be parsed", Blindness.UNREADABLE))
+    (record,) = decision.records
+    assert record.command == "record_host_unavailable"
+    assert record.kwargs["state"] is HostState.UNREADABLE
     assert decision.actions == ()
+
+
+def test_a_queue_service_that_is_down_is_recorded_as_such_not_as_an_unreachable_node():
+    decision = decide([case()], Unseen("pueue daemon not running", Blindness.QUEUE_DOWN))
+    (record,) = decision.records
+    assert record.kwargs["state"] is HostState.QUEUE_DOWN
+    assert record.kwargs["reason"] == "pueue daemon not running"
+    assert decision.actions == ()
+
+
+def test_what_is_seen_of_a_host_is_recorded_again_only_when_it_changes():
+    down = Unseen("pueue daemon not running", Blindness.QUEUE_DOWN)
+    assert decide([case()], down, host_state=HostState.QUEUE_DOWN).records == ()
+    changed = decide([case()], Unseen("refused"), host_state=HostState.QUEUE_DOWN)
+    assert [r.kwargs["state"] for r in changed.records] == [HostState.UNREACHABLE]
+
+
+@pytest.mark.parametrize("kind", [Blindness.PENDING, Blindness.FAULT, Blindness.NOT_POLLED])
+def test_a_query_without_an_answer_yet_or_our_own_fault_records_nothing_about_the_host(kind):
+    decision = decide([case()], Unseen("no answer yet", kind))
+    assert decision.records == () and decision.actions == ()
 
 
 def test_an_outage_is_recorded_once_not_once_per_poll():
@@ -169,13 +136,13 @@ def test_a_submitting_case_adopts_its_task_found_by_label():
 
 def test_a_missing_task_right_after_a_submission_is_looked_for_again():
     submitting = case(state=CaseState.SUBMITTING)
-    settled = {"c1": T0 + timedelta(seconds=5)}
+    settled = {"c1": mono(T0 + timedelta(seconds=5))}
     assert decide([submitting], seen(), settled_at=settled).records == ()
 
 
 def test_a_task_that_never_reached_the_queue_gives_a_new_uncharged_attempt():
     submitting = case(state=CaseState.SUBMITTING)
-    decision = decide([submitting], seen(), settled_at={"c1": T0 - timedelta(seconds=1)})
+    decision = decide([submitting], seen(), settled_at={"c1": mono(T0 - timedelta(seconds=1))})
     assert decision.records == (
         Record.of(
             "abandon_attempt", case_id="c1", not_before=T0, charged=False,
@@ -323,9 +290,11 @@ def test_a_kill_is_resent_at_most_every_interval_and_ends_the_case_when_confirme
 
 
 def test_a_kill_that_is_never_confirmed_quarantines_the_slot():
-    stuck = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT,
-                 state_since=T0 - POLICY.kill_confirm_timeout - timedelta(seconds=1))  # fmt: skip
-    decision = decide([stuck], seen(task()))
+    stuck = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
+    first = decide([stuck], seen(task()))
+    assert first.records == ()
+    later = T0 + POLICY.kill_confirm_timeout + timedelta(seconds=1)
+    decision = decide([stuck], seen(task(), taken_at=later), now=later, memory=first.memory)
     (record,) = decision.records
     assert record.command == "fail_case" and record.kwargs["quarantine"] is True
     assert record.kwargs["quarantine_task_id"] == 7
@@ -338,6 +307,11 @@ def test_a_quarantined_slot_is_killed_again_and_lifted_once_its_task_is_gone():
     still = decide([], seen(task()), slots=[quarantined, slot("gpu1")])
     assert still.actions == (Kill("n1", 7, running=True, case_id=None),)
     assert still.alarms
+    later = T0 + POLICY.kill_resend_interval
+    again = decide([], seen(task(), taken_at=later), slots=[quarantined, slot("gpu1")],
+                   now=later, memory=still.memory)  # fmt: skip
+    assert again.actions == (Kill("n1", 7, running=True, case_id=None),)
+    assert again.alarms == ()  # raised once while the slot stays quarantined
     gone = decide([], seen(), slots=[quarantined, slot("gpu1")])
     assert commands(gone) == ["lift_quarantine"]
 

@@ -1,0 +1,174 @@
+"""The decision core against clocks that jump and nodes whose clocks differ from ours, and
+hosts that cannot be used: nothing is killed, failed or quarantined for a clock's sake."""
+
+from datetime import timedelta
+
+from mqi_es.actions import Kill, Record, Submit
+from mqi_es.observations import Blindness, Unseen
+from mqi_es.states import CaseState, HostState, KillCause
+from tests.unit.worlds import MONO0, POLICY, T0, case, commands, decide, mono, seen, slot, task
+
+HOUR = timedelta(hours=1)
+
+
+# --- remote durations on the node's clock -----------------------------------------------
+
+
+def test_a_node_clock_far_behind_ours_does_not_make_a_short_run_look_over_its_timeout():
+    """The node is 30 h behind: its task started 1 h ago by its own clock."""
+    node_now = T0 - 30 * HOUR
+    running = task(start=node_now - HOUR)
+    decision = decide([case()], seen(running, node_time=node_now, skew=-30 * 3600))
+    assert "request_kill" not in commands(decision)
+
+
+def test_a_node_clock_far_ahead_of_ours_does_not_hide_a_run_over_its_timeout():
+    node_now = T0 + 30 * HOUR
+    running = task(start=node_now - POLICY.timeout - timedelta(minutes=1))
+    decision = decide([case()], seen(running, node_time=node_now, skew=30 * 3600))
+    assert commands(decision) == ["request_kill"]
+
+
+def test_a_node_clock_that_jumps_during_a_run_neither_kills_it_nor_stretches_it():
+    running = task(start=T0 - HOUR)
+    first = decide([case()], seen(running))
+    later = T0 + timedelta(minutes=1)
+    # The node's clock jumps 48 h ahead: the run still started an hour and a minute ago.
+    jumped = seen(running, taken_at=later, node_time=later + 48 * HOUR, skew=48 * 3600)
+    decision = decide([case()], jumped, now=later, memory=first.memory)
+    assert "request_kill" not in commands(decision)
+    assert any("jumped" in a.message for a in decision.alarms)
+    # Once it is really over its timeout (on our monotonic clock), it is killed.
+    over = T0 + POLICY.timeout
+    overdue = seen(running, taken_at=over, node_time=over + 48 * HOUR, skew=48 * 3600)
+    assert commands(decide([case()], overdue, now=over, memory=decision.memory)) == ["request_kill"]
+
+
+# --- our own clock jumping ----------------------------------------------------------------
+
+
+def test_our_clock_jumping_ahead_kills_nothing_in_that_cycle():
+    running = task(start=T0 - HOUR)
+    first = decide([case()], seen(running))
+    # Our wall clock jumps 2 days ahead while 10 s pass on the monotonic clock.
+    jumped = T0 + timedelta(days=2)
+    ten_seconds_later = T0 + timedelta(seconds=10)  # as the monotonic and node clocks see it
+    decision = decide(
+        [case()], seen(running, taken_at=ten_seconds_later), now=jumped, at=MONO0 + 10,
+        memory=first.memory,
+    )  # fmt: skip
+    assert "request_kill" not in commands(decision)
+    (alarm,) = decision.alarms
+    assert "this machine's clock jumped by +172790 s" in alarm.message
+
+
+def test_our_clock_jumping_back_neither_extends_a_kill_confirmation_nor_stops_it():
+    killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
+    first = decide([killing], seen(task()))
+    # The wall clock goes back a day; on the monotonic clock the window passes as usual.
+    back = T0 - timedelta(days=1)
+    waited = MONO0 + POLICY.kill_confirm_timeout.total_seconds() + 1
+    second = decide([killing], seen(task()), now=back, at=waited - 1, memory=first.memory)
+    assert second.records == ()  # the jump's own cycle: nothing fails for its timing
+    third = decide(
+        [killing], seen(task()), now=back + timedelta(seconds=1), at=waited,
+        memory=second.memory,
+    )  # fmt: skip
+    (record,) = third.records
+    assert record.command == "fail_case" and record.kwargs["quarantine"] is True
+
+
+def test_kill_resends_follow_the_monotonic_clock_whatever_the_wall_clock_does():
+    killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
+    first = decide([killing], seen(task()))
+    assert first.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+    # The wall clock jumps an hour ahead but only 1 s passed: no resend yet.
+    early = decide([killing], seen(task()), now=T0 + HOUR, at=MONO0 + 1, memory=first.memory)
+    assert early.actions == ()
+
+
+def test_the_submit_settle_window_is_monotonic():
+    submitting = case(state=CaseState.SUBMITTING)
+    settled = {"c1": MONO0 + 30}  # a `pueue add` may land until then
+    # However far the wall clock has jumped, a snapshot sent before then does not count.
+    assert decide([submitting], seen(), settled_at=settled, now=T0 + 48 * HOUR).records == ()
+
+
+# --- skew ---------------------------------------------------------------------------------
+
+
+def test_a_node_clock_beyond_the_skew_bound_raises_one_alarm_until_it_is_back():
+    off = seen(skew=POLICY.max_skew.total_seconds() + 5)
+    first = decide([], off)
+    (alarm,) = first.alarms
+    assert "off this machine's" in alarm.message and "+65.0 s" in alarm.message
+    later = T0 + timedelta(seconds=10)
+    again = decide([], seen(taken_at=later, skew=65.0), now=later, memory=first.memory)
+    assert again.alarms == ()
+    # The node's time service steps its clock back in line: that is a jump, not a skew.
+    back = decide([], seen(taken_at=later, skew=0.5), now=later, memory=again.memory)
+    assert [a.key for a in back.alarms] == ["node-clock-jump:n1"]
+    assert "skew:n1" not in back.memory.alarms
+    off_again = decide([], seen(taken_at=later, skew=-90.0), now=later, memory=back.memory)
+    assert [a.key for a in off_again.alarms] == ["skew:n1"]  # jumping still: said already
+
+
+def test_an_alarm_on_a_host_not_seen_stays_raised():
+    first = decide([], seen(skew=500.0))
+    hidden = decide([], Unseen("refused"), memory=first.memory)
+    assert "skew:n1" in hidden.memory.alarms
+
+
+# --- hosts that cannot be used ------------------------------------------------------------
+
+OLD = Unseen("its pueue 2.1.0 is older than 3.0", Blindness.INCOMPATIBLE)
+
+
+def test_an_incompatible_host_is_recorded_once_with_one_alarm_and_gets_no_case():
+    decision = decide([case("c1", CaseState.WAITING)], OLD)
+    assert decision.records == (
+        Record.of(
+            "record_host_unavailable", name="n1", state=HostState.INCOMPATIBLE, since=T0,
+            reason=OLD.reason,
+        ),
+    )  # fmt: skip
+    assert decision.actions == ()
+    (alarm,) = decision.alarms
+    assert "pueue 2.1.0" in alarm.message
+    again = decide([case("c1", CaseState.WAITING)], OLD, host_state=HostState.INCOMPATIBLE,
+                   memory=decision.memory)  # fmt: skip
+    assert again.records == () and again.alarms == () and again.actions == ()
+
+
+def test_a_case_submitting_to_an_incompatible_host_gets_its_slot_back_and_waits_with_why():
+    submitting = case(state=CaseState.SUBMITTING)
+    decision = decide([submitting], OLD, host_state=HostState.INCOMPATIBLE)
+    (record,) = decision.records
+    assert record.command == "abandon_attempt"
+    assert record.kwargs["charged"] is False and record.kwargs["not_before"] is None
+    assert "pueue 2.1.0" in record.kwargs["reason"]
+
+
+def test_a_missing_group_is_alarmed_once_and_its_slot_not_handed_out():
+    only_gpu1 = seen(groups=("gpu1",))
+    waiting = [case("c1", CaseState.WAITING), case("c2", CaseState.WAITING)]
+    decision = decide(waiting, only_gpu1, slots=[slot("gpu0"), slot("gpu1")])
+    assert decision.actions == (Submit("c1", "n1", "gpu1"),)
+    (alarm,) = decision.alarms
+    assert "gpu0" in alarm.message and "does not exist" in alarm.message
+    again = decide(waiting, only_gpu1, slots=[slot("gpu0"), slot("gpu1")], memory=decision.memory)
+    assert again.alarms == ()
+
+
+def test_monotonic_time_in_the_world_is_what_the_decision_remembers():
+    decision = decide([], seen(), at=MONO0 + 3)
+    assert decision.memory.clock == (T0, MONO0 + 3)
+    assert mono(T0) == MONO0
+
+
+def test_a_retry_backoff_is_not_stretched_by_our_clock_going_back():
+    later = case("c1", CaseState.WAITING, not_before=T0 + timedelta(seconds=30))
+    assert decide([later]).actions == ()  # the backoff runs
+    # The wall clock went back two days since the backoff was recorded: no 48 h wait.
+    back = T0 - timedelta(days=2)
+    assert decide([later], now=back, at=MONO0 + 1).actions == (Submit("c1", "n1", "gpu0"),)

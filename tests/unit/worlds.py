@@ -1,0 +1,97 @@
+"""Worlds for the decision core's tests: views, snapshots and clocks built in one line.
+
+Wall times are around ``T0``; the monotonic clock reads ``MONO0`` at ``T0`` and runs with
+the wall clock unless a test makes one of them jump (``decide(at=...)``).
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from msgspec.structs import replace
+
+from mqi_es.actions import Memory
+from mqi_es.ids import task_label
+from mqi_es.observations import Seen
+from mqi_es.policy import HostPolicy, Policy
+from mqi_es.reconcile import World, reconcile
+from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.states import CaseState, HostState, SlotState
+from mqi_es.views import CaseView, HostView, SlotView
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+STARTED = T0 - timedelta(hours=1)
+POLICY = Policy(hosts=(HostPolicy("n1", ("gpu0", "gpu1"), "~/mqi"),))
+CREATED = T0 - timedelta(minutes=30)
+MONO0 = 50_000.0  # the monotonic clock at T0
+
+
+def mono(moment: datetime) -> float:
+    """Where ``moment`` falls on the monotonic clock, while no clock has jumped."""
+    return MONO0 + (moment - T0).total_seconds()
+
+
+def case(case_id: str = "c1", state: CaseState = CaseState.RUNNING, **changes) -> CaseView:
+    active = state not in (CaseState.WAITING, CaseState.HELD)
+    base = CaseView(
+        case_id=case_id, state=state, arrival=int(case_id[1:] or 0), attempt=1 if active else 0,
+        detected_at=T0 - timedelta(hours=2), updated_at=T0 - timedelta(minutes=20),
+        state_since=T0 - timedelta(minutes=20), file_count=1, total_bytes=1, fingerprint="f",
+        host="n1" if active else None, group="gpu0" if active else None,
+        label=task_label(case_id, 1) if active else None,
+        remote_dir=f"~/mqi/{case_id}/attempt-1" if active else None,
+        task_id=7 if state in (CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING) else None,
+        task_created_at=CREATED
+        if state in (CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING)
+        else None,
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+def task(task_id: int = 7, label: str | None = None, state: str = "running", **kw) -> RemoteTask:
+    result = kw.pop("result", None)
+    return RemoteTask(
+        id=task_id, label=task_label("c1", 1) if label is None else label,
+        group=kw.pop("group", "gpu0"), state=state, result=result,
+        exit_code=kw.pop("exit_code", None), created_at=kw.pop("created_at", CREATED),
+        start=kw.pop("start", CREATED), end=kw.pop("end", None), detail=kw.pop("detail", None),
+    )  # fmt: skip
+
+
+def seen(
+    *tasks: RemoteTask, paused: tuple[str, ...] = (), taken_at: datetime = T0,
+    node_time: datetime | None = None, skew: float = 0.0,
+    groups: tuple[str, ...] = ("gpu0", "gpu1"),
+) -> Seen:  # fmt: skip
+    """A snapshot sent at ``taken_at`` (our clocks), answered at ``node_time`` by the node's."""
+    shown = {g: RemoteGroup("paused" if g in paused else "running", 1) for g in groups}
+    node = taken_at + timedelta(seconds=skew) if node_time is None else node_time
+    return Seen(StatusSnapshot({t.id: t for t in tasks}, shown), mono(taken_at), node, skew, 0.0)
+
+
+def slot(group: str = "gpu0", state: SlotState = SlotState.FREE, **kw) -> SlotView:
+    return SlotView(host="n1", group=group, state=state, updated_at=T0, **kw)
+
+
+def decide(
+    cases=(), observation=None, slots=None, host_state=HostState.REACHABLE, now=T0,
+    memory=None, policy=POLICY, at=None, **world,
+):  # fmt: skip
+    """One cycle at wall time ``now`` and monotonic time ``at`` (default: ``mono(now)``)."""
+    if slots is None:
+        holders = {c.group: c for c in cases if c.group}
+        slots = [
+            slot(g, SlotState.ALLOCATED, case_id=holders[g].case_id, attempt=1)
+            if g in holders
+            else slot(g)
+            for g in ("gpu0", "gpu1")
+        ]
+    w = World(
+        cases=list(cases), slots=slots,
+        hosts=[HostView(name="n1", address="127.0.0.1", state=host_state, updated_at=T0)],
+        observations={"n1": observation if observation is not None else seen()},
+        started_at=mono(STARTED), mono=mono(now) if at is None else at, **world,
+    )  # fmt: skip
+    return reconcile(w, now, policy, memory if memory is not None else Memory())
+
+
+def commands(decision) -> list[str]:
+    return [r.command for r in decision.records]
