@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,7 +21,9 @@ from mqi_es.store import LEDGER_NAME
 
 if TYPE_CHECKING:
     from mqi_es.application import Ledger
+    from mqi_es.store import LogState
     from projections.feed import EventFeed
+    from projections.guard import ViewsOrigin
     from projections.reader import ViewReader
 
 
@@ -38,6 +39,7 @@ def cli_actor() -> str:
 class Context:
     loaded: LoadedConfig
     actor: str = field(default_factory=cli_actor)
+    accept_log: bool = False  # `mqi replay --accept-log`: the operator vouches for the log
 
     @property
     def config(self) -> Config:
@@ -53,9 +55,11 @@ class Context:
 
     @cached_property
     def ledger(self) -> Ledger:
+        """The ledger, once the log is known to be the one the views were built from."""
         from mqi_es.application import Ledger
         from mqi_es.store import sqlite_event_store_env
 
+        self.verified_log()
         fold_case = any(host.folds_case for host in self.config.hosts)
         return Ledger(sqlite_event_store_env(self.config.database.path), fold_case=fold_case)
 
@@ -65,20 +69,43 @@ class Context:
 
         return EventFeed(self.ledger)
 
+    def verified_log(self) -> tuple[LogState, ViewsOrigin | None]:
+        """The log and where the views stand in it, refusing a log that is missing,
+        damaged, empty, another or shorter than the views (unless ``accept_log``).
+
+        :raises LogRefused: what happened, and how to restore the log.
+        """
+        from mqi_es.store import inspect_log
+        from projections.guard import check_log, views_origin
+        from projections.reader import ViewsUnreadable
+
+        log = inspect_log(self.config.database.path)
+        try:
+            origin = views_origin(self.views_link, application_name=LEDGER_NAME)
+        except ViewsUnreadable:
+            origin = None  # damaged views vouch for nothing: they are rebuilt from the log
+        if not self.accept_log:
+            check_log(log, origin, self.config.database.path, self.views_link)
+        return log, origin
+
     def views(self) -> ViewReader:
         """The current views, brought up to date first unless a daemon keeps them.
 
-        With a daemon running, the daemon is their only writer and the reader shows
-        them as they are (``lag()`` tells how far behind).
+        With a daemon running, the daemon is their only writer (it also rebuilds views it
+        cannot read) and the reader shows them as they are (``lag()`` tells how far
+        behind); without one, views that lag, are damaged or of another release are
+        brought up to date or rebuilt here first.
         """
         from projections import generations
         from projections.reader import ViewReader
         from projections.schema import is_current
 
+        log, origin = self.verified_log()
         current = generations.current(self.views_link)
-        stale = self.lag() or not current.exists() or not is_current(current)
+        behind = origin is None or origin.position < log.head
+        stale = behind or not current.exists() or not is_current(current)
         if stale and self.lock.holder() is None:
-            self.catch_up()  # rebuilds views of another release's schema first
+            self.catch_up()  # rebuilds damaged views, or another release's, first
         return ViewReader(self.views_link, application_name=LEDGER_NAME)
 
     def catch_up(self) -> int:
@@ -92,40 +119,10 @@ class Context:
 
     def lag(self) -> int:
         """Events in the log not yet in the views (read cheaply, without eventsourcing)."""
-        return max(0, _log_head(self.config.database.path) - _views_position(self.views_link))
+        log, origin = self.verified_log()
+        return max(0, log.head - (origin.position if origin else 0))
 
 
 def load_context(config_option: str | None, environ: Mapping[str, str] = os.environ) -> Context:
     """Load the configuration named by ``--config`` or ``MQI_CONFIG`` (or the defaults)."""
     return Context(load_config(resolve_config_path(config_option, environ)))
-
-
-def _log_head(path: Path) -> int:
-    if not path.exists():
-        return 0
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return connection.execute("SELECT MAX(rowid) FROM stored_events").fetchone()[0] or 0
-    except sqlite3.OperationalError:  # no table yet
-        return 0
-    finally:
-        connection.close()
-
-
-def _views_position(link: Path) -> int:
-    if not link.is_symlink():
-        return 0
-    target = link.parent / link.readlink()
-    if not target.exists():
-        return 0
-    connection = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
-    try:
-        row = connection.execute(
-            "SELECT notification_id FROM tracking WHERE application_name = ?",
-            (LEDGER_NAME,),
-        ).fetchone()
-        return row[0] if row else 0
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        connection.close()

@@ -23,6 +23,7 @@ from mqi_es.errors import ConfigError, MqiError
 from mqi_es.logs import setup_logging
 from mqi_es.remote_host import PueueHost
 from mqi_es.runtime import Daemon
+from mqi_es.store import LogFile
 from projections.live import LiveViews
 
 log = logging.getLogger("mqi.daemon")
@@ -96,7 +97,10 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
             for host in config.hosts
         }
         views = LiveViews(context.ledger, config.database.views_path)
-        daemon = asyncio.create_task(Daemon(config, context.ledger, hosts, views).run(stop))
+        log_file = LogFile(config.database.path)
+        daemon = asyncio.create_task(
+            Daemon(config, context.ledger, hosts, views, check_log=log_file.verify).run(stop)
+        )
         try:
             yield daemon
         finally:

@@ -117,6 +117,14 @@ def replay(
         bool,
         typer.Option("--check", help="Rebuild aside and report differences; change nothing."),
     ] = False,
+    accept_log: Annotated[
+        bool,
+        typer.Option(
+            "--accept-log",
+            help="Rebuild from this log even though the views were built from another or a "
+            "longer one (after restoring an older backup on purpose).",
+        ),
+    ] = False,
 ) -> None:
     """Rebuild every view from the event log and swap it in atomically."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -124,6 +132,7 @@ def replay(
     from projections import runner
 
     context = _context(ctx)
+    context.accept_log = accept_log and not check
     feed = context.feed
     with Progress(
         "[progress.description]{task.description}",

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, RecordConflictError
 
 from mqi_es.codec import MsgspecMapper
-from mqi_es.domain import Case, CaseName, GpuSlot, Host, Refusal
+from mqi_es.domain import Case, CaseName, EventLog, GpuSlot, Host, Refusal
 from mqi_es.domain.recorded import Recorded
 from mqi_es.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
 from mqi_es.ids import (
     case_name_uuid,
     case_uuid,
+    event_log_uuid,
     host_uuid,
     name_key,
     refusal_uuid,
@@ -42,6 +43,22 @@ class Ledger(Application[UUID]):
         node's file system folds case)."""
         super().__init__(env=dict(env))
         self.fold_case = fold_case
+        self.log_id = self._identity()
+
+    def _identity(self) -> str:
+        """The log's identity: read, or recorded as the first event of a new log."""
+        for _ in range(2):  # a second writer may record it at the same moment
+            try:
+                log: EventLog = self.repository.get(event_log_uuid())
+            except AggregateNotFoundError:
+                started = EventLog(log_id=uuid4().hex, actor="mqi", reason="a new event log")
+                try:
+                    self._commit(started)
+                except ConcurrentUpdate:
+                    continue
+                return started.log_id
+            return log.log_id
+        raise ConcurrentUpdate("the event log's identity could not be read")
 
     def construct_mapper(self) -> Mapper[UUID]:
         return MsgspecMapper()

@@ -2,6 +2,7 @@
 
 MqiError                      root: callers catch this one
 ├── ConfigError               the configuration cannot be used as written
+├── LogRefused                the event log is missing, unreadable, or not the views' log
 ├── CaseError                 a command about a case cannot be carried out
 │   ├── CaseNotFound
 │   ├── NameClash             a name that differs from a registered case's only in form
@@ -21,6 +22,12 @@ class MqiError(Exception):
 
 class ConfigError(MqiError):
     """Raised when the configuration is malformed, inconsistent or refers to unusable paths."""
+
+
+class LogRefused(MqiError):
+    """Raised when the event log cannot be trusted as the record these views were built
+    from: missing, unreadable, emptied, replaced by another log or by an older copy, or
+    replaced while a daemon writes to it. Nothing is written, nothing is started."""
 
 
 class CaseError(MqiError):

@@ -42,6 +42,11 @@ def case_name_uuid(key: str) -> UUID:
     return uuid5(NAMESPACE, f"case-name/{key}")
 
 
+def event_log_uuid() -> UUID:
+    """The one aggregate per log that holds the log's identity."""
+    return uuid5(NAMESPACE, "event-log")
+
+
 def slot_key(host: str, group: str) -> str:
     """The human-readable name of a GPU slot, as shown by the CLI: ``host/group``."""
     return f"{host}/{group}"

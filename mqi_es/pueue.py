@@ -1,7 +1,7 @@
 """The pueue adapter: read what pueue prints, build the commands we send it. Pure.
 
 Reading
-    ``parse_status``, ``parse_groups``, ``parse_log``, ``parse_task_status`` and
+    ``parse_status``, ``parse_log``, ``parse_task_status`` and
     ``parse_add_output`` accept the output of pueue 3.x and 4.x. Output they cannot
     read raises ``PueueOutputError`` and nothing else, and never yields part of an
     answer: a status we cannot read is "unknown", never "the job failed".
@@ -70,7 +70,6 @@ __all__ = [
     "TaskStatus",
     "build_add",
     "build_group_add",
-    "build_group_list",
     "build_kill",
     "build_log",
     "build_observe",
@@ -83,7 +82,6 @@ __all__ = [
     "gpu_index",
     "is_daemon_down",
     "parse_add_output",
-    "parse_groups",
     "parse_log",
     "parse_status",
     "parse_status_reading",
@@ -141,7 +139,6 @@ class _Phase(msgspec.Struct):
 
 
 _STATE_DECODER = msgspec.json.Decoder(_WireState)
-_GROUPS_DECODER = msgspec.json.Decoder(dict[str, _WireGroup])
 _LOG_DECODER = msgspec.json.Decoder(dict[int, _WireLogEntry])
 _TAGGED_DECODER = msgspec.json.Decoder(str | dict[str, msgspec.Raw])
 _PHASE_DECODER = msgspec.json.Decoder(_Phase)
@@ -196,16 +193,6 @@ def parse_status(raw: bytes | str) -> StatusSnapshot:
         tasks = {key: _task(key, wire) for key, wire in state.tasks.items()}
         groups = {name: _group(wire) for name, wire in state.groups.items()}
     return StatusSnapshot(tasks=tasks, groups=groups)
-
-
-def parse_groups(raw: bytes | str) -> dict[str, RemoteGroup]:
-    """Read the output of ``pueue group --json``.
-
-    :raises PueueOutputError: the output is malformed, truncated or of an unknown shape.
-    """
-    with _reading("group --json"):
-        wires = _GROUPS_DECODER.decode(raw)
-        return {name: _group(wire) for name, wire in wires.items()}
 
 
 def parse_log(raw: bytes | str) -> dict[int, TaskLog]:
@@ -578,11 +565,6 @@ def build_remove(task_id: int, *, pueue: str = "pueue") -> str:
 def build_start_group(group: str, *, pueue: str = "pueue") -> str:
     """``pueue start --group G``: resume a group (pueue pauses them when its daemon restarts)."""
     return _pueue(["start", "--group=" + _quote(_checked_group(group))], pueue=pueue)
-
-
-def build_group_list(*, pueue: str = "pueue") -> str:
-    """``pueue group --json``."""
-    return _pueue(["group", "--json"], pueue=pueue)
 
 
 def build_log(task_id: int, *, lines: int = DEFAULT_LOG_LINES, pueue: str = "pueue") -> str:

@@ -36,6 +36,7 @@ from mqi_es.errors import (
     CaseNotFound,
     ConcurrentUpdate,
     InvalidTransition,
+    LogRefused,
     NameClash,
     SlotError,
 )
@@ -94,13 +95,16 @@ class _HostPoll:
     due: float | None = None
     last: Observation = NOT_POLLED
     query: asyncio.Task[Observation] | None = None
+    asked_at: float = 0.0  # when ``query`` was sent
 
 
 class Daemon:
     """Runs the lifecycle for every configured host until ``stop`` is set.
 
     ``clock`` (UTC wall time) dates the facts; ``monotonic`` measures every local wait, so
-    a jump of the wall clock cannot stop polling or hasten a retry.
+    a jump of the wall clock cannot stop polling or hasten a retry. ``check_log`` is asked
+    every cycle whether the log file is still the one being written: if not, the daemon
+    stops (``LogRefused``) rather than record facts nobody will read.
     """
 
     def __init__(
@@ -112,8 +116,11 @@ class Daemon:
         *,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        check_log: Callable[[], None] = lambda: None,
+        query_wait: float = QUERY_WAIT_SECONDS,
     ) -> None:
         self.config = config
+        self.check_log = check_log  # raises LogRefused once the log is not ours any more
         self.ledger = ledger
         self.hosts = dict(hosts)
         self.clock = clock
@@ -130,6 +137,7 @@ class Daemon:
         self._transfers = {h.name: asyncio.Semaphore(TRANSFERS_PER_HOST) for h in config.hosts}
         self._backoff_cap = {h.name: h.reconnect_backoff_cap_seconds for h in config.hosts}
         self._interval = config.main_loop.sleep_interval_seconds
+        self._query_wait = max(self._interval, query_wait)
         self._retry = Backoff(base=self._interval, cap=max(self._interval, RETRY_CAP_SECONDS))
         self._repeats = Repeats(log)
         self._intake: Intake | None = None
@@ -150,6 +158,9 @@ class Daemon:
                 wait = self._interval
                 try:
                     await self.cycle()
+                except LogRefused as exc:
+                    log.critical("%s", exc)
+                    raise
                 except Exception as exc:  # e.g. the disk is full: say so once, back off
                     wait = self._retry.failed("cycle", self.monotonic())
                     self._repeats.failed(
@@ -238,6 +249,7 @@ class Daemon:
     # --- one cycle ---------------------------------------------------------------------
 
     async def cycle(self) -> None:
+        self.check_log()
         now, mono = self.clock(), self.monotonic()
         observations = await self._observe(mono)
         self.projection.catch_up()
@@ -273,15 +285,21 @@ class Daemon:
         """This cycle's observation of every host: one status query per host that is due.
 
         The cycle waits for the queries a while; a host still silent then is not seen this
-        cycle (its query goes on, and its answer serves a later cycle), so one hanging node
-        never stalls the others' monitoring, kills and allocations.
+        cycle (its query goes on, and its answer serves a later cycle, which does not wait
+        for it again), so one hanging node never stalls the others' monitoring, kills and
+        allocations, at start-up or later.
         """
         for name, poll in self._polls.items():
             if poll.query is None and (poll.due is None or poll.due <= now):
                 poll.query = asyncio.create_task(self._query(name), name=f"poll {name}")
-        running = [p.query for p in self._polls.values() if p.query is not None]
-        if running:
-            await asyncio.wait(running, timeout=max(self._interval, QUERY_WAIT_SECONDS))
+                poll.asked_at = now
+        fresh = [
+            p.query
+            for p in self._polls.values()
+            if p.query is not None and now - p.asked_at < self._query_wait
+        ]
+        if fresh:
+            await asyncio.wait(fresh, timeout=self._query_wait)
         seen: dict[str, Observation] = {}
         for name, poll in self._polls.items():
             if poll.query is None:

@@ -1,35 +1,82 @@
-"""The daemon's views: written after every recorded fact, read every cycle."""
+"""The daemon's views: written after every recorded fact, read every cycle.
+
+The daemon owns them: views it cannot read (a damaged file, another release's) are rebuilt
+from the log on the spot, with an alarm line, and the daemon carries on.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+
+from eventsourcing.persistence import PersistenceError
 
 from mqi_es.application import Ledger
 from mqi_es.views import CaseView
 from projections.feed import EventFeed
-from projections.reader import Snapshot, ViewReader
-from projections.runner import catch_up, open_views
+from projections.reader import Snapshot, ViewReader, ViewsOutdated, ViewsUnreadable
+from projections.runner import catch_up, open_views, replay
+from projections.schema import views_damage
+from projections.store import ViewStore
+
+log = logging.getLogger("mqi.views")
 
 
 class LiveViews:
     """Views kept by the daemon, their only writer while it runs (``mqi_es.ports.Views``)."""
 
     def __init__(self, ledger: Ledger, link: Path) -> None:
+        self.link = link
         self.feed = EventFeed(ledger)
-        self.store = open_views(link, self.feed)  # rebuilt first if another release built it
+        self.store = open_views(link, self.feed)  # rebuilt first if unreadable or outdated
         self.reader = ViewReader(link, application_name=ledger.name)
 
     def catch_up(self) -> int:
-        return catch_up(self.store, self.feed)
+        try:
+            return catch_up(self.store, self.feed)
+        except (PersistenceError, sqlite3.DatabaseError, ViewsUnreadable) as exc:
+            self._rebuild_if_damaged(exc)
+            return catch_up(self.store, self.feed)
 
     def snapshot(self) -> AbstractContextManager[Snapshot]:
-        return self.reader.snapshot()
+        return self._snapshot()
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[Snapshot]:
+        try:
+            with self.reader.snapshot() as views:
+                yield views
+        except (ViewsUnreadable, ViewsOutdated) as exc:
+            self._rebuild_if_damaged(exc)
+            raise  # this reading is lost; the next one reads the rebuilt views
 
     def case(self, case_id: str) -> CaseView | None:
-        with self.reader.snapshot() as views:
+        with self.snapshot() as views:
             return views.case(case_id)
 
     def close(self) -> None:
         self.store.close()
         self.feed.close()
+
+    def _rebuild_if_damaged(self, exc: Exception) -> None:
+        """Rebuild views that cannot be read from the log; anything else is not ours."""
+        if isinstance(exc, ViewsUnreadable):
+            damage: str | None = exc.problem
+        elif isinstance(exc, ViewsOutdated):
+            damage = str(exc)
+        else:
+            damage = views_damage(exc)
+        if damage is None:
+            raise exc
+        log.error("ALARM the views %s cannot be read (%s): rebuilding them from the log",
+                  self.link, damage)  # fmt: skip
+        with contextlib.suppress(Exception):  # closing a damaged file may fail too
+            self.store.close()
+        summary = replay(self.link, self.feed)
+        self.store = ViewStore(summary.path, application_name=self.feed.name)
+        log.warning("the views were rebuilt from %d events into %s", summary.events,
+                    summary.path.name)  # fmt: skip

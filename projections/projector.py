@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mqi_es.domain import Case, CaseName, GpuSlot, Host, Refusal
+from mqi_es.domain import Case, CaseName, EventLog, GpuSlot, Host, Refusal
 from mqi_es.states import CaseState, FailureCategory, HostState, SlotState
 
 Row = dict[str, Any]
@@ -65,7 +65,7 @@ Handler = Callable[[Batch, Row, Fields, int], None]
 _HANDLERS: dict[type, tuple[Handler, str, bool]] = {}
 _TABLE_OF = {
     "Case": "cases", "GpuSlot": "gpu_slots", "Host": "hosts", "Refusal": "refusals",
-    "CaseName": "case_names",
+    "CaseName": "case_names", "EventLog": "event_log",
 }  # fmt: skip
 
 
@@ -341,6 +341,14 @@ def _reachable(batch: Batch, row: Row, e: Fields, nid: int) -> None:
         reason=e["reason"],
     )
     _link_host_event(batch, row, nid)
+
+
+# --- the log itself ----------------------------------------------------------------------
+
+
+@_on(EventLog.Started, creates=True)
+def _log_started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row["log_id"] = e["log_id"]
 
 
 # --- case names ------------------------------------------------------------------------

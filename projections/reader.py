@@ -17,11 +17,30 @@ from mqi_es.errors import MqiError
 from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.views import CaseView, HostView, RefusalView, SlotView
 from projections import generations
-from projections.schema import CASE_COLUMNS, HOST_COLUMNS, SCHEMA_VERSION, SLOT_COLUMNS
+from projections.schema import (
+    CASE_COLUMNS,
+    HOST_COLUMNS,
+    SCHEMA_VERSION,
+    SLOT_COLUMNS,
+    views_damage,
+)
 
 
 class ViewsOutdated(MqiError):
     """Raised when the views file was built by a release with another schema."""
+
+
+class ViewsUnreadable(MqiError):
+    """Raised when the views file is damaged (not a database, malformed, tables missing).
+    Views are rebuilt from the log: by the daemon itself, else by any read command."""
+
+    def __init__(self, path: Path, problem: object) -> None:
+        super().__init__(
+            f"the views {path} cannot be read ({problem}); they are rebuilt from the event "
+            "log: by the daemon on its next cycle, or by `mqi replay` when none runs"
+        )
+        self.path = path
+        self.problem = str(problem)
 
 
 class ViewReader:
@@ -45,6 +64,10 @@ class ViewReader:
                 )
             connection.execute("BEGIN")
             yield Snapshot(connection, self._name)
+        except sqlite3.DatabaseError as exc:
+            if (damage := views_damage(exc)) is None:
+                raise
+            raise ViewsUnreadable(path, damage) from None
         finally:
             connection.close()
 
@@ -106,6 +129,11 @@ class Snapshot:
     def refusals(self) -> list[RefusalView]:
         rows = self._c.execute("SELECT name_repr, reason, refused_at FROM refusals ORDER BY 3")
         return [RefusalView(name_repr=n, reason=r, refused_at=_fromiso(t)) for n, r, t in rows]
+
+    def log_id(self) -> str | None:
+        """The identity of the log these views were built from (None: not seen yet)."""
+        row = self._c.execute("SELECT log_id FROM event_log").fetchone()
+        return row[0] if row else None
 
     def name_claims(self) -> list[tuple[str, str | None]]:
         """Every case id with each name key it claims (None: a case registered before

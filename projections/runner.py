@@ -10,7 +10,8 @@ from pathlib import Path
 
 from projections import generations
 from projections.feed import EventFeed
-from projections.schema import TABLES, is_current
+from projections.reader import ViewsUnreadable
+from projections.schema import TABLES, is_current, views_damage
 from projections.store import Progress, ViewStore
 
 CATCH_UP_BATCH = 2_000
@@ -104,32 +105,40 @@ def check(link: Path, feed: EventFeed, *, progress: Progress | None = None) -> C
     live = generations.current(link)
     aside = generations.scratch(link, "check")
     try:
-        rebuild(aside, feed, stop=_position(live, feed.name), progress=progress)
-        connection = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
-        try:
-            connection.execute("ATTACH DATABASE ? AS aside", (f"file:{aside}?mode=ro",))
-            connection.execute("BEGIN")
-            position = _tracked(connection, "main", feed.name)
-            rebuilt_position = _tracked(connection, "aside", feed.name)
-            if position > rebuilt_position:
-                # The daemon moved on while we rebuilt: bring the copy to the same point.
-                connection.execute("ROLLBACK")
-                connection.execute("DETACH DATABASE aside")
-                store = ViewStore(aside, application_name=feed.name)
-                try:
-                    catch_up(store, feed, stop=position)
-                finally:
-                    store.close()
-                connection.execute("ATTACH DATABASE ? AS aside", (f"file:{aside}?mode=ro",))
-                connection.execute("BEGIN")
-                position = _tracked(connection, "main", feed.name)
-            differences = [d for table in _KEYS if (d := _compare(connection, table))]
-            connection.execute("ROLLBACK")
-        finally:
-            connection.close()
+        return _check(live, aside, feed, progress)
+    except sqlite3.DatabaseError as exc:
+        if (damage := views_damage(exc)) is None:
+            raise
+        raise ViewsUnreadable(live, damage) from None
     finally:
         for leftover in aside.parent.glob(aside.name + "*"):
             leftover.unlink(missing_ok=True)
+
+
+def _check(live: Path, aside: Path, feed: EventFeed, progress: Progress | None) -> CheckReport:
+    rebuild(aside, feed, stop=_position(live, feed.name), progress=progress)
+    connection = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
+    try:
+        connection.execute("ATTACH DATABASE ? AS aside", (f"file:{aside}?mode=ro",))
+        connection.execute("BEGIN")
+        position = _tracked(connection, "main", feed.name)
+        rebuilt_position = _tracked(connection, "aside", feed.name)
+        if position > rebuilt_position:
+            # The daemon moved on while we rebuilt: bring the copy to the same point.
+            connection.execute("ROLLBACK")
+            connection.execute("DETACH DATABASE aside")
+            store = ViewStore(aside, application_name=feed.name)
+            try:
+                catch_up(store, feed, stop=position)
+            finally:
+                store.close()
+            connection.execute("ATTACH DATABASE ? AS aside", (f"file:{aside}?mode=ro",))
+            connection.execute("BEGIN")
+            position = _tracked(connection, "main", feed.name)
+        differences = [d for table in _KEYS if (d := _compare(connection, table))]
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
     return CheckReport(position, differences)
 
 

@@ -28,6 +28,7 @@ HOST_COLUMNS = (
 )  # fmt: skip
 REFUSAL_COLUMNS = ("aggregate_id", "name_repr", "reason", "refused_at")
 CASE_NAME_COLUMNS = ("aggregate_id", "name_key", "case_id")
+EVENT_LOG_COLUMNS = ("aggregate_id", "log_id")  # one row: the log these views were built from
 
 # Columns holding times, stored as ISO 8601 text (the reader parses them back).
 TIME_COLUMNS = frozenset({
@@ -42,6 +43,7 @@ TABLES = {
     "hosts": HOST_COLUMNS,
     "refusals": REFUSAL_COLUMNS,
     "case_names": CASE_NAME_COLUMNS,
+    "event_log": EVENT_LOG_COLUMNS,
 }
 
 TABLE_STATEMENTS = [
@@ -64,9 +66,28 @@ INDEX_STATEMENTS = [
 
 
 def is_current(path: Path) -> bool:
-    """Whether the views file at ``path`` has this release's schema."""
+    """Whether the views file at ``path`` has this release's schema (a damaged file has
+    none: it is rebuilt like another release's)."""
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    except sqlite3.DatabaseError as exc:
+        if views_damage(exc) is None:
+            raise
+        return False
     finally:
         connection.close()
+
+
+def views_damage(exc: BaseException) -> str | None:
+    """What an exception from SQLite (or eventsourcing's wrapping of it) says is wrong
+    with the views file itself, or None when it is something else (a lock, a full disk)."""
+    cause = exc.__cause__ if not isinstance(exc, sqlite3.Error) else exc
+    if not isinstance(cause, sqlite3.DatabaseError):
+        return None
+    text = str(cause)
+    if isinstance(cause, sqlite3.OperationalError) and not any(
+        sign in text for sign in ("no such table", "no such column", "malformed")
+    ):
+        return None  # locked, busy, disk I/O, full: not the file's content
+    return text

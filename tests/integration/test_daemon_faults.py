@@ -216,3 +216,38 @@ def test_a_query_without_an_answer_yet_records_no_outage(tmp_path: Path) -> None
     assert daemon.ledger.host("n1").version == 1  # registered, nothing since
     with daemon.projection.snapshot() as views:
         assert views.hosts()[0].state is HostState.UNKNOWN
+
+
+class HungHost(FakeHost):
+    async def observe(self):
+        self.calls["observe"] = self.calls.get("observe", 0) + 1
+        await asyncio.Event().wait()  # never answers
+
+
+def test_a_host_that_never_answers_does_not_hold_up_the_others_from_the_first_cycle(
+    tmp_path: Path,
+) -> None:
+    fast, hung = FakeHost("fast"), HungHost("hung")
+    (tmp_path / "incoming").mkdir()
+    settings = {
+        "hosts": [{"name": h.name, "host": "127.0.0.1", "remote_command": "true",
+                   "groups": ["gpu0"]} for h in (fast, hung)],
+        "scanner": {"watch_path": "incoming"},
+        "main_loop": {"sleep_interval_seconds": INTERVAL},
+    }  # fmt: skip
+    (tmp_path / "mqi.yaml").write_text(yaml.safe_dump(settings))
+    config = load_config(tmp_path / "mqi.yaml").config
+    ledger = Ledger(sqlite_event_store_env(config.database.path))
+    views = LiveViews(ledger, config.database.views_path)
+    daemon = Daemon(config, ledger, {"fast": fast, "hung": hung}, views, query_wait=0.5)
+
+    async def run_for(seconds: float) -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        await daemon.run(stop)
+
+    asyncio.run(run_for(2.0))
+    # One wait of 0.5 s for the silent host, then a cycle every 0.1 s for the other: not
+    # one cycle per wait (4), nor nothing while a start-up check waits on it.
+    assert fast.calls["observe"] >= 6
+    assert hung.calls["observe"] == 1  # its query goes on; no pile of queries

@@ -211,9 +211,8 @@ def test_download_checks_every_result_against_the_nodes_digest(sshd: Sshd, tmp_p
     (remote / "output" / "odd\nname.raw").write_bytes(b"raw dose")
     results = tmp_path / "results" / "attempt-1"
 
-    moved = on_node(
-        sshd, lambda node: download_results(node, f"~/integrity/{tmp_path.name}", ["output/*"], results)
-    )
+    source = f"~/integrity/{tmp_path.name}"
+    moved = on_node(sshd, lambda node: download_results(node, source, ["output/*"], results))
 
     assert isinstance(moved, Transferred)
     sent = (remote / "output").iterdir()

@@ -23,7 +23,6 @@ from mqi_es.pueue import (
     RemoteCommandTemplate,
     build_add,
     build_group_add,
-    build_group_list,
     build_kill,
     build_log,
     build_observe,
@@ -293,7 +292,6 @@ def test_the_observe_query_prints_the_nodes_clock_then_pueues_version_then_its_s
     ("command", "argv"),
     [
         (build_status(), ["status", "--json"]),  # never -g: pueue < 3.4 ignored it
-        (build_group_list(), ["group", "--json"]),
         (build_kill(7), ["kill", "7"]),
         (build_remove(7), ["remove", "7"]),
         (build_start_group("gpu 1"), ["start", "--group=gpu 1"]),

@@ -1,0 +1,107 @@
+"""Views are only ever used with the log they were built from.
+
+The views file records, beside its position in the log, the identity of that log (its
+first event). Before anything reads the views or writes to the log, ``check_log`` compares
+the two: a log that is missing, empty, another log, or shorter than the views is refused
+with what happened and what to do, so that a lost log is never silently replaced by a new
+one (the daemon would register and submit every folder again).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from mqi_es.errors import LogRefused
+from mqi_es.store import LogState
+from projections.reader import ViewsUnreadable
+from projections.schema import views_damage
+
+_RESTORE = (
+    "Restore events.sqlite from your newest backup (docs/operations.md, 'Restoring the "
+    "event log'); nothing was changed"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewsOrigin:
+    """Where in which log the current views stand."""
+
+    position: int  # notification id of the last event applied
+    log_id: str | None  # None: built by a release that did not record it
+
+
+def views_origin(link: Path, *, application_name: str) -> ViewsOrigin | None:
+    """The origin of the current views, or None when there are none yet.
+
+    :raises ViewsUnreadable: the views file is damaged.
+    """
+    if not link.is_symlink():
+        return None
+    path = link.parent / link.readlink()
+    if not path.exists() or not path.stat().st_size:
+        return None
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return ViewsOrigin(_position(connection, application_name), _log_id(connection))
+    except sqlite3.DatabaseError as exc:
+        if (damage := views_damage(exc)) is None:
+            raise
+        raise ViewsUnreadable(path, damage) from None
+    finally:
+        connection.close()
+
+
+def _position(connection: sqlite3.Connection, name: str) -> int:
+    try:
+        row = connection.execute(
+            "SELECT notification_id FROM tracking WHERE application_name = ?", (name,)
+        ).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0  # created, nothing applied yet
+        raise
+    return row[0] if row else 0
+
+
+def _log_id(connection: sqlite3.Connection) -> str | None:
+    try:
+        row = connection.execute("SELECT log_id FROM event_log").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None  # views of an earlier release
+        raise
+    return row[0] if row else None
+
+
+def check_log(log: LogState, views: ViewsOrigin | None, log_path: Path, views_path: Path) -> None:
+    """Refuse a log that is not the one the views were built from.
+
+    :raises LogRefused: with what happened and how to recover.
+    """
+    if views is None or views.position == 0:
+        return  # no views yet: any log (or a new one) is fine
+    built = f"the views ({views_path}) were built from {views.position} events"
+    if views.log_id is not None:
+        built += f" of log {views.log_id}"
+    if not log.exists:
+        raise LogRefused(
+            f"the event log {log_path} is missing, but {built}. {_RESTORE}. Only to start "
+            "over with an empty log on purpose: move the views away first"
+        )
+    if log.head == 0:
+        raise LogRefused(f"the event log {log_path} is empty, but {built}. {_RESTORE}")
+    if views.log_id is not None and log.log_id != views.log_id:
+        raise LogRefused(
+            f"the event log {log_path} is another log (log {log.log_id or 'without identity'})"
+            f" than the one {built}. {_RESTORE}; if this log is the right one, rebuild the "
+            "views from it with `mqi replay --accept-log`"
+        )
+    if log.head < views.position:
+        raise LogRefused(
+            f"the event log {log_path} has {log.head} events, fewer than the {views.position} "
+            f"the views were built from: it lost events or is an older copy. {_RESTORE}; if "
+            "this older log is the one to keep, rebuild the views from it with "
+            "`mqi replay --accept-log`"
+        )
