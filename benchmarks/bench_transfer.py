@@ -5,9 +5,12 @@ Run: .venv/bin/python benchmarks/bench_transfer.py [--rounds 3]
 Starts a private OpenSSH sshd on 127.0.0.1 (tests/fixtures/sshd.py, needs root or a
 usable sshd), creates three random data sets and copies each with ``scp -r`` (OpenSSH 9
 scp speaks SFTP by default and negotiates chacha20-poly1305), with ``scp -r -c
-aes128-gcm@openssh.com`` for reference, and with upload_dir (one persistent connection,
-AES-GCM, 8 files in flight). Rounds interleave the three; prints the best of N rounds
-in MB/s and the ratio ours/scp.
+aes128-gcm@openssh.com`` for reference, with ``scp -r`` followed by what our upload also
+proves (each file hashed here, then hashed on the node and compared: ``sha256sum`` and
+``ssh node sha256sum -c``), and with upload_dir (one persistent connection, AES-GCM, 8
+files in flight, each file hashed as read and the copy checked on the node before it is
+published). Rounds interleave them; prints the best of N rounds in MB/s and the ratios
+ours/scp and ours/(scp + the same check).
 """
 
 from __future__ import annotations
@@ -81,6 +84,24 @@ def main() -> None:
                 command += [str(source), f"{HOST_ALIAS}:{destination}/"]
                 return lambda: subprocess.run(command, check=True)
 
+            def checked_scp(source: Path) -> Callable[[], None]:
+                copy = scp(source)
+                remote = destination / source.name
+
+                def copy_and_check() -> None:
+                    sums = subprocess.run(
+                        "sha256sum -- *", shell=True, cwd=source, check=True,
+                        capture_output=True,
+                    ).stdout  # fmt: skip
+                    copy()
+                    subprocess.run(
+                        ["ssh", "-F", str(server.ssh_config), HOST_ALIAS,
+                         f"cd {remote} && sha256sum --quiet --strict -c -"],
+                        input=sums, check=True,
+                    )  # fmt: skip
+
+                return copy_and_check
+
             def ours(source: Path) -> Callable[[], None]:
                 def copy() -> None:
                     result = loop.run_until_complete(
@@ -92,17 +113,23 @@ def main() -> None:
 
             loop.run_until_complete(node.run("true"))  # connect once, as the daemon does
             print(f"best of {args.rounds} rounds, MB = 10^6 bytes, loopback, same sshd")
-            print(f"{'data set':<16}{'scp':>10}{'scp aes-gcm':>13}{'ours':>10}{'ours/scp':>10}")
+            print(
+                f"{'data set':<16}{'scp':>8}{'scp aes-gcm':>13}{'scp+check':>11}{'ours':>8}"
+                f"{'ours/scp':>10}{'ours/scp+check':>16}"
+            )
             for label, (count, size) in DATA_SETS.items():
                 source = root / "data" / label.replace(" ", "")
                 total = make_data_set(source, count, size)
-                copies = [scp(source), scp(source, "-c", "aes128-gcm@openssh.com"), ours(source)]
+                copies = [
+                    scp(source), scp(source, "-c", "aes128-gcm@openssh.com"),
+                    checked_scp(source), ours(source),
+                ]  # fmt: skip
                 times = best_times(args.rounds, copies, clear)
                 shutil.rmtree(source)
-                rates = [total / seconds / 1e6 for seconds in times]
+                plain, gcm, checked, mine = (total / seconds / 1e6 for seconds in times)
                 print(
-                    f"{label:<16}{rates[0]:>10.1f}{rates[1]:>13.1f}{rates[2]:>10.1f}"
-                    f"{rates[2] / rates[0]:>9.2f}x"
+                    f"{label:<16}{plain:>8.1f}{gcm:>13.1f}{checked:>11.1f}{mine:>8.1f}"
+                    f"{mine / plain:>9.2f}x{mine / checked:>15.2f}x"
                 )
             loop.run_until_complete(node.close())
             loop.close()

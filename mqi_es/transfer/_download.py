@@ -6,7 +6,6 @@ import asyncio
 import fnmatch
 import os
 import secrets
-import shlex
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -15,9 +14,8 @@ from pathlib import Path, PurePosixPath
 import asyncssh
 
 from mqi_es.case_files import file_digest
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.outcome import Unknown
 from mqi_es.ssh import HostConnection
-from mqi_es.sums import SumsError, parse_sums
 from mqi_es.transfer._shared import (
     MANIFEST,
     PART,
@@ -27,7 +25,6 @@ from mqi_es.transfer._shared import (
     TransferFailed,
     Transferred,
     _check_parallel,
-    _check_timeout,
     _Conflict,
     _done,
     _each,
@@ -38,8 +35,8 @@ from mqi_es.transfer._shared import (
     _parse_manifest,
     _remote_absolute,
     _remote_files,
-    _said,
     _SizeMismatch,
+    node_digests,
 )
 
 
@@ -83,7 +80,7 @@ async def download_results(
         files = [f for f in found if any(_matches(p, f.relpath.split("/")) for p in patterns)]
         if not files:
             return NoMatches(tuple(globs))
-        expected = await _node_digests(conn, source, files)
+        expected = await node_digests(conn, source, files)
         if not isinstance(expected, dict):
             return expected
         await asyncio.to_thread(_prepare_local_part, local_dir, part, files)
@@ -163,29 +160,6 @@ def _check_local_copy(local_dir: Path) -> tuple[list[_File], dict[str, str]]:
     if not intact:
         raise _Conflict(f"{local_dir} exists but is not a complete download")
     return files, digests
-
-
-async def _node_digests(
-    conn: HostConnection, folder: str, files: Sequence[_File]
-) -> dict[str, str] | TransferFailed | Unknown:
-    """The SHA-256 the node computes of each file (one ``sha256sum`` run for all)."""
-    command = f"cd {shlex.quote(folder)} && xargs -0 -r sha256sum --"
-    names = "".join(f"{f.relpath}\0" for f in files)
-    outcome = await conn.run(command, input=names, timeout=_check_timeout(conn, files))
-    match outcome:
-        case Ok(stdout=stdout):
-            try:
-                found = dict(parse_sums(stdout))
-            except SumsError as exc:
-                return TransferFailed(f"{conn.target.name}: {exc}")
-            missing = [f.relpath for f in files if f.relpath not in found]
-            if missing:
-                return TransferFailed(f"{conn.target.name}: no sha256sum of {missing[0]}")
-            return found
-        case RemoteFailure():
-            return TransferFailed(f"{conn.target.name}: sha256sum failed: {_said(outcome)}")
-        case Unknown():
-            return outcome
 
 
 def _glob_parts(glob: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import posixpath
 import re
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from typing import TypeVar
 import asyncssh
 
 from mqi_es.case_files import CaseFile, TransferRefused
-from mqi_es.outcome import RemoteFailure, Unknown
+from mqi_es.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.ssh import HostConnection
+from mqi_es.sums import SumsError, hash_command, names_input, read_digests
 
 MANIFEST = ".mqi-manifest.json"
 PART = ".part-"
@@ -113,6 +115,25 @@ async def _remote_files(sftp: asyncssh.SFTPClient, root: str) -> list[_File]:
                     _File(relpath, entry.attrs.size or 0, mtime_ns, posixpath.join(root, relpath))
                 )
     return sorted(files, key=lambda f: f.relpath)
+
+
+async def node_digests(
+    conn: HostConnection, folder: str, files: Sequence[CaseFile | _File]
+) -> dict[str, str] | TransferFailed | Unknown:
+    """The SHA-256 the node computes of each file under `folder` (one command for all)."""
+    names = [f.relpath for f in files]
+    command = f"cd {shlex.quote(folder)} && {hash_command(names)}"
+    outcome = await conn.run(command, input=names_input(names), timeout=_check_timeout(conn, files))
+    match outcome:
+        case Ok(stdout=stdout):
+            try:
+                return dict(zip(names, read_digests(stdout, len(names)), strict=True))
+            except SumsError as exc:
+                return TransferFailed(f"{conn.target.name}: {exc}")
+        case RemoteFailure():
+            return TransferFailed(f"{conn.target.name}: hashing failed: {_said(outcome)}")
+        case Unknown():
+            return outcome
 
 
 def _check_timeout(conn: HostConnection, files: Sequence[CaseFile | _File]) -> float:

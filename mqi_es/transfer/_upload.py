@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import posixpath
 import secrets
-import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,9 +13,8 @@ from pathlib import Path
 import asyncssh
 
 from mqi_es.case_files import CHUNK, SMALL_FILE, CaseFile, CaseReader, TransferRefused, scan_case
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.outcome import Unknown
 from mqi_es.ssh import HostConnection
-from mqi_es.sums import check_lines
 from mqi_es.transfer._shared import (
     MANIFEST,
     PART,
@@ -25,7 +23,6 @@ from mqi_es.transfer._shared import (
     TransferFailed,
     Transferred,
     _check_parallel,
-    _check_timeout,
     _Conflict,
     _done,
     _each,
@@ -34,10 +31,12 @@ from mqi_es.transfer._shared import (
     _Meter,
     _parse_manifest,
     _remote_absolute,
-    _said,
     _SizeMismatch,
     _verify_remote,
+    node_digests,
 )
+
+_WRITES_IN_FLIGHT = 2  # pieces of one large file being written at once
 
 
 async def upload_dir(
@@ -127,8 +126,9 @@ async def _send(
 ) -> str:  # fmt: skip
     """Send one case file as it is read; returns the SHA-256 of exactly what was sent.
 
-    A large file is read, hashed and written in pieces, the next piece read (in a thread)
-    while the last one is written.
+    A large file is read, hashed and written in pieces: the next piece is read (in a
+    thread) while up to ``_WRITES_IN_FLIGHT`` pieces are being written, so the link never
+    waits for the disk nor the disk for the link.
     """
     if file.size <= SMALL_FILE:
         data, digest = await asyncio.to_thread(reader.read_whole, file)
@@ -138,47 +138,59 @@ async def _send(
         return digest
     opened = await asyncio.to_thread(reader.open, file)
     pending: asyncio.Future[bytes] | None = None
+    writing: set[asyncio.Future[int]] = set()
     try:
         async with sftp.open(destination, "wb") as out:
             offset = 0
             pending = asyncio.ensure_future(asyncio.to_thread(opened.read, CHUNK))
             while chunk := await pending:
                 pending = asyncio.ensure_future(asyncio.to_thread(opened.read, CHUNK))
-                await out.write(chunk, offset)
+                writing.add(asyncio.ensure_future(out.write(chunk, offset)))
                 offset += len(chunk)
-                meter.add(len(chunk))
+                while len(writing) >= _WRITES_IN_FLIGHT:
+                    await _written(writing, meter)
+            while writing:
+                await _written(writing, meter)
         return await asyncio.to_thread(opened.finish)
     finally:
+        for write in writing:
+            write.cancel()
+        await asyncio.gather(*writing, return_exceptions=True)
         if pending is not None and not pending.done():
             await asyncio.wait([pending])  # the read in its thread must end before the close
         opened.close()
 
 
+async def _written(writing: set[asyncio.Future[int]], meter: _Meter) -> None:
+    """Wait for one of the pieces in flight to be written (its error, if any, is raised)."""
+    done, _ = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+    for write in done:
+        writing.discard(write)
+        meter.add(write.result())
+
+
 async def _node_checks(
     conn: HostConnection, folder: str, files: Sequence[CaseFile], digests: Mapping[str, str]
 ) -> Unknown | None:
-    """The node's ``sha256sum --check`` of the copy in `folder` against `digests`: None
-    when it matches, Unknown when the node could not be asked.
+    """The node hashes the copy in `folder` and it must match `digests`: None when it
+    does, Unknown when the node could not be asked.
 
     :raises TransferRefused: a file differs on the node (the case is sent again)
     :raises _NodeCheckFailed: the check itself could not run
     """
-    command = f"cd {shlex.quote(folder)} && sha256sum --check --strict --quiet -"
-    lines = check_lines((f.relpath, digests[f.relpath]) for f in files)
-    outcome = await conn.run(command, input=lines, timeout=_check_timeout(conn, files))
-    match outcome:
-        case Ok():
-            return None
-        case RemoteFailure(exit_status=1, stdout=stdout) if ": FAILED" in stdout:
-            failed = [line.rsplit(": ", 1)[0] for line in stdout.splitlines() if "FAILED" in line]
-            raise TransferRefused(
-                f"{len(failed)} file(s) differ on the node from what was read here (first: "
-                f"{failed[0]}); the case is sent again"
-            )
-        case RemoteFailure():
-            raise _NodeCheckFailed(f"sha256sum --check failed on the node: {_said(outcome)}")
+    found = await node_digests(conn, folder, files)
+    match found:
         case Unknown():
-            return outcome
+            return found
+        case TransferFailed(reason=reason):
+            raise _NodeCheckFailed(reason)
+    differing = [f.relpath for f in files if found[f.relpath] != digests[f.relpath]]
+    if differing:
+        raise TransferRefused(
+            f"{len(differing)} file(s) differ on the node from what was read here (first: "
+            f"{differing[0]}); the case is sent again"
+        )
+    return None
 
 
 async def _check_remote_copy(

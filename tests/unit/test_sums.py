@@ -1,4 +1,4 @@
-"""sha256sum's format, read from and written for the real coreutils sha256sum."""
+"""The node's hashing command, run here with the real openssl and coreutils sha256sum."""
 
 import hashlib
 import subprocess
@@ -6,50 +6,52 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.sums import SumsError, check_lines, parse_sums
+from mqi_es.sums import SumsError, hash_command, names_input, read_digests
 
-AWKWARD = ["plain.dcm", "with space.dcm", "back\\slash.dcm", "new\nline.raw", "cr\rname.raw",
-           "é 日本.mhd", "  leading.txt"]  # fmt: skip
+PLAIN = ["plain.dcm", "with space.dcm", "back\\slash.dcm", "é 日本.mhd", "  leading.txt",
+         "star*name", "-dash.raw"]  # fmt: skip
+WITH_CONTROLS = [*PLAIN, "new\nline.raw", "cr\rname.raw"]
 
 
-def test_what_sha256sum_prints_for_any_name_reads_back_to_that_name_and_digest(tmp_path: Path):
-    for name in AWKWARD:
-        (tmp_path / name).write_bytes(name.encode() * 3)
+def hashed(folder: Path, names: list[str], command: str) -> list[str]:
     done = subprocess.run(
-        ["sha256sum", "--", *AWKWARD], cwd=tmp_path, capture_output=True, check=True
-    )
-
-    found = parse_sums(done.stdout.decode())
-
-    assert found == [(n, hashlib.sha256(n.encode() * 3).hexdigest()) for n in AWKWARD]
+        ["sh", "-c", command], cwd=folder, input=names_input(names).encode(),
+        capture_output=True, check=True,
+    )  # fmt: skip
+    return read_digests(done.stdout.decode(), len(names))
 
 
-def test_the_lines_we_write_are_what_sha256sum_checks(tmp_path: Path):
-    names = [n for n in AWKWARD if "\n" not in n and "\r" not in n]
+def write(folder: Path, names: list[str]) -> list[str]:
     for name in names:
-        (tmp_path / name).write_bytes(b"x" + name.encode())
-    lines = check_lines((n, hashlib.sha256(b"x" + n.encode()).hexdigest()) for n in names)
-
-    ok = subprocess.run(["sha256sum", "--check", "--strict", "--quiet", "-"], cwd=tmp_path,
-                        input=lines.encode(), capture_output=True)  # fmt: skip
-    (tmp_path / "back\\slash.dcm").write_bytes(b"changed")
-    bad = subprocess.run(["sha256sum", "--check", "--strict", "--quiet", "-"], cwd=tmp_path,
-                         input=lines.encode(), capture_output=True)  # fmt: skip
-
-    assert ok.returncode == 0, ok.stderr
-    assert bad.returncode == 1 and bad.stdout.decode() == "back\\slash.dcm: FAILED\n"
+        (folder / name).write_bytes(name.encode() * 3)
+    return [hashlib.sha256(name.encode() * 3).hexdigest() for name in names]
 
 
-def test_a_name_with_a_control_character_is_never_written_for_a_check():
-    with pytest.raises(ValueError, match="control characters"):
-        check_lines([("new\nline", "0" * 64)])
+@pytest.mark.parametrize("names", [PLAIN, WITH_CONTROLS], ids=["plain", "control-characters"])
+def test_the_node_command_gives_each_files_digest_in_order(tmp_path: Path, names: list[str]):
+    expected = write(tmp_path, names)
+    assert hashed(tmp_path, names, hash_command(names)) == expected
 
 
-@pytest.mark.parametrize("output", ["garbage\n", "abc  name\n", f"{'0' * 64} name\n"])
-def test_output_that_is_not_sha256sums_is_an_error(output: str):
+def test_coreutils_is_used_where_openssl_does_not_answer(tmp_path: Path):
+    expected = write(tmp_path, PLAIN)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "openssl").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "openssl").chmod(0o755)
+    command = f"PATH={fake}:$PATH; {hash_command(PLAIN)}"
+    assert hashed(tmp_path, PLAIN, command) == expected
+
+
+def test_names_with_control_characters_are_never_given_to_openssl():
+    assert "openssl" not in hash_command(["new\nline.raw"])
+    assert "openssl" in hash_command(PLAIN)
+
+
+@pytest.mark.parametrize(
+    ("output", "count"),
+    [("garbage\n", 1), (f"{'0' * 64}  a\n", 2), (f"{'0' * 63}  a\n", 1), ("", 1)],
+)
+def test_anything_but_one_digest_line_per_file_is_an_error(output: str, count: int):
     with pytest.raises(SumsError):
-        parse_sums(output)
-
-
-def test_no_output_is_no_file():
-    assert parse_sums("") == []
+        read_digests(output, count)
