@@ -82,6 +82,7 @@ def policy_from(config: Config) -> Policy:
         submit_settle=timedelta(
             seconds=max((h.command_timeout_seconds for h in config.hosts), default=30.0) + 10
         ),
+        max_skew=timedelta(seconds=loop.max_clock_skew_seconds),
     )
 
 

@@ -103,6 +103,7 @@ class MainLoopConfig(Section, kw_only=True):
     retry_backoff_seconds: Annotated[float, Meta(gt=0, le=86400)] = 30.0
     retry_backoff_cap_seconds: Annotated[float, Meta(gt=0, le=86400)] = 600.0
     kill_confirm_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 120.0
+    max_clock_skew_seconds: Annotated[float, Meta(gt=0, le=86400)] = 60.0
 
 
 class ResultsConfig(Section, kw_only=True):
