@@ -76,17 +76,18 @@ class Context:
         :raises LogRefused: what happened, and how to restore the log.
         """
         from mqi_es.store import inspect_log
-        from projections.guard import check_log, views_origin
+        from projections.guard import DAMAGED, check_log, views_origin
         from projections.reader import ViewsUnreadable
 
-        log = inspect_log(self.config.database.path)
+        # The views first: the log only grows after that, so a daemon recording meanwhile
+        # can never make them look ahead of it.
         try:
             origin = views_origin(self.views_link, application_name=LEDGER_NAME)
         except ViewsUnreadable:
-            origin = None  # damaged views vouch for nothing: they are rebuilt from the log
-        if not self.accept_log:
-            check_log(log, origin, self.config.database.path, self.views_link)
-        return log, origin
+            origin = DAMAGED  # rebuilt from the log, if there is one to rebuild from
+        log = inspect_log(self.config.database.path)
+        check_log(log, origin, self.config.database.path, self.views_link, accept=self.accept_log)
+        return log, (None if origin is DAMAGED else origin)
 
     def views(self) -> ViewReader:
         """The current views, brought up to date first unless a daemon keeps them.

@@ -96,10 +96,13 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
             host.name: PueueHost.from_config(host, results_globs=config.results.globs)
             for host in config.hosts
         }
-        views = LiveViews(context.ledger, config.database.views_path)
-        log_file = LogFile(config.database.path)
+        ledger = context.ledger
+        views = LiveViews(ledger, config.database.views_path)
+        log_file = LogFile(config.database.path, ledger.start_log())
         daemon = asyncio.create_task(
-            Daemon(config, context.ledger, hosts, views, check_log=log_file.verify).run(stop)
+            Daemon(
+                config, ledger, hosts, views, check_log=lambda: log_file.verify(views.position())
+            ).run(stop)
         )
         try:
             yield daemon

@@ -43,21 +43,29 @@ class Ledger(Application[UUID]):
         node's file system folds case)."""
         super().__init__(env=dict(env))
         self.fold_case = fold_case
-        self.log_id = self._identity()
 
-    def _identity(self) -> str:
-        """The log's identity: read, or recorded as the first event of a new log."""
+    @property
+    def log_id(self) -> str | None:
+        """The log's identity, or None for a log that has none yet (see ``start_log``)."""
+        try:
+            log: EventLog = self.repository.get(event_log_uuid())
+        except AggregateNotFoundError:
+            return None
+        return log.log_id
+
+    def start_log(self) -> str:
+        """The log's identity, recorded first if it has none (a new log, or one of an
+        earlier release). Only the daemon starts a log: a read command never writes."""
         for _ in range(2):  # a second writer may record it at the same moment
+            log_id = self.log_id
+            if log_id is not None:
+                return log_id
+            started = EventLog(log_id=uuid4().hex, actor="daemon", reason="a new event log")
             try:
-                log: EventLog = self.repository.get(event_log_uuid())
-            except AggregateNotFoundError:
-                started = EventLog(log_id=uuid4().hex, actor="mqi", reason="a new event log")
-                try:
-                    self._commit(started)
-                except ConcurrentUpdate:
-                    continue
-                return started.log_id
-            return log.log_id
+                self._commit(started)
+            except ConcurrentUpdate:
+                continue
+            return started.log_id
         raise ConcurrentUpdate("the event log's identity could not be read")
 
     def construct_mapper(self) -> Mapper[UUID]:

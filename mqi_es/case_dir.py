@@ -46,6 +46,7 @@ __all__ = [
     "fingerprint",
     "is_temporary_name",
     "show_name",
+    "unsendable_name",
     "validate_case_name",
     "verify_unchanged",
 ]
@@ -265,7 +266,7 @@ class _Scan:
         is_marker = relpath == self.ready_marker
         if is_temporary_name(entry.name) and not is_marker:
             self.problems.append(Problem(ProblemKind.TEMPORARY_NAME, relpath))
-        if not _is_sendable_name(entry.name):  # an upload would refuse it
+        if unsendable_name(entry.name):  # an upload would refuse it
             self.problems.append(Problem(ProblemKind.UNSAFE_NAME, relpath))
         try:
             if entry.is_symlink():
@@ -306,9 +307,15 @@ class _Scan:
         self.entries.append((relpath, st.st_size, st.st_mtime_ns))
 
 
-def _is_sendable_name(name: str) -> bool:
+def unsendable_name(name: str | bytes) -> str | None:
+    """Why a file of a case cannot be sent under this name (not UTF-8, or holding a
+    control character, which no remote tool reads back safely), or None."""
     text = _decode_utf8(name)
-    return text is not None and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+    if text is None:
+        return "has a name that is not UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return "has a control character in its name: rename it"
+    return None
 
 
 def verify_unchanged(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
+from mqi_es.case_dir import show_name, unsendable_name
 from mqi_es.errors import CaseError
 
 SMALL_FILE = 1024 * 1024  # up to this size a file is read whole and sent in one write
@@ -86,14 +87,9 @@ def scan_case(local_dir: Path, *, reserved: frozenset[str]) -> tuple[list[str], 
 
 
 def _check_name(name: str, relpath: PurePosixPath) -> None:
-    shown = os.fsencode(relpath).decode("utf-8", "backslashreplace")  # the raw bytes
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise TransferRefused(f"{shown} has a name that is not UTF-8") from None
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in name):
-        printable = shown.encode("unicode_escape").decode("ascii")
-        raise TransferRefused(f"{printable} has a control character in its name: rename it")
+    problem = unsendable_name(name)
+    if problem is not None:
+        raise TransferRefused(f"{show_name(str(relpath))} {problem}")
 
 
 class CaseReader:
@@ -114,11 +110,14 @@ class CaseReader:
         os.close(self._root)
 
     def read_whole(self, file: CaseFile) -> tuple[bytes, str]:
-        """A small file's bytes and their SHA-256."""
+        """A small file's bytes and their SHA-256 (read to its end: a network file system
+        may return fewer bytes than asked at a time)."""
         opened = self.open(file)
         try:
-            data = opened.read(file.size + 1)
-            return data, opened.finish()
+            pieces = []
+            while piece := opened.read(CHUNK):
+                pieces.append(piece)
+            return b"".join(pieces), opened.finish()
         finally:
             opened.close()
 

@@ -53,8 +53,10 @@ class ProgressBoard:
             self._write()
 
     def clocks(self, skews: dict[str, float | None]) -> None:
-        """The skew measured this cycle of each host seen (kept for hosts not seen)."""
-        changed = {name: s for name, s in skews.items() if self._skews.get(name, 0.0) != s}
+        """The skew measured this cycle of each host seen (kept for hosts not seen), to a
+        tenth of a second: the file is rewritten only when one of them moved that much."""
+        shown = {name: None if s is None else round(s, 1) for name, s in skews.items()}
+        changed = {name: s for name, s in shown.items() if self._skews.get(name, 0.0) != s}
         if changed:
             self._skews.update(changed)
             self._write()

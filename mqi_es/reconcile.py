@@ -112,6 +112,8 @@ class _Cycle:
         # Hosts whose timing cannot be trusted this cycle (a clock jumped): no kill or
         # failure there for a timeout or an unconfirmed kill.
         self.clock_unsafe: set[str] = set()
+        # per host whose clock jumped this cycle: its offset before the jump
+        self.offset_before_jump: dict[str, float] = {}
         self.clock_jumped = self._local_clock_jumped()
 
     def decision(self) -> Decision:
@@ -168,6 +170,7 @@ class _Cycle:
         tolerance = self.policy.clock_jump_tolerance.total_seconds()
         if last is not None and abs(offset - last[0]) > tolerance + uncertainty + last[1]:
             self.clock_unsafe.add(host)
+            self.offset_before_jump[host] = last[0]
             self._alarm(
                 f"the clock of host {host} jumped by {offset - last[0]:+.0f} s; no case there "
                 "is killed or failed for its timing in this cycle",
@@ -337,10 +340,11 @@ class _Cycle:
         """When the task started, on our monotonic clock, worked out once per process.
 
         From the node's start time against the node's own clock read in the same round
-        trip (no skew), so time spent unseen (an outage, the daemon down) counts too. If we
-        recorded seeing it run, the later of that and the node's account wins: a jump of
-        either clock before this process first saw the task can only make it patient. Once
-        carried over, later jumps of either clock change nothing.
+        trip (no skew), so time spent unseen (an outage, the daemon down) counts too. Every
+        other account of it (when we recorded seeing it run; the node's clock as it was
+        before a jump of this cycle) can only make it later, never earlier: the latest wins,
+        so a jump of either clock before this process first saw the task makes it patient,
+        never hasty. Once carried over, later jumps of either clock change nothing.
         """
         key = (case.case_id, case.attempt)
         since = self.running_since.get(key)
@@ -349,6 +353,9 @@ class _Cycle:
             if task.start is not None and seen.node_time is not None:
                 elapsed = (seen.node_time - task.start).total_seconds()
                 estimates = [seen.taken_at + seen.rtt / 2 - elapsed]
+                before = self.offset_before_jump.get(case.host or "")
+                if before is not None:  # the start as the node's clock read before it jumped
+                    estimates.append(min(self.mono, task.start.timestamp() - before))
             elif task.start is not None:
                 estimates = [self.mono - (self.now - task.start).total_seconds()]
             if case.seen_running_at is not None:

@@ -9,7 +9,7 @@ traceback, then only a count, and says when it ended.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -47,9 +47,9 @@ class Backoff:
     def succeeded(self, key: Hashable) -> None:
         self._failing.pop(key, None)
 
-    def failures(self, key: Hashable) -> int:
-        failing = self._failing.get(key)
-        return failing.failures if failing else 0
+    def retain(self, keep: Callable[[Hashable], bool]) -> None:
+        """Forget the keys ``keep`` refuses (e.g. those of cases that have ended)."""
+        self._failing = {key: f for key, f in self._failing.items() if keep(key)}
 
 
 @dataclass(slots=True)
@@ -95,8 +95,9 @@ class Repeats:
                 repeat.message,
             )  # fmt: skip
 
-    def active(self, key: Hashable) -> bool:
-        return key in self._repeats
+    def retain(self, keep: Callable[[Hashable], bool]) -> None:
+        """Forget the keys ``keep`` refuses, without a word (their subject is gone)."""
+        self._repeats = {key: r for key, r in self._repeats.items() if keep(key)}
 
 
 def _is_power_of_ten(n: int) -> bool:

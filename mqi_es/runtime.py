@@ -48,7 +48,15 @@ from mqi_es.outcome import Unknown
 from mqi_es.policy import HostPolicy, Policy
 from mqi_es.ports import RemoteHost, Views
 from mqi_es.progress import ProgressBoard, Transfer, live_file
-from mqi_es.reactions import Uploaded, after_add, after_fetch, after_log, after_resume, after_upload
+from mqi_es.reactions import (
+    Refused,
+    Uploaded,
+    after_add,
+    after_fetch,
+    after_log,
+    after_resume,
+    after_upload,
+)
 from mqi_es.reconcile import World, reconcile
 from mqi_es.retries import Backoff, Repeats
 from mqi_es.states import CaseState
@@ -59,6 +67,7 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 TRANSFERS_PER_HOST = 2
 QUERY_WAIT_SECONDS = 5.0  # how long a cycle waits at least for the hosts' status queries
 RETRY_CAP_SECONDS = 300.0  # the longest wait before retrying an action, a cycle, the intake
+INTAKE_SETTLED_SECONDS = 60.0  # an intake up this long has recovered: its failures are forgotten
 
 log = logging.getLogger("mqi.daemon")
 
@@ -142,11 +151,13 @@ class Daemon:
         self._retry = Backoff(base=self._interval, cap=max(self._interval, RETRY_CAP_SECONDS))
         self._repeats = Repeats(log)
         self._intake: Intake | None = None
+        self._intake_started = 0.0
         self.progress = ProgressBoard(live_file(config.database.path))
 
     # --- lifecycle of the process ------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.ledger.start_log()
         self._register_configuration()
         self.projection.catch_up()
         self._claim_names()
@@ -209,9 +220,12 @@ class Daemon:
     def _keep_alive(self, intake: asyncio.Task[None]) -> asyncio.Task[None]:
         """The intake never ends by itself: if it failed, say why (once) and start it
         again, with backoff while it keeps failing."""
-        if not intake.done():
-            return intake
         now = self.monotonic()
+        if not intake.done():
+            if now - self._intake_started > INTAKE_SETTLED_SECONDS:
+                self._retry.succeeded("intake")
+                self._repeats.ended("intake", "the watch folder intake runs again")
+            return intake
         if not self._retry.ready("intake", now):
             return intake
         error = None if intake.cancelled() else intake.exception()
@@ -223,6 +237,7 @@ class Daemon:
         return asyncio.create_task(self._run_intake(), name="intake")
 
     async def _run_intake(self) -> None:
+        self._intake_started = self.monotonic()
         scanner = self.config.scanner
         self._intake = Intake(
             scanner.watch_path,
@@ -276,6 +291,9 @@ class Daemon:
         self.progress.clocks(
             {name: seen.skew for name, seen in observations.items() if isinstance(seen, Seen)}
         )
+        active = {c.case_id for c in cases}
+        self._retry.retain(lambda key: _still_about(key, active))
+        self._repeats.retain(lambda key: _still_about(key, active))
         self.settled_at = {
             c.case_id: at
             for c in cases
@@ -381,38 +399,42 @@ class Daemon:
 
     def _start(self, action: Action) -> None:
         key = _key(action)
-        if key in self._inflight or not self._retry.ready(key, self.monotonic()):
+        ready = self._retry.ready(_retry_key(action), self.monotonic())
+        if key in self._inflight or not ready:
             return
-        task = asyncio.create_task(self._guarded(action, key), name=f"{type(action).__name__}")
+        task = asyncio.create_task(self._guarded(action), name=f"{type(action).__name__}")
         self._inflight[key] = task
         task.add_done_callback(lambda _: self._inflight.pop(key, None))
 
-    async def _guarded(self, action: Action, key: object) -> None:
+    async def _guarded(self, action: Action) -> None:
         """Carry out an action; whatever it raises stays with it (logged once with its
-        traceback), and an action that ends unknown or raised is retried with backoff."""
+        traceback). An action that raised, ended unknown or was refused (its case held) is
+        tried again only after a growing delay: nothing repeats in a storm."""
+        retry_key, said_key = _retry_key(action), _said_key(action)
         try:
-            unknown = await self._perform(action)
+            setback = await self._perform(action)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not kill the daemon, nor repeat every cycle
-            self._retry.failed(key, self.monotonic())
+            self._retry.failed(retry_key, self.monotonic())
             self._repeats.failed(
-                ("action", key), "%s: %s failed unexpectedly: %r; retrying with backoff",
+                said_key, "%s: %s failed unexpectedly: %r; retrying with backoff",
                 _who(action), type(action).__name__, exc, level=logging.ERROR, exc_info=exc,
             )  # fmt: skip
             return
-        if unknown is None:
-            self._retry.succeeded(key)
-            self._repeats.ended(("action", key))
+        if setback is None:
+            self._retry.succeeded(retry_key)
+            self._repeats.ended(said_key)
             return
-        self._retry.failed(key, self.monotonic())
+        self._retry.failed(retry_key, self.monotonic())
+        what = "outcome unknown" if isinstance(setback, Unknown) else "refused"
         self._repeats.failed(
-            ("action", key), "%s: %s outcome unknown (%s); trying again with backoff",
-            _who(action), type(action).__name__, unknown.reason,
+            said_key, "%s: %s %s (%s); trying again with backoff",
+            _who(action), type(action).__name__, what, setback.reason,
         )  # fmt: skip
 
-    async def _perform(self, action: Action) -> Unknown | None:
-        """Do it; returns the unknown outcome that stopped it, if one did."""
+    async def _perform(self, action: Action) -> Unknown | Refused | None:
+        """Do it; returns the setback that stopped it (unknown, or refused), if one did."""
         host = self.hosts[action.host]
         match action:
             case Submit():
@@ -432,7 +454,7 @@ class Daemon:
                 outcome = await self._fetch(action, host)
         return outcome if isinstance(outcome, Unknown) else None
 
-    async def _submit(self, action: Submit, host: RemoteHost) -> Unknown | None:
+    async def _submit(self, action: Submit, host: RemoteHost) -> Unknown | Refused | None:
         base = self.policy.hosts_by_name[action.host].remote_base_dir
         started = Record.of(
             "start_submission", case_id=action.case_id, host=action.host, group=action.group,
@@ -457,9 +479,11 @@ class Daemon:
                     )  # fmt: skip
                 finally:
                     self.progress.finish(case.case_id)
-            self._apply(after_upload(case, uploaded, self.clock(), self.policy))
+            not_recorded = self._apply(after_upload(case, uploaded, self.clock(), self.policy))
             if not isinstance(uploaded, Uploaded):
-                return uploaded if isinstance(uploaded, Unknown) else None
+                return uploaded if isinstance(uploaded, Unknown | Refused) else None
+            if case.case_id in not_recorded:
+                return None  # what was sent is not on record: nothing is queued on it
             added = await host.add(
                 group=action.group, label=case.label, remote_dir=case.remote_dir,
                 case_id=case.case_id, attempt=case.attempt,
@@ -584,6 +608,24 @@ def _key(action: Action) -> object:
             return ("kill", host, task_id)
         case _:
             return action.case_id  # one action per case at a time
+
+
+def _retry_key(action: Action) -> tuple[object, ...]:
+    """Each kind of action backs off on its own: a kill never waits out a submit's delay."""
+    case_id = getattr(action, "case_id", None)
+    if case_id is not None:
+        return ("case", type(action).__name__, case_id)
+    return (type(action).__name__, _key(action))
+
+
+def _said_key(action: Action) -> tuple[object, ...]:
+    case_id = getattr(action, "case_id", None)
+    return ("case", case_id) if case_id is not None else ("action", _key(action))
+
+
+def _still_about(key: object, active: set[str]) -> bool:
+    """Whether a retry or repeat key still has a subject: a case's keys end with it."""
+    return not (isinstance(key, tuple) and key[:1] == ("case",) and key[-1] not in active)
 
 
 def _who(action: Action) -> str:

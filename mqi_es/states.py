@@ -63,7 +63,3 @@ class HostState(StrEnum):
     QUEUE_DOWN = "queue_down"  # reached, but its queue service did not answer
     UNREADABLE = "unreadable"  # answered with something we could not read
     INCOMPATIBLE = "incompatible"  # its queue software cannot be used safely (e.g. too old)
-
-    @property
-    def is_usable(self) -> bool:
-        return self is HostState.REACHABLE

@@ -65,7 +65,7 @@ def inspect_log(path: Path) -> LogState:
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        raise _unreadable(path, exc) from None
+        raise log_unreadable(path, exc) from None
     try:
         head = connection.execute("SELECT MAX(rowid) FROM stored_events").fetchone()[0] or 0
         row = connection.execute(
@@ -75,9 +75,9 @@ def inspect_log(path: Path) -> LogState:
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return LogState(exists=True, head=0, log_id=None)  # created, nothing recorded yet
-        raise _unreadable(path, exc) from None
+        raise log_unreadable(path, exc) from None
     except sqlite3.DatabaseError as exc:
-        raise _unreadable(path, exc) from None
+        raise log_unreadable(path, exc) from None
     finally:
         connection.close()
     log_id = None
@@ -85,11 +85,12 @@ def inspect_log(path: Path) -> LogState:
         try:
             log_id = str(msgspec.msgpack.decode(row[0])["log_id"])
         except (msgspec.DecodeError, KeyError, TypeError):
-            raise _unreadable(path, ValueError("its identity event is unreadable")) from None
+            raise log_unreadable(path, ValueError("its identity event is unreadable")) from None
     return LogState(exists=True, head=head, log_id=log_id)
 
 
-def _unreadable(path: Path, exc: Exception) -> LogRefused:
+def log_unreadable(path: Path, exc: Exception) -> LogRefused:
+    """The refusal of a log that cannot be read."""
     return LogRefused(
         f"the event log {path} cannot be read ({exc}): it is damaged. Nothing was changed. "
         "Stop the daemon and restore events.sqlite from your newest backup "
@@ -98,11 +99,13 @@ def _unreadable(path: Path, exc: Exception) -> LogRefused:
 
 
 class LogFile:
-    """The file a daemon writes its log to: a daemon whose file is removed or replaced
-    under it would record into a file nobody reads any more, so it must stop at once."""
+    """The file a daemon writes its log to. A daemon whose file is removed or replaced
+    under it (a new file, or another log copied over it in place) would record facts where
+    nobody reads them, or number them behind its views: it must stop at once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, log_id: str) -> None:
         self.path = path
+        self.log_id = log_id
         self._identity = self._stat()
 
     def _stat(self) -> tuple[int, int] | None:
@@ -112,14 +115,23 @@ class LogFile:
             return None
         return found.st_dev, found.st_ino
 
-    def verify(self) -> None:
-        """:raises LogRefused: the file is gone or another file took its place."""
+    def verify(self, views_position: int) -> None:
+        """:raises LogRefused: the file is gone, another file or another log took its place,
+        or it holds fewer events than the views have applied."""
         now = self._stat()
         if now != self._identity:
             what = "was removed" if now is None else "was replaced by another file"
-            raise LogRefused(
-                f"the event log {self.path} {what} while the daemon was writing to it: "
-                "the daemon stops so that no fact is recorded where nobody reads it. Put "
-                "the right log back (docs/operations.md, 'Restoring the event log') and "
-                "start the daemon again"
-            )
+            raise self._stop(what)
+        state = inspect_log(self.path)
+        if state.log_id != self.log_id:
+            raise self._stop(f"now holds another log ({state.log_id or 'without identity'})")
+        if state.head < views_position:
+            raise self._stop(f"lost events ({state.head}, fewer than the {views_position} applied)")
+
+    def _stop(self, what: str) -> LogRefused:
+        return LogRefused(
+            f"the event log {self.path} {what} while the daemon was writing to it: the "
+            "daemon stops so that no fact is recorded where nobody reads it. Put the right "
+            "log back (docs/operations.md, 'Restoring the event log') and start the daemon "
+            "again"
+        )

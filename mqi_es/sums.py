@@ -31,8 +31,9 @@ def hash_command(names: Sequence[str]) -> str:
 
 
 def names_input(names: Sequence[str]) -> str:
-    """What ``hash_command`` reads on stdin."""
-    return "".join(f"{name}\0" for name in names)
+    """What ``hash_command`` reads on stdin: each name as ``./name``, so that none can be
+    taken for an option (``-out`` would make OpenSSL write over a file)."""
+    return "".join(f"./{name}\0" for name in names)
 
 
 def read_digests(stdout: str, count: int) -> list[str]:

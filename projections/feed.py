@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from mqi_es.application import Ledger
+from mqi_es.store import log_unreadable
 
 # (notification id, aggregate id as 32 hex digits, domain event)
 FeedItem = tuple[int, str, Any]
@@ -40,8 +42,9 @@ class EventFeed:
             f"SELECT {_COLUMNS} FROM {self._table} "  # noqa: S608
             "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
         )
+        self._path = Path(recorder.datastore.pool.db_name)
         self._rows = sqlite3.connect(
-            f"file:{recorder.datastore.pool.db_name}?mode=ro", uri=True, check_same_thread=False
+            f"file:{self._path}?mode=ro", uri=True, check_same_thread=False
         )
 
     def read(self, after: int, limit: int, stop: int | None = None) -> list[FeedItem]:
@@ -53,9 +56,7 @@ class EventFeed:
         state_from = self._state_from
         return [
             (nid, key, *state_from(topic, state))
-            for nid, key, _, topic, state in self._rows.execute(
-                self._after, (after, _stop(stop), limit)
-            )
+            for nid, key, _, topic, state in self._query(self._after, (after, _stop(stop), limit))
         ]
 
     def aggregate(self, aggregate_id: UUID) -> list[FeedItem]:
@@ -81,7 +82,7 @@ class EventFeed:
 
     def head(self) -> int:
         """The notification id of the newest event (0 for an empty log)."""
-        row = self._rows.execute(f"SELECT MAX(rowid) FROM {self._table}").fetchone()  # noqa: S608
+        (row,) = self._query(f"SELECT MAX(rowid) FROM {self._table}", ())  # noqa: S608
         return row[0] or 0
 
     def close(self) -> None:
@@ -91,8 +92,15 @@ class EventFeed:
         event_from = self._event_from
         return [
             (nid, key, event_from(key, version, topic, state))
-            for nid, key, version, topic, state in self._rows.execute(query, tuple(params))
+            for nid, key, version, topic, state in self._query(query, tuple(params))
         ]
+
+    def _query(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        """Rows of the log; a log that cannot be read is refused (never blamed on views)."""
+        try:
+            return self._rows.execute(query, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise log_unreadable(self._path, exc) from None
 
 
 def _stop(stop: int | None) -> int:

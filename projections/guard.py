@@ -32,6 +32,10 @@ class ViewsOrigin:
     log_id: str | None  # None: built by a release that did not record it
 
 
+DAMAGED = ViewsOrigin(position=-1, log_id=None)
+"""Views that exist but cannot be read: they may have been built from any log."""
+
+
 def views_origin(link: Path, *, application_name: str) -> ViewsOrigin | None:
     """The origin of the current views, or None when there are none yet.
 
@@ -75,13 +79,26 @@ def _log_id(connection: sqlite3.Connection) -> str | None:
     return row[0] if row else None
 
 
-def check_log(log: LogState, views: ViewsOrigin | None, log_path: Path, views_path: Path) -> None:
-    """Refuse a log that is not the one the views were built from.
+def check_log(
+    log: LogState, views: ViewsOrigin | None, log_path: Path, views_path: Path, *,
+    accept: bool = False,
+) -> None:  # fmt: skip
+    """Refuse a log that is not the one the views were built from. ``accept``: the
+    operator vouches for this log (``mqi replay --accept-log``); a missing or empty one is
+    refused even so, since nothing could be rebuilt from it.
 
     :raises LogRefused: with what happened and how to recover.
     """
     if views is None or views.position == 0:
         return  # no views yet: any log (or a new one) is fine
+    if views is DAMAGED:
+        if not log.exists or log.head == 0:
+            state = "is missing" if not log.exists else "is empty"
+            raise LogRefused(
+                f"the event log {log_path} {state}, and the views ({views_path}) cannot be "
+                f"read to tell what it held. {_RESTORE}"
+            )
+        return  # the views are rebuilt from this log
     built = f"the views ({views_path}) were built from {views.position} events"
     if views.log_id is not None:
         built += f" of log {views.log_id}"
@@ -92,6 +109,8 @@ def check_log(log: LogState, views: ViewsOrigin | None, log_path: Path, views_pa
         )
     if log.head == 0:
         raise LogRefused(f"the event log {log_path} is empty, but {built}. {_RESTORE}")
+    if accept:
+        return
     if views.log_id is not None and log.log_id != views.log_id:
         raise LogRefused(
             f"the event log {log_path} is another log (log {log.log_id or 'without identity'})"

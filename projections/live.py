@@ -17,6 +17,7 @@ from eventsourcing.persistence import PersistenceError
 
 from mqi_es.application import Ledger
 from mqi_es.views import CaseView
+from projections import generations
 from projections.feed import EventFeed
 from projections.reader import Snapshot, ViewReader, ViewsOutdated, ViewsUnreadable
 from projections.runner import catch_up, open_views, replay
@@ -41,6 +42,10 @@ class LiveViews:
         except (PersistenceError, sqlite3.DatabaseError, ViewsUnreadable) as exc:
             self._rebuild_if_damaged(exc)
             return catch_up(self.store, self.feed)
+
+    def position(self) -> int:
+        """How far into the log the views are."""
+        return self.store.position()
 
     def snapshot(self) -> AbstractContextManager[Snapshot]:
         return self._snapshot()
@@ -76,7 +81,9 @@ class LiveViews:
                   self.link, damage)  # fmt: skip
         with contextlib.suppress(Exception):  # closing a damaged file may fail too
             self.store.close()
-        summary = replay(self.link, self.feed)
-        self.store = ViewStore(summary.path, application_name=self.feed.name)
+        try:
+            summary = replay(self.link, self.feed)
+        finally:  # rebuilt or not, the daemon keeps a store it can write (or try again)
+            self.store = ViewStore(generations.current(self.link), application_name=self.feed.name)
         log.warning("the views were rebuilt from %d events into %s", summary.events,
                     summary.path.name)  # fmt: skip

@@ -79,15 +79,16 @@ def is_current(path: Path) -> bool:
         connection.close()
 
 
+_DAMAGE_SIGNS = ("file is not a database", "malformed", "no such table", "no such column")
+
+
 def views_damage(exc: BaseException) -> str | None:
     """What an exception from SQLite (or eventsourcing's wrapping of it) says is wrong
-    with the views file itself, or None when it is something else (a lock, a full disk)."""
-    cause = exc.__cause__ if not isinstance(exc, sqlite3.Error) else exc
+    with a views file itself: not a database, malformed, a table or column missing. None
+    for anything else (a lock, a full disk, a constraint, a closed connection: not the
+    file's content, and not cured by rebuilding it)."""
+    cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
     if not isinstance(cause, sqlite3.DatabaseError):
         return None
     text = str(cause)
-    if isinstance(cause, sqlite3.OperationalError) and not any(
-        sign in text for sign in ("no such table", "no such column", "malformed")
-    ):
-        return None  # locked, busy, disk I/O, full: not the file's content
-    return text
+    return text if any(sign in text for sign in _DAMAGE_SIGNS) else None

@@ -132,6 +132,8 @@ def _check_host(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None:
             path(("remote_base_dir",)),
             "must be an absolute path on the node or start with ~/ (the remote home)",
         )
+    if "//" in host.remote_base_dir:
+        raise Invalid(path(("remote_base_dir",)), "must not contain '//': write each / once")
     if ".." in host.remote_base_dir.split("/"):
         raise Invalid(
             path(("remote_base_dir",)), "must not climb out of a folder with '..': write it whole"

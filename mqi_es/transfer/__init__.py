@@ -11,7 +11,7 @@ attempt per case) guarantees it.
 
 Upload: each file is read once (``mqi_es.case_files``: never through a link, hashed as
 read, checked unchanged before and after), sent, and the node checks the whole copy against
-those digests (``sha256sum --check``, over the same connection) before it is published. A
+those digests (it hashes its copy, over the same connection) before it is published. A
 file that changed while it was read, a copy that differs on the node, or a case that no
 longer matches its registration (``still_registered``) is ``TransferRefused``: the case is
 held and sent again once stable, never run torn. Download: the node's own ``sha256sum`` of
@@ -37,10 +37,10 @@ Outcomes, never asyncssh exceptions:
 from __future__ import annotations
 
 from mqi_es.case_files import TransferRefused
+from mqi_es.reactions import Digests
 from mqi_es.transfer._download import download_results
 from mqi_es.transfer._shared import (
     MANIFEST,
-    Digests,
     NoMatches,
     Progress,
     TransferFailed,

@@ -19,6 +19,7 @@ import asyncssh
 
 from mqi_es.case_files import CaseFile, TransferRefused
 from mqi_es.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.reactions import Digests
 from mqi_es.ssh import HostConnection
 from mqi_es.sums import SumsError, hash_command, names_input, read_digests
 
@@ -30,9 +31,6 @@ HASH_RATE = 100 * 1024 * 1024  # bytes/s a node hashes at least: bounds a check'
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes in total) as data moves."""
-
-Digests = tuple[tuple[str, int, str], ...]
-"""(relative path, size, SHA-256 in hex) of each file, by path."""
 
 _T = TypeVar("_T")
 
@@ -148,7 +146,7 @@ def _said(failure: RemoteFailure) -> str:
 def _remote_absolute(path: str, home: str) -> str:
     """An absolute remote path; ``~/`` and relative paths are under the remote home."""
     if path == "~" or path.startswith("~/"):
-        path = path[2:]
+        path = path[2:].lstrip("/")  # as the shell reads ~//x: under the home, like ~/x
     elif path.startswith("~"):
         raise ValueError(f"only the own home (~/) is supported, not {path.split('/')[0]}")
     absolute = posixpath.normpath(posixpath.join(home, path))
@@ -158,7 +156,8 @@ def _remote_absolute(path: str, home: str) -> str:
 
 
 async def _each(items: Sequence[_T], act: Callable[[_T], Awaitable[None]], parallel: int) -> None:
-    """`act` on every item, at most `parallel` at once; the first error stops the rest."""
+    """`act` on every item, at most `parallel` at once; the first error stops the rest and
+    is raised as itself (a refusal first, then a lost connection, then the first)."""
     queue = iter(items)
 
     async def worker() -> None:
@@ -169,10 +168,17 @@ async def _each(items: Sequence[_T], act: Callable[[_T], Awaitable[None]], paral
         async with asyncio.TaskGroup() as group:
             for _ in range(min(parallel, len(items))):
                 group.create_task(worker())
-    except* TransferRefused as refusals:
-        raise refusals.exceptions[0] from None
-    except* (OSError, asyncssh.Error, _SizeMismatch) as failures:
-        raise _most_telling(failures.exceptions) from None
+    except ExceptionGroup as failures:
+        errors = _leaves(failures)
+        refusals = [error for error in errors if isinstance(error, TransferRefused)]
+        raise (refusals[0] if refusals else _most_telling(errors)) from None
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        found += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return found
 
 
 def _check_parallel(parallel: int) -> None:

@@ -9,10 +9,19 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import asyncssh
 
-from mqi_es.case_files import CHUNK, SMALL_FILE, CaseFile, CaseReader, TransferRefused, scan_case
+from mqi_es.case_files import (
+    CHUNK,
+    SMALL_FILE,
+    CaseFile,
+    CaseReader,
+    OpenCaseFile,
+    TransferRefused,
+    scan_case,
+)
 from mqi_es.outcome import Unknown
 from mqi_es.ssh import HostConnection
 from mqi_es.transfer._shared import (
@@ -37,6 +46,7 @@ from mqi_es.transfer._shared import (
 )
 
 _WRITES_IN_FLIGHT = 2  # pieces of one large file being written at once
+_R = TypeVar("_R")
 
 
 async def upload_dir(
@@ -131,34 +141,55 @@ async def _send(
     waits for the disk nor the disk for the link.
     """
     if file.size <= SMALL_FILE:
-        data, digest = await asyncio.to_thread(reader.read_whole, file)
+        data, digest = await _in_thread(reader.read_whole, file)
         async with sftp.open(destination, "wb") as out:
             await out.write(data)
         meter.add(len(data))
         return digest
-    opened = await asyncio.to_thread(reader.open, file)
+    opened = await _in_thread(reader.open, file, cleanup=OpenCaseFile.close)
     pending: asyncio.Future[bytes] | None = None
     writing: set[asyncio.Future[int]] = set()
     try:
         async with sftp.open(destination, "wb") as out:
             offset = 0
-            pending = asyncio.ensure_future(asyncio.to_thread(opened.read, CHUNK))
-            while chunk := await pending:
-                pending = asyncio.ensure_future(asyncio.to_thread(opened.read, CHUNK))
+            pending = _thread_task(opened.read, CHUNK)
+            while chunk := await asyncio.shield(pending):
+                pending = _thread_task(opened.read, CHUNK)
                 writing.add(asyncio.ensure_future(out.write(chunk, offset)))
                 offset += len(chunk)
                 while len(writing) >= _WRITES_IN_FLIGHT:
                     await _written(writing, meter)
             while writing:
                 await _written(writing, meter)
-        return await asyncio.to_thread(opened.finish)
+        return await _in_thread(opened.finish)
     finally:
         for write in writing:
             write.cancel()
         await asyncio.gather(*writing, return_exceptions=True)
-        if pending is not None and not pending.done():
-            await asyncio.wait([pending])  # the read in its thread must end before the close
+        if pending is not None:
+            await asyncio.wait([pending])  # its thread reads the file: it ends before the close
         opened.close()
+
+
+def _thread_task(fn: Callable[..., _R], *args: object) -> asyncio.Future[_R]:
+    """``fn(*args)`` in a worker thread, as a task that is done only once the thread is."""
+    return asyncio.ensure_future(asyncio.to_thread(fn, *args))
+
+
+async def _in_thread(
+    fn: Callable[..., _R], *args: object, cleanup: Callable[[_R], object] | None = None
+) -> _R:
+    """``fn(*args)`` in a worker thread. A cancelled caller still waits for the thread
+    (it may be using the case folder's descriptor) and hands what it opened to ``cleanup``,
+    so nothing is left open behind a cancelled upload."""
+    task = _thread_task(fn, *args)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if cleanup is not None and not task.cancelled() and task.exception() is None:
+            cleanup(task.result())
+        raise
 
 
 async def _written(writing: set[asyncio.Future[int]], meter: _Meter) -> None:
@@ -208,7 +239,7 @@ async def _check_remote_copy(
         (f.relpath, f.size, f.mtime_ns) for f in files
     ]:
         raise _Conflict(f"{target} exists with other content than this case")
-    here = {f.relpath: await asyncio.to_thread(reader.digest, f) for f in files}
+    here = {f.relpath: await _in_thread(reader.digest, f) for f in files}
     if here != digests:
         raise _Conflict(f"{target} exists with other content than this case")
     try:

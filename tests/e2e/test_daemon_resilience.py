@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mqi_es.application import Ledger
 from mqi_es.sandbox.site import SUCCEEDS, drop_case, write_config
+from mqi_es.store import sqlite_event_store_env
 from projections import generations
 from tests.e2e.daemon_harness import DaemonProcess, all_ended, cases, mqi_json, wait_for
 
@@ -52,15 +54,16 @@ def test_the_daemon_rebuilds_views_it_cannot_read_and_carries_on(site):
     assert mqi_json(config, "status")["views_behind_log"] == 0
 
 
-def test_a_log_replaced_under_a_running_daemon_stops_it_loudly(site):
+def test_a_log_replaced_under_a_running_daemon_stops_it_loudly(site, tmp_path):
     config, _ = site
+    other = tmp_path / "other.sqlite"  # another site's log
+    ledger = Ledger(sqlite_event_store_env(other))
+    ledger.start_log()
+    ledger.close()
     daemon = DaemonProcess(config)
     try:
         wait_for(lambda: "daemon started" in log_text(config), timeout=30, daemon=daemon)
-        log = config.parent / "var" / "events.sqlite"
-        replacement = log.with_name("other.sqlite")
-        replacement.write_bytes(log.read_bytes())
-        replacement.replace(log)  # someone restores "a copy" over the live log
+        other.replace(config.parent / "var" / "events.sqlite")
         code = daemon.wait(timeout=30)
     finally:
         daemon.stop()

@@ -40,11 +40,13 @@ def log_of(folder: Path) -> Path:
 
 
 def record_cases(path: Path, *names: str) -> str:
+    """A log (started as the daemon starts one) holding these cases; returns its identity."""
     ledger = Ledger(sqlite_event_store_env(path))
+    log_id = ledger.start_log()
     for name in names:
         ledger.detect_case(name, file_count=1, total_bytes=1, fingerprint="f", actor="daemon")
     ledger.close()
-    return ledger.log_id
+    return log_id
 
 
 def with_views(folder: Path, *names: str) -> str:
@@ -148,3 +150,41 @@ def test_damaged_views_are_rebuilt_by_a_read_command_and_reported_by_replay_chec
     assert cases.exit_code == 0, cases.output  # rebuilt from the log first
     assert '"p1"' in cases.output and '"p2"' in cases.output
     assert mqi(folder, "replay", "--check").exit_code == 0
+
+
+@pytest.mark.parametrize("how", ["removed", "emptied"])
+def test_a_lost_log_is_refused_even_when_the_views_are_damaged_too(folder, how):
+    with_views(folder, "p1")
+    generations.current(folder / "var" / "views.sqlite").write_bytes(b"not a database" * 100)
+    if how == "removed":
+        log_of(folder).unlink()
+    else:
+        log_of(folder).write_bytes(b"")
+
+    result = mqi(folder, "status")
+
+    assert result.exit_code == 1
+    assert "and the views" in result.output and "cannot be read to tell what it held" in (
+        result.output
+    )
+    assert not inspect_log(log_of(folder)).head
+
+
+def test_accepting_a_log_never_accepts_a_missing_one(folder):
+    with_views(folder, "p1")
+    log_of(folder).unlink()
+
+    result = mqi(folder, "replay", "--accept-log")
+
+    assert result.exit_code == 1 and "is missing, but the views" in result.output
+    assert mqi(folder, "replay", "--check").exit_code == 1  # the old views were kept
+
+
+def test_a_read_command_never_writes_to_the_log(folder):
+    ledger = Ledger(sqlite_event_store_env(log_of(folder)))  # a log of an earlier release:
+    ledger.detect_case("p1", file_count=1, total_bytes=1, fingerprint="f", actor="daemon")
+    ledger.close()  # no identity yet
+    before = inspect_log(log_of(folder))
+    for command in (["status"], ["cases"], ["history", "p1"], ["replay", "--check"]):
+        assert mqi(folder, *command).exit_code == 0
+    assert inspect_log(log_of(folder)) == before

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from mqi_es.case_files import CaseFile, CaseReader, OpenCaseFile
 from mqi_es.outcome import Unknown
 from mqi_es.ssh import HostConnection
 from mqi_es.transfer import (
@@ -288,3 +290,45 @@ def test_a_case_file_with_a_control_character_in_its_name_is_refused(
 
     with pytest.raises(TransferRefused, match="has a control character in its name"):
         on_node(sshd, lambda node: upload_dir(node, case, f"~/integrity/{tmp_path.name}"))
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_refusal_amid_parallel_large_files_leaves_no_descriptor_open(
+    sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file is refused while the others are being opened in worker threads: the
+    upload stops, and every descriptor those threads opened is closed all the same."""
+    case = case_with(tmp_path, {"a-first/CT.raw": 3 * MIB} | {
+        f"beam{i}/CT.raw": 3 * MIB for i in range(6)
+    })  # fmt: skip
+    opening = CaseReader.open
+
+    def slow_open(reader: CaseReader, file: CaseFile) -> OpenCaseFile:
+        if file.relpath == "a-first/CT.raw":
+            raise TransferRefused("a-first/CT.raw was replaced by a symbolic link")
+        opened = opening(reader, file)
+        time.sleep(0.3)  # opened, not yet handed back, when the refusal stops the upload
+        return opened
+
+    monkeypatch.setattr(CaseReader, "open", slow_open)
+
+    async def act(node: HostConnection) -> tuple[int, object, int]:
+        await node.run("true")  # the connection's own descriptors are counted before
+        before = open_descriptors()
+        try:
+            outcome: object = await upload_dir(
+                node, case, f"~/integrity/{tmp_path.name}", parallel=4
+            )
+        except TransferRefused as refused:
+            outcome = refused
+        await asyncio.sleep(0.5)  # any thread still opening has finished by now
+        return before, outcome, open_descriptors()
+
+    before, outcome, after = on_node(sshd, act)
+
+    assert isinstance(outcome, TransferRefused) and "a-first/CT.raw" in str(outcome)
+    assert after == before
+    assert nothing_published(sshd, tmp_path.name)

@@ -271,6 +271,12 @@ class TestEachErrorNamesKeyPathAndLine:
                 id="remote-base-dir-is-the-home",
             ),
             pytest.param(
+                HOST + "    remote_base_dir: ~//mqi_cases\n",
+                "config.yaml:6:22: hosts[0].remote_base_dir: ",
+                "must not contain '//'",
+                id="remote-base-dir-double-slash",
+            ),
+            pytest.param(
                 HOST + "    remote_base_dir: ~/cases/../../etc\n",
                 "config.yaml:6:22: hosts[0].remote_base_dir: ",
                 "must not climb out of a folder with '..'",

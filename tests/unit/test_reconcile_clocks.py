@@ -48,18 +48,23 @@ def test_a_node_clock_that_jumps_during_a_run_neither_kills_it_nor_stretches_it(
 
 
 def test_our_clock_jumping_ahead_kills_nothing_in_that_cycle():
-    running = task(start=T0 - HOUR)
-    first = decide([case()], seen(running))
-    # Our wall clock jumps 2 days ahead while 10 s pass on the monotonic clock.
-    jumped = T0 + timedelta(days=2)
+    """Even a case truly over its timeout waits for the next cycle, whose clocks agree."""
+    overdue = task(start=T0 - POLICY.timeout - timedelta(minutes=1))
+    first = decide([], seen())  # our clocks as they were: nothing running yet
     ten_seconds_later = T0 + timedelta(seconds=10)  # as the monotonic and node clocks see it
+    jumped = T0 + timedelta(days=2)  # but our wall clock jumped two days ahead
     decision = decide(
-        [case()], seen(running, taken_at=ten_seconds_later), now=jumped, at=MONO0 + 10,
+        [case()], seen(overdue, taken_at=ten_seconds_later), now=jumped, at=MONO0 + 10,
         memory=first.memory,
     )  # fmt: skip
     assert "request_kill" not in commands(decision)
     (alarm,) = decision.alarms
     assert "this machine's clock jumped by +172790 s" in alarm.message
+    later = decide(
+        [case()], seen(overdue, taken_at=T0 + timedelta(seconds=20)),
+        now=jumped + timedelta(seconds=10), at=MONO0 + 20, memory=decision.memory,
+    )  # fmt: skip
+    assert commands(later) == ["request_kill"]
 
 
 def test_our_clock_jumping_back_neither_extends_a_kill_confirmation_nor_stops_it():
@@ -67,15 +72,35 @@ def test_our_clock_jumping_back_neither_extends_a_kill_confirmation_nor_stops_it
     first = decide([killing], seen(task()))
     # The wall clock goes back a day; on the monotonic clock the window passes as usual.
     back = T0 - timedelta(days=1)
-    waited = MONO0 + POLICY.kill_confirm_timeout.total_seconds() + 1
-    second = decide([killing], seen(task()), now=back, at=waited - 1, memory=first.memory)
-    assert second.records == ()  # the jump's own cycle: nothing fails for its timing
+    past = MONO0 + POLICY.kill_confirm_timeout.total_seconds() + 5
+    second = decide([killing], seen(task()), now=back, at=past, memory=first.memory)
+    assert second.records == ()  # past the window, but the jump's own cycle fails nothing
     third = decide(
-        [killing], seen(task()), now=back + timedelta(seconds=1), at=waited,
+        [killing], seen(task()), now=back + timedelta(seconds=1), at=past + 1,
         memory=second.memory,
     )  # fmt: skip
     (record,) = third.records
     assert record.command == "fail_case" and record.kwargs["quarantine"] is True
+
+
+def test_a_task_first_seen_as_the_nodes_clock_jumps_is_timed_from_its_true_start():
+    """The node's clock steps 30 h ahead in the cycle where a task, started an hour ago,
+    is first seen running: neither that cycle nor a later one kills it for 31 hours."""
+    queued = case(state=CaseState.QUEUED)
+    first = decide([queued], seen(task(state="queued", start=None)))
+    started = T0 - HOUR  # by the node's clock before it jumped
+    later = T0 + timedelta(seconds=10)
+    jumped = seen(task(start=started), taken_at=later, node_time=later + 30 * HOUR,
+                  skew=30 * 3600)  # fmt: skip
+    decision = decide([queued], jumped, now=later, memory=first.memory)
+    assert "request_kill" not in commands(decision)
+    running = case(state=CaseState.RUNNING)
+    again_at = later + timedelta(seconds=10)
+    again = seen(task(start=started), taken_at=again_at, node_time=again_at + 30 * HOUR,
+                 skew=30 * 3600)  # fmt: skip
+    assert "request_kill" not in commands(
+        decide([running], again, now=again_at, memory=decision.memory)
+    )
 
 
 def test_kill_resends_follow_the_monotonic_clock_whatever_the_wall_clock_does():

@@ -8,9 +8,10 @@ import pytest
 
 from mqi_es.sums import SumsError, hash_command, names_input, read_digests
 
-PLAIN = ["plain.dcm", "with space.dcm", "back\\slash.dcm", "é 日本.mhd", "  leading.txt",
-         "star*name", "-dash.raw"]  # fmt: skip
-WITH_CONTROLS = [*PLAIN, "new\nline.raw", "cr\rname.raw"]
+# Sorted as the transfers list them: names like options come first.
+PLAIN = sorted(["plain.dcm", "with space.dcm", "back\\slash.dcm", "é 日本.mhd", "  leading.txt",
+                "star*name", "-dash.raw", "-out", "--help"])  # fmt: skip
+WITH_CONTROLS = sorted([*PLAIN, "new\nline.raw", "cr\rname.raw"])
 
 
 def hashed(folder: Path, names: list[str], command: str) -> list[str]:
@@ -31,6 +32,9 @@ def write(folder: Path, names: list[str]) -> list[str]:
 def test_the_node_command_gives_each_files_digest_in_order(tmp_path: Path, names: list[str]):
     expected = write(tmp_path, names)
     assert hashed(tmp_path, names, hash_command(names)) == expected
+    # nothing was written: a name like `-out` is a file to read, never an option
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert [hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in names] == expected
 
 
 def test_coreutils_is_used_where_openssl_does_not_answer(tmp_path: Path):
