@@ -20,7 +20,7 @@ from pathlib import Path
 from mqi_es.application import Ledger
 from mqi_es.domain import Case, GpuSlot, Host
 from mqi_es.domain.recorded import Recorded
-from mqi_es.states import FailureCategory
+from mqi_es.states import FailureCategory, HostState
 from mqi_es.store import sqlite_event_store_env
 
 NODES = {"node1": "10.0.0.11", "node2": "10.0.0.12"}
@@ -139,7 +139,9 @@ class Installation:
         host = self.hosts[slot.host]
         self._start(case, slot)
         reason = "ssh: connection timed out"
-        host.record_unreachable(since=self._clock, actor=ACTOR, reason=reason)
+        host.record_unavailable(
+            state=HostState.UNREACHABLE, since=self._clock, actor=ACTOR, reason=reason
+        )
         case.abandon_attempt(
             not_before=self._clock + _RUN_TIME, charged=True, actor=ACTOR, reason=reason
         )

@@ -62,9 +62,11 @@ def add_active(ledger: Ledger, count: int) -> None:
 def measure(root: Path, history_events: int, active: int) -> list[float]:
     events = root / f"events-{history_events}-{active}.sqlite"
     link = root / f"views-{history_events}-{active}.sqlite"
-    fresh = not events.exists()
-    if fresh and history_events:
-        build_log(events, history_events)
+    fresh = not events.exists() or not link.exists()
+    if fresh:
+        events.unlink(missing_ok=True)
+        if history_events:
+            build_log(events, history_events)
     ledger = Ledger(sqlite_event_store_env(events))
     if fresh:
         add_active(ledger, active)
@@ -89,7 +91,10 @@ def measure(root: Path, history_events: int, active: int) -> list[float]:
     groups = {f"g{j}": RemoteGroup("running", 1) for j in range(GROUPS_PER_HOST)}
     observations = {
         f"bench{h}": Seen(
-            StatusSnapshot({t.id: t for t in running.get(f"bench{h}", [])}, groups), T0
+            StatusSnapshot({t.id: t for t in running.get(f"bench{h}", [])}, groups),
+            taken_at=300.0,  # monotonic seconds, five minutes into the daemon's life
+            node_time=T0 + timedelta(minutes=5),
+            skew=0.0,
         )
         for h in range(HOSTS)
     }
@@ -108,7 +113,8 @@ def measure(root: Path, history_events: int, active: int) -> list[float]:
             slots=slots,
             hosts=hosts,
             observations=observations,
-            started_at=T0 - timedelta(hours=1),
+            started_at=-3600.0,
+            mono=300.0,
         )
         decision = reconcile(world, T0 + timedelta(minutes=5), policy, Memory())
         timings.append((time.process_time() - started) * 1000)

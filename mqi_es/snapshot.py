@@ -7,7 +7,7 @@ a value here already carries its meaning: ``state`` says where a task is in its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
@@ -74,16 +74,29 @@ class RemoteGroup:
 
 @dataclass(frozen=True, slots=True)
 class StatusSnapshot:
-    """Every task and group of one node, as one status call returned them."""
+    """Every task and group of one node, as one status call returned them.
+
+    Tasks are indexed by label and by group once, when the snapshot is made: the decision
+    core looks up every active case and every slot in it each cycle.
+    """
 
     tasks: dict[int, RemoteTask]
     groups: dict[str, RemoteGroup]
+    _by_label: dict[str | None, list[RemoteTask]] = field(init=False, repr=False, compare=False)
+    _by_group: dict[str, list[RemoteTask]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_label: dict[str | None, list[RemoteTask]] = {}
+        by_group: dict[str, list[RemoteTask]] = {}
+        for task in sorted(self.tasks.values(), key=lambda t: t.id):
+            by_label.setdefault(task.label, []).append(task)
+            by_group.setdefault(task.group, []).append(task)
+        object.__setattr__(self, "_by_label", by_label)
+        object.__setattr__(self, "_by_group", by_group)
 
     def tasks_with_label(self, label: str) -> list[RemoteTask]:
         """Tasks carrying ``label``, by ascending id (labels need not be unique)."""
-        return sorted(
-            (task for task in self.tasks.values() if task.label == label), key=lambda t: t.id
-        )
+        return list(self._by_label.get(label, ()))
 
     def tasks_in_group(self, group: str) -> list[RemoteTask]:
         """Tasks of ``group``, by ascending id.
@@ -91,9 +104,7 @@ class StatusSnapshot:
         Filtering happens here, never on the node: pueue before 3.4.0 ignored
         ``status --group`` and returned every task.
         """
-        return sorted(
-            (task for task in self.tasks.values() if task.group == group), key=lambda t: t.id
-        )
+        return list(self._by_group.get(group, ()))
 
 
 @dataclass(frozen=True, slots=True)
