@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mqi_es.application import Ledger
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.states import FailureCategory, HostState
 from mqi_es.domain import Case, GpuSlot, Host
 from mqi_es.domain.recorded import Recorded
-from mqi_es.states import FailureCategory, HostState
-from mqi_es.store import sqlite_event_store_env
 
 NODES = {"node1": "10.0.0.11", "node2": "10.0.0.12"}
 GROUPS = ["gpu0", "gpu1", "gpu2", "gpu3"]

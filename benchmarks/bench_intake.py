@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mqi_es.intake import Arrival, Intake
+from mqi_es.adapters.watch.intake import Arrival, Intake
 
 POLL_MS = 1000  # the production default
 

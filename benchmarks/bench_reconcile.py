@@ -20,14 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _history import build_log
 
-from mqi_es.actions import Memory
-from mqi_es.application import Ledger
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.actions import Memory
+from mqi_es.core.observations import Seen
+from mqi_es.core.policy import HostPolicy, Policy
+from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
 from mqi_es.domain import Case, GpuSlot, Host
-from mqi_es.observations import Seen
-from mqi_es.policy import HostPolicy, Policy
-from mqi_es.reconcile import World, reconcile
-from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
-from mqi_es.store import sqlite_event_store_env
 from projections import runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader

@@ -51,8 +51,8 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from mqi_es.application import Ledger
-from mqi_es.store import LEDGER_NAME, sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import LEDGER_NAME, sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
 from projections.feed import EventFeed
 from projections.reader import ViewReader
 from projections.runner import REPLAY_BATCH

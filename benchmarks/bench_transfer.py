@@ -1,4 +1,4 @@
-"""Upload throughput: mqi_es.transfer.upload_dir against OpenSSH `scp -r`, same sshd.
+"""Upload throughput: mqi_es.adapters.ssh.transfer.upload_dir against OpenSSH `scp -r`, same sshd.
 
 Run: .venv/bin/python benchmarks/bench_transfer.py [--rounds 3]
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mqi_es.ssh import HostConnection
-from mqi_es.transfer import Transferred, upload_dir
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer import Transferred, upload_dir
 from tests.fixtures.sshd import HOST_ALIAS, Sshd
 from tests.fixtures.sshd import ssh_target as sshd_target
 

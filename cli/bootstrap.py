@@ -15,13 +15,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mqi_es.adapters.eventstore.sqlite import LEDGER_NAME
+from mqi_es.adapters.local.lock import DaemonLock
 from mqi_es.config import Config, LoadedConfig, load_config, resolve_config_path
-from mqi_es.lock import DaemonLock
-from mqi_es.store import LEDGER_NAME
 
 if TYPE_CHECKING:
-    from mqi_es.application import Ledger
-    from mqi_es.store import LogState
+    from mqi_es.adapters.eventstore.sqlite import LogState
+    from mqi_es.app.ledger import Ledger
     from projections.feed import EventFeed
     from projections.guard import ViewsOrigin
     from projections.reader import ViewReader
@@ -56,8 +56,8 @@ class Context:
     @cached_property
     def ledger(self) -> Ledger:
         """The ledger, once the log is known to be the one the views were built from."""
-        from mqi_es.application import Ledger
-        from mqi_es.store import sqlite_event_store_env
+        from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+        from mqi_es.app.ledger import Ledger
 
         self.verified_log()
         fold_case = any(host.folds_case for host in self.config.hosts)
@@ -75,7 +75,7 @@ class Context:
 
         :raises LogRefused: what happened, and how to restore the log.
         """
-        from mqi_es.store import inspect_log
+        from mqi_es.adapters.eventstore.sqlite import inspect_log
         from projections.guard import DAMAGED, check_log, views_origin
         from projections.reader import ViewsUnreadable
 

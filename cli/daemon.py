@@ -18,12 +18,12 @@ import sys
 from collections.abc import AsyncIterator
 
 from cli.bootstrap import Context, load_context
+from mqi_es.adapters.eventstore.sqlite import LogFile
+from mqi_es.adapters.local.logs import setup_logging
+from mqi_es.adapters.pueue.host import PueueHost
 from mqi_es.config import check_config_environment
-from mqi_es.errors import ConfigError, MqiError
-from mqi_es.logs import setup_logging
-from mqi_es.remote_host import PueueHost
+from mqi_es.core.errors import ConfigError, MqiError
 from mqi_es.runtime import Daemon
-from mqi_es.store import LogFile
 from projections.live import LiveViews
 
 log = logging.getLogger("mqi.daemon")

@@ -29,8 +29,10 @@ from cli.bootstrap import Context, load_context
 from cli.daemon import serving
 from cli.history import show_history
 from cli.status import show_status
-from mqi_es.errors import ConfigError
-from mqi_es.logs import setup_logging
+from mqi_es.adapters.local.logs import setup_logging
+from mqi_es.core.errors import ConfigError
+from mqi_es.core.states import CaseState, FailureCategory
+from mqi_es.core.views import CaseView
 from mqi_es.sandbox import SandboxError, ThreadedSandboxNode
 from mqi_es.sandbox.site import (
     EXITS_WITH_2,
@@ -39,8 +41,6 @@ from mqi_es.sandbox.site import (
     drop_sample_case,
     write_config,
 )
-from mqi_es.states import CaseState, FailureCategory
-from mqi_es.views import CaseView
 
 TIMEOUT_SECONDS = 8  # the case timeout: the quick cases end well within it, the slow one not
 DEADLINE_SECONDS = 50.0  # the three cases end in about 15 s; past this, something is wrong

@@ -32,20 +32,22 @@ from rich.text import Text
 
 from cli import render
 from cli.bootstrap import load_context
+from mqi_es.adapters.pueue.commands import (
+    DAEMON_DOWN_REASON,
+    build_version,
+)
+from mqi_es.adapters.pueue.host import PueueHost, ssh_target
+from mqi_es.adapters.pueue.parse import (
+    SUPPORTED_MAJORS,
+    parse_version,
+)
+from mqi_es.adapters.ssh.connection import ConfigProblem, Connected, HostConnection, Reconnecting
 from mqi_es.config import Config, HostConfig, LoadedConfig, check_config_environment
 from mqi_es.config.rules import local_outputs
-from mqi_es.errors import ConfigError
-from mqi_es.observations import Observation, Seen
-from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
-from mqi_es.pueue import (
-    DAEMON_DOWN_REASON,
-    SUPPORTED_MAJORS,
-    build_version,
-    parse_version,
-    split_home,
-)
-from mqi_es.remote_host import PueueHost, ssh_target
-from mqi_es.ssh import ConfigProblem, Connected, HostConnection, Reconnecting
+from mqi_es.core.errors import ConfigError
+from mqi_es.core.observations import Observation, Seen
+from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown
+from mqi_es.core.shell import split_home
 
 CLOCK_WARN_SECONDS = 3.0  # larger offsets make the history mix two disagreeing clocks
 _NOT_FOUND = 127  # the shell's exit status for an unknown command

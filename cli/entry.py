@@ -24,7 +24,7 @@ def main() -> None:
     from cli.bootstrap import load_context
     from cli.failures import report
     from cli.status import show_status
-    from mqi_es.errors import MqiError
+    from mqi_es.core.errors import MqiError
 
     config, json = plain
     try:

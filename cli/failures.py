@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mqi_es.errors import ConfigError, MqiError
+from mqi_es.core.errors import ConfigError, MqiError
 
 
 def report(error: MqiError) -> int:

@@ -11,8 +11,8 @@ import typer
 from cli import failures, render
 from cli.bootstrap import Context, load_context
 from cli.json_output import as_json, emit_json
-from mqi_es.errors import MqiError
-from mqi_es.states import CaseState
+from mqi_es.core.errors import MqiError
+from mqi_es.core.states import CaseState
 
 app = typer.Typer(
     help="MQI Communicator: ships proton-therapy cases to GPU nodes and keeps their history.",

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from mqi_es.progress import Transfer
-from mqi_es.states import CaseState
-from mqi_es.views import CaseView, HostView, RefusalView, SlotView
+from mqi_es.adapters.local.progress import Transfer
+from mqi_es.core.states import CaseState
+from mqi_es.core.views import CaseView, HostView, RefusalView, SlotView
 
 if TYPE_CHECKING:
     from projections.history import HistoryEntry

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from cli.bootstrap import Context
 from cli.json_output import as_json, emit_json
-from mqi_es.progress import live_file, read_live
-from mqi_es.states import CaseState
+from mqi_es.adapters.local.progress import live_file, read_live
+from mqi_es.core.states import CaseState
 
 
 def show_status(context: Context, *, json: bool) -> None:

@@ -1,0 +1,15 @@
+"""MQI Communicator's service: cases from a watch folder to GPU nodes and back, on record.
+
+Layers, each allowed to import only those below it (pyproject.toml's import contracts,
+checked by ``lint-imports`` in the test suite):
+
+    runtime.py   the tick: poll, decide, record, act, with every fault contained
+    app/         the application: the Ledger over the event log, the ports, the command bus
+    adapters/    the world: pueue and Slurm hosts, SSH and transfers, the watch folder, the
+                 event store, local files
+    config/      the strict configuration
+    domain/      the aggregates: what may happen to a case, a slot, a host
+    core/        the pure decision core and its vocabulary: no I/O, no clock, no randomness
+
+``sandbox/`` is a stand-in GPU node for the demo and the tests; nothing else imports it.
+"""

@@ -4,7 +4,7 @@ Each cycle: poll every host that is due (one status query per host, whatever the
 of cases), bring the views up to date, ask ``reconcile`` what to do, record its facts and
 start its remote actions in the background with bounded concurrency. A slow upload never
 holds up the next cycle; a case with an action in flight is left alone until it ends.
-Outcomes go through ``mqi_es.reactions`` back into records. Nothing here decides.
+Outcomes go through ``mqi_es.core.reactions`` back into records. Nothing here decides.
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mqi_es.actions import (
+from mqi_es.adapters.local.failpoints import failpoint
+from mqi_es.adapters.local.progress import ProgressBoard, Transfer, live_file
+from mqi_es.adapters.local.repeats import Repeats
+from mqi_es.adapters.watch.case_dir import Fingerprint, verify_unchanged
+from mqi_es.adapters.watch.intake import Arrival, Intake
+from mqi_es.app.ledger import Ledger
+from mqi_es.app.ports import RemoteHost, Views
+from mqi_es.config import Config
+from mqi_es.core.actions import (
     Action,
     FailWithLog,
     Fetch,
@@ -29,10 +37,8 @@ from mqi_es.actions import (
     ResumeGroup,
     Submit,
 )
-from mqi_es.application import Ledger
-from mqi_es.case_dir import Fingerprint, verify_unchanged
-from mqi_es.config import Config
-from mqi_es.errors import (
+from mqi_es.core.backoff import Backoff
+from mqi_es.core.errors import (
     CaseNotFound,
     ConcurrentUpdate,
     InvalidTransition,
@@ -40,15 +46,11 @@ from mqi_es.errors import (
     NameClash,
     SlotError,
 )
-from mqi_es.failpoints import failpoint
-from mqi_es.ids import case_uuid, name_key, refusal_uuid
-from mqi_es.intake import Arrival, Intake
-from mqi_es.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
-from mqi_es.outcome import Unknown
-from mqi_es.policy import HostPolicy, Policy
-from mqi_es.ports import RemoteHost, Views
-from mqi_es.progress import ProgressBoard, Transfer, live_file
-from mqi_es.reactions import (
+from mqi_es.core.ids import case_uuid, name_key, refusal_uuid
+from mqi_es.core.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
+from mqi_es.core.outcome import Unknown
+from mqi_es.core.policy import HostPolicy, Policy
+from mqi_es.core.reactions import (
     Refused,
     Uploaded,
     after_add,
@@ -57,10 +59,9 @@ from mqi_es.reactions import (
     after_resume,
     after_upload,
 )
-from mqi_es.reconcile import World, reconcile
-from mqi_es.retries import Backoff, Repeats
-from mqi_es.states import CaseState
-from mqi_es.views import CaseView
+from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.states import CaseState
+from mqi_es.core.views import CaseView
 
 DAEMON = "daemon"
 SHUTDOWN_GRACE_SECONDS = 10.0

@@ -16,8 +16,8 @@ from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from mqi_es.application import Ledger
-from mqi_es.store import log_unreadable
+from mqi_es.adapters.eventstore.sqlite import log_unreadable
+from mqi_es.app.ledger import Ledger
 
 # (notification id, aggregate id as 32 hex digits, domain event)
 FeedItem = tuple[int, str, Any]

@@ -13,8 +13,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqi_es.errors import LogRefused
-from mqi_es.store import LogState
+from mqi_es.adapters.eventstore.sqlite import LogState
+from mqi_es.core.errors import LogRefused
 from projections.reader import ViewsUnreadable
 from projections.schema import views_damage
 

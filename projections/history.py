@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mqi_es.errors import CaseNotFound
-from mqi_es.ids import case_uuid
+from mqi_es.core.errors import CaseNotFound
+from mqi_es.core.ids import case_uuid
 from projections.feed import EventFeed, FeedItem
 from projections.reader import Snapshot
 

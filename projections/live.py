@@ -15,8 +15,8 @@ from pathlib import Path
 
 from eventsourcing.persistence import PersistenceError
 
-from mqi_es.application import Ledger
-from mqi_es.views import CaseView
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.views import CaseView
 from projections import generations
 from projections.feed import EventFeed
 from projections.reader import Snapshot, ViewReader, ViewsOutdated, ViewsUnreadable
@@ -28,7 +28,7 @@ log = logging.getLogger("mqi.views")
 
 
 class LiveViews:
-    """Views kept by the daemon, their only writer while it runs (``mqi_es.ports.Views``)."""
+    """Views kept by the daemon, their only writer while it runs (``mqi_es.app.ports.Views``)."""
 
     def __init__(self, ledger: Ledger, link: Path) -> None:
         self.link = link

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mqi_es.core.states import CaseState, FailureCategory, HostState, SlotState
 from mqi_es.domain import Case, CaseName, EventLog, GpuSlot, Host, Refusal
-from mqi_es.states import CaseState, FailureCategory, HostState, SlotState
 
 Row = dict[str, Any]
 Fields = dict[str, Any]  # an event's fields, as stored (see MsgspecMapper.state_from)

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mqi_es.errors import MqiError
-from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
-from mqi_es.views import CaseView, HostView, RefusalView, SlotView
+from mqi_es.core.errors import MqiError
+from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.core.views import CaseView, HostView, RefusalView, SlotView
 from projections import generations
 from projections.schema import (
     CASE_COLUMNS,

@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mqi_es.core.outcome import Progress
 from projections import generations
 from projections.feed import EventFeed
 from projections.reader import ViewsUnreadable
 from projections.schema import TABLES, is_current, views_damage
-from projections.store import Progress, ViewStore
+from projections.store import ViewStore
 
 CATCH_UP_BATCH = 2_000
 REPLAY_BATCH = 10_000

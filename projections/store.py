@@ -18,7 +18,8 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
-from mqi_es.store import SQLITE_LOCK_TIMEOUT_SECONDS, ensure_private_file
+from mqi_es.adapters.eventstore.sqlite import SQLITE_LOCK_TIMEOUT_SECONDS, ensure_private_file
+from mqi_es.core.outcome import Progress
 from projections.feed import EventFeed
 from projections.projector import Batch, Row
 from projections.schema import (
@@ -28,8 +29,6 @@ from projections.schema import (
     TABLES,
     TIME_COLUMNS,
 )
-
-Progress = Callable[[int, int], None]  # (position, head)
 
 
 class ViewStore(SQLiteTrackingRecorder):

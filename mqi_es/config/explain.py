@@ -9,7 +9,7 @@ import msgspec.inspect as mi
 
 from mqi_es.config.schema import PATTERN_HELP, ConfigFile
 from mqi_es.config.yaml_source import KeyPath, YamlDocument
-from mqi_es.errors import ConfigError
+from mqi_es.core.errors import ConfigError
 
 _STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
 _TYPE_WORDS = {

@@ -19,7 +19,7 @@ from mqi_es.config.explain import explain
 from mqi_es.config.rules import Invalid, check_sections, normalise_hosts
 from mqi_es.config.schema import Config, ConfigFile, Sections, decode_path
 from mqi_es.config.yaml_source import KeyPath, YamlDocument, format_path
-from mqi_es.errors import ConfigError
+from mqi_es.core.errors import ConfigError
 
 CONFIG_ENV_VAR = "MQI_CONFIG"
 

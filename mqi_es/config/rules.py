@@ -24,8 +24,11 @@ from mqi_es.config.schema import (
     LegacyPueue,
 )
 from mqi_es.config.yaml_source import KeyPath, format_path
-from mqi_es.errors import ConfigError
-from mqi_es.pueue import RemoteCommandTemplate, TaskEnvironment
+from mqi_es.core.errors import ConfigError
+from mqi_es.core.task_command import (
+    RemoteCommandTemplate,
+    TaskEnvironment,
+)
 
 Given = Callable[[KeyPath], bool]
 Notice = tuple[KeyPath, str]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from mqi_es.errors import ConfigError
+from mqi_es.core.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 

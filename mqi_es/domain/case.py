@@ -13,10 +13,10 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from mqi_es.core.errors import InvalidTransition
+from mqi_es.core.ids import case_uuid, task_label
+from mqi_es.core.states import CaseState, FailureCategory, KillCause
 from mqi_es.domain.recorded import Recorded
-from mqi_es.errors import InvalidTransition
-from mqi_es.ids import case_uuid, task_label
-from mqi_es.states import CaseState, FailureCategory, KillCause
 
 _REMOTE_STATES = frozenset({CaseState.QUEUED, CaseState.RUNNING})
 

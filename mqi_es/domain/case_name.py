@@ -12,8 +12,8 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from mqi_es.core.ids import case_name_uuid
 from mqi_es.domain.recorded import Recorded
-from mqi_es.ids import case_name_uuid
 
 
 class CaseName(Recorded):

@@ -12,8 +12,8 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from mqi_es.core.ids import event_log_uuid
 from mqi_es.domain.recorded import Recorded
-from mqi_es.ids import event_log_uuid
 
 
 class EventLog(Recorded):

@@ -12,10 +12,10 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from mqi_es.core.errors import InvalidTransition, SlotUnavailable
+from mqi_es.core.ids import slot_key, slot_uuid
+from mqi_es.core.states import SlotState
 from mqi_es.domain.recorded import Recorded
-from mqi_es.errors import InvalidTransition, SlotUnavailable
-from mqi_es.ids import slot_key, slot_uuid
-from mqi_es.states import SlotState
 
 
 class GpuSlot(Recorded):

@@ -12,9 +12,9 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from mqi_es.core.ids import host_uuid
+from mqi_es.core.states import HostState
 from mqi_es.domain.recorded import Recorded
-from mqi_es.ids import host_uuid
-from mqi_es.states import HostState
 
 
 class Host(Recorded):

@@ -11,8 +11,8 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from mqi_es.core.ids import refusal_uuid
 from mqi_es.domain.recorded import Recorded
-from mqi_es.ids import refusal_uuid
 
 
 class Refusal(Recorded):

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from mqi_es.application import Ledger
-from mqi_es.lock import DaemonLock
-from mqi_es.states import FailureCategory
-from mqi_es.store import sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.adapters.local.lock import DaemonLock
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.states import FailureCategory
 from projections import generations
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.failpoints import EXIT_CODE, STEPS
+from mqi_es.adapters.local.failpoints import EXIT_CODE, STEPS
 from mqi_es.sandbox.site import SUCCEEDS, drop_case, write_config
 from tests.e2e.daemon_harness import DaemonProcess, all_ended, mqi_json, remote_labels, wait_for
 

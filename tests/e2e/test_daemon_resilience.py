@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mqi_es.application import Ledger
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
 from mqi_es.sandbox.site import SUCCEEDS, drop_case, write_config
-from mqi_es.store import sqlite_event_store_env
 from projections import generations
 from tests.e2e.daemon_harness import DaemonProcess, all_ended, cases, mqi_json, wait_for
 

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from mqi_es.application import Ledger
-from mqi_es.store import inspect_log, sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import inspect_log, sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
 from projections import generations
 
 MQI = str(Path(sys.executable).with_name("mqi"))

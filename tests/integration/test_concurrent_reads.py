@@ -7,9 +7,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli.main import app
-from mqi_es.application import Ledger
-from mqi_es.lock import DaemonLock
-from mqi_es.store import sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.adapters.local.lock import DaemonLock
+from mqi_es.app.ledger import Ledger
 from projections import generations, runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader

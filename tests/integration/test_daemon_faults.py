@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mqi_es.application import Ledger
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
 from mqi_es.config import load_config
-from mqi_es.errors import SlotError
-from mqi_es.ids import task_label
-from mqi_es.observations import Blindness, Seen, Unseen
-from mqi_es.outcome import Ok, Unknown
+from mqi_es.core.errors import SlotError
+from mqi_es.core.ids import task_label
+from mqi_es.core.observations import Blindness, Seen, Unseen
+from mqi_es.core.outcome import Ok, Unknown
+from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.core.states import HostState
 from mqi_es.runtime import Daemon
-from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
-from mqi_es.states import HostState
-from mqi_es.store import sqlite_event_store_env
 from projections.live import LiveViews
 
 INTERVAL = 0.1

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from mqi_es.application import Ledger
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
 from mqi_es.config import load_config
-from mqi_es.observations import Seen, Unseen
+from mqi_es.core.observations import Seen, Unseen
+from mqi_es.core.snapshot import StatusSnapshot
 from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon
-from mqi_es.snapshot import StatusSnapshot
-from mqi_es.store import sqlite_event_store_env
 from projections.live import LiveViews
 
 

@@ -7,12 +7,12 @@ from eventsourcing.domain import event
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic, register_topic
 
-from mqi_es.application import Ledger
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.ids import case_uuid, host_uuid
+from mqi_es.core.states import CaseState, HostState
 from mqi_es.domain import Case, Host
 from mqi_es.domain.recorded import Recorded
-from mqi_es.ids import case_uuid, host_uuid
-from mqi_es.states import CaseState, HostState
-from mqi_es.store import sqlite_event_store_env
 from projections import runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.application import Ledger
-from mqi_es.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotUnavailable
-from mqi_es.ids import case_uuid
-from mqi_es.states import CaseState, FailureCategory, SlotState
-from mqi_es.store import sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotUnavailable
+from mqi_es.core.ids import case_uuid
+from mqi_es.core.states import CaseState, FailureCategory, SlotState
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.application import Ledger
-from mqi_es.errors import LogRefused
-from mqi_es.store import LogFile, sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import LogFile, sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.errors import LogRefused
 
 
 def new_log(path: Path, cases: int = 0) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.application import Ledger
-from mqi_es.states import CaseState, FailureCategory, HostState, SlotState
-from mqi_es.store import sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.states import CaseState, FailureCategory, HostState, SlotState
 from projections import generations, runner
 from projections.feed import EventFeed
 from projections.history import case_history

@@ -18,17 +18,21 @@ from typing import Any, TypeVar
 
 import pytest
 
+from mqi_es.adapters.pueue.commands import (
+    DAEMON_DOWN_REASON,
+    build_group_add,
+    build_parallel,
+)
+from mqi_es.adapters.pueue.host import PueueHost, ssh_target
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer import MANIFEST
 from mqi_es.config.schema import HostConfig
-from mqi_es.ids import task_label
-from mqi_es.observations import Blindness, Seen, Unseen
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.pueue import DAEMON_DOWN_REASON, build_group_add, build_parallel
-from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
-from mqi_es.remote_host import PueueHost, ssh_target
+from mqi_es.core.ids import task_label
+from mqi_es.core.observations import Blindness, Seen, Unseen
+from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.snapshot import RemoteTask, StatusSnapshot
 from mqi_es.sandbox import ThreadedSandboxNode
-from mqi_es.snapshot import RemoteTask, StatusSnapshot
-from mqi_es.ssh import HostConnection
-from mqi_es.transfer import MANIFEST
 from tests.fixtures.sandbox import NodeFactory
 from tests.fixtures.sshd import Sshd
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqi_es.ssh import backoff_delay
+from mqi_es.adapters.ssh.connection import backoff_delay
 
 
 def test_ceiling_doubles_from_one_second_then_stays_at_the_cap() -> None:

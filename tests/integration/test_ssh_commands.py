@@ -10,8 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
-from mqi_es.ssh import PREFERRED_CIPHER, Connected, ConnectionState, HostConnection, SshTarget
+from mqi_es.adapters.ssh.connection import (
+    PREFERRED_CIPHER,
+    Connected,
+    ConnectionState,
+    HostConnection,
+    SshTarget,
+)
+from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown
 from tests.fixtures.sshd import HOST_ALIAS, Sshd, processes_with_argv, ssh_target
 
 

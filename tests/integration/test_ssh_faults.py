@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.outcome import Ok, Outcome, Unknown
-from mqi_es.ssh import ConfigProblem, Connected, ConnectionState, HostConnection, Reconnecting
+from mqi_es.adapters.ssh.connection import (
+    ConfigProblem,
+    Connected,
+    ConnectionState,
+    HostConnection,
+    Reconnecting,
+)
+from mqi_es.core.outcome import Ok, Outcome, Unknown
 from tests.fixtures.sshd import Sshd, processes_with_argv, ssh_target
 
 
@@ -192,7 +198,7 @@ def test_trust_on_first_use_records_the_key_and_warns(
         async with HostConnection(strict) as node:
             return first, await node.run("echo again")
 
-    with caplog.at_level(logging.WARNING, logger="mqi_es.ssh"):
+    with caplog.at_level(logging.WARNING, logger="mqi_es.adapters.ssh.connection"):
         first, again = asyncio.run(scenario())
 
     assert (first, again) == (Ok("first\n"), Ok("again\n"))

@@ -7,9 +7,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from mqi_es.outcome import Unknown
-from mqi_es.ssh import HostConnection
-from mqi_es.transfer import MANIFEST, Transferred, download_results, upload_dir
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer import MANIFEST, Transferred, download_results, upload_dir
+from mqi_es.core.outcome import Unknown
 from tests.fixtures.sshd import Sshd, ssh_target
 
 MIB = 1024 * 1024

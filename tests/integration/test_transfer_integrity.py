@@ -14,10 +14,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mqi_es.case_files import CaseFile, CaseReader, OpenCaseFile
-from mqi_es.outcome import Unknown
-from mqi_es.ssh import HostConnection
-from mqi_es.transfer import (
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer import (
     MANIFEST,
     TransferFailed,
     Transferred,
@@ -25,6 +23,8 @@ from mqi_es.transfer import (
     download_results,
     upload_dir,
 )
+from mqi_es.adapters.ssh.transfer.case_reader import CaseFile, CaseReader, OpenCaseFile
+from mqi_es.core.outcome import Unknown
 from tests.fixtures.sshd import Sshd, ssh_target
 
 T = TypeVar("T")

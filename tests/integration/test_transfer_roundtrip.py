@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mqi_es.ssh import HostConnection
-from mqi_es.transfer import (
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer import (
     MANIFEST,
     NoMatches,
     TransferFailed,

@@ -20,14 +20,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mqi_es.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
-from mqi_es.application import Ledger
-from mqi_es.domain.recorded import Recorded
-from mqi_es.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, SlotError
-from mqi_es.observations import Blindness, Seen, Unseen
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.policy import HostPolicy, Policy
-from mqi_es.reactions import (
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
+from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, SlotError
+from mqi_es.core.observations import Blindness, Seen, Unseen
+from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.core.policy import HostPolicy, Policy
+from mqi_es.core.reactions import (
     Fetched,
     NothingToFetch,
     Uploaded,
@@ -37,10 +37,10 @@ from mqi_es.reactions import (
     after_resume,
     after_upload,
 )
-from mqi_es.reconcile import World, reconcile
-from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
-from mqi_es.states import CaseState, KillCause, SlotState
-from mqi_es.store import sqlite_event_store_env
+from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.core.states import CaseState, KillCause, SlotState
+from mqi_es.domain.recorded import Recorded
 from projections import runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader

@@ -9,10 +9,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_es.application import Ledger
-from mqi_es.errors import CaseNotFound, InvalidTransition, SlotError
-from mqi_es.states import FailureCategory, HostState, KillCause
-from mqi_es.store import sqlite_event_store_env
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
+from mqi_es.core.errors import CaseNotFound, InvalidTransition, SlotError
+from mqi_es.core.states import FailureCategory, HostState, KillCause
 from projections import runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader

@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from mqi_es.core.errors import InvalidTransition, SlotUnavailable
+from mqi_es.core.ids import case_uuid, task_label
+from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.domain import Case, GpuSlot, Host
-from mqi_es.errors import InvalidTransition, SlotUnavailable
-from mqi_es.ids import case_uuid, task_label
-from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

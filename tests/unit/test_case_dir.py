@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqi_es.case_dir import (
+from mqi_es.adapters.watch.case_dir import (
     GONE,
     Accepted,
     Fingerprint,
@@ -41,7 +41,8 @@ def write(path: Path, data: bytes = b"x") -> Path:
 
 def test_the_pure_core_loads_no_watcher() -> None:
     probe = (
-        "import sys, mqi_es.case_dir; print(sorted({'watchfiles', 'asyncio'} & set(sys.modules)))"
+        "import sys, mqi_es.adapters.watch.case_dir; "
+        "print(sorted({'watchfiles', 'asyncio'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

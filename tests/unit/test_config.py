@@ -17,7 +17,7 @@ from mqi_es.config import (
     load_config,
     resolve_config_path,
 )
-from mqi_es.errors import ConfigError
+from mqi_es.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 LEGACY = REPO / "tests" / "data" / "legacy_config.yaml"
@@ -243,7 +243,7 @@ class TestEachErrorNamesKeyPathAndLine:
             pytest.param(
                 HOST + "    task_env: {HOME: /srv}\n",
                 "config.yaml:6:15: hosts[0].task_env: ",
-                "HOME is set for every task already (by the node or by pueue)",
+                "HOME is set for every task already (by the node or by the queue)",
                 id="task-env-reserved-name",
             ),
             pytest.param(

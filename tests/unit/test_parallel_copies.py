@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from mqi_es.case_files import TransferRefused
-from mqi_es.transfer._shared import _each
+from mqi_es.adapters.ssh.transfer._shared import _each
+from mqi_es.adapters.ssh.transfer.case_reader import TransferRefused
 
 
 async def failing(item: str) -> None:

@@ -3,7 +3,7 @@
 import os
 import stat
 
-from mqi_es.progress import ProgressBoard, Transfer, live_file, read_live
+from mqi_es.adapters.local.progress import ProgressBoard, Transfer, live_file, read_live
 
 
 def test_status_sees_the_running_daemons_transfers_and_not_a_dead_ones(tmp_path):

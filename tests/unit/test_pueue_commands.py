@@ -18,9 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_es.errors import ConfigError
-from mqi_es.pueue import (
-    RemoteCommandTemplate,
+from mqi_es.adapters.pueue.commands import (
     build_add,
     build_group_add,
     build_kill,
@@ -32,10 +30,14 @@ from mqi_es.pueue import (
     build_status,
     build_version,
     gpu_index,
+)
+from mqi_es.core.errors import ConfigError
+from mqi_es.core.ids import task_label
+from mqi_es.core.shell import (
     remote_path,
     split_home,
-    task_label,
 )
+from mqi_es.core.task_command import RemoteCommandTemplate
 
 SHELL_BOOKKEEPING = {"PWD", "OLDPWD", "SHLVL", "_"}  # set by the shells themselves
 NASTY = [
@@ -147,7 +149,12 @@ def check_add_round_trip(
 ) -> None:
     label = task_label(case_id, attempt)
     task_command = task_template().render(
-        case_dir=case_dir, case_id=case_id, attempt=attempt, group=group, label=label
+        case_dir=case_dir,
+        case_id=case_id,
+        attempt=attempt,
+        group=group,
+        gpu_index=gpu_index(group),
+        label=label,
     )
     command = build_add(group=group, label=label, working_dir=case_dir, task_command=task_command)
 
@@ -211,7 +218,12 @@ def test_nasty_values_survive_both_levels_under_dash_and_bash(
 ) -> None:
     label = task_label(value, 1)
     task_command = task_template().render(
-        case_dir=f"~/{value}", case_id=value, attempt=1, group=f"gpu{value}", label=label
+        case_dir=f"~/{value}",
+        case_id=value,
+        attempt=1,
+        group=f"gpu{value}",
+        gpu_index=gpu_index(f"gpu{value}"),
+        label=label,
     )
     command = build_add(group="gpu1", label=label, working_dir="/srv", task_command=task_command)
 
@@ -393,7 +405,7 @@ def test_placeholders_in_plain_word_positions_receive_the_exact_value(
 ) -> None:
     value = "a b'c\"$(touch pwned)`touch pwned`;*\\ é"
     rendered = RemoteCommandTemplate(template).render(
-        case_dir="~", case_id=value, attempt=1, group="gpu0", label="l"
+        case_dir="~", case_id=value, attempt=1, group="gpu0", gpu_index="0", label="l"
     )
 
     done = node.run(rendered)
@@ -469,7 +481,9 @@ def test_gpu_index_is_the_trailing_digits_of_the_group(group: str, index: str) -
 
 def test_a_nul_character_in_a_case_value_is_refused() -> None:
     with pytest.raises(ValueError, match="NUL"):
-        task_template().render(case_dir="~/c", case_id="a\0b", attempt=1, group="g", label="l")
+        task_template().render(
+            case_dir="~/c", case_id="a\0b", attempt=1, group="g", gpu_index="", label="l"
+        )
 
 
 # --------------------------------------------------------- argument checks

@@ -6,18 +6,22 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.pueue import (
+from mqi_es.adapters.pueue.commands import (
     DAEMON_DOWN_REASON,
+    classify,
+    is_daemon_down,
+)
+from mqi_es.core.ids import task_label
+from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.core.snapshot import (
     Found,
     LookupUnknown,
     NotFound,
-    classify,
+    RemoteGroup,
+    RemoteTask,
+    StatusSnapshot,
     find_task_by_label,
-    is_daemon_down,
-    task_label,
 )
-from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
 
 LABEL = task_label("case-1", 1)
 

@@ -16,16 +16,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_es.pueue import (
-    Found,
+from mqi_es.adapters.pueue.parse import (
     PueueOutputError,
-    find_task_by_label,
     parse_add_output,
     parse_log,
     parse_status,
     parse_task_status,
 )
-from mqi_es.snapshot import RemoteGroup, StatusSnapshot
+from mqi_es.core.snapshot import (
+    Found,
+    RemoteGroup,
+    StatusSnapshot,
+    find_task_by_label,
+)
 from tests.samples import PUEUE_SAMPLES
 
 PLUS_2 = timezone(timedelta(hours=2))

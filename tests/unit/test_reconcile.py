@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import pytest
 
-from mqi_es.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
-from mqi_es.ids import task_label
-from mqi_es.observations import Blindness, Unseen
-from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.core.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
+from mqi_es.core.ids import task_label
+from mqi_es.core.observations import Blindness, Unseen
+from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from tests.unit.worlds import (
     CREATED,
     POLICY,

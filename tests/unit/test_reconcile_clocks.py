@@ -3,9 +3,9 @@ hosts that cannot be used: nothing is killed, failed or quarantined for a clock'
 
 from datetime import timedelta
 
-from mqi_es.actions import Kill, Record, Submit
-from mqi_es.observations import Blindness, Unseen
-from mqi_es.states import CaseState, HostState, KillCause
+from mqi_es.core.actions import Kill, Record, Submit
+from mqi_es.core.observations import Blindness, Unseen
+from mqi_es.core.states import CaseState, HostState, KillCause
 from tests.unit.worlds import MONO0, POLICY, T0, case, commands, decide, mono, seen, slot, task
 
 HOUR = timedelta(hours=1)

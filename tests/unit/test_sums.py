@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.sums import SumsError, hash_command, names_input, read_digests
+from mqi_es.adapters.ssh.transfer.sums import SumsError, hash_command, names_input, read_digests
 
 # Sorted as the transfers list them: names like options come first.
 PLAIN = sorted(["plain.dcm", "with space.dcm", "back\\slash.dcm", "é 日本.mhd", "  leading.txt",

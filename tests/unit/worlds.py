@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 from msgspec.structs import replace
 
-from mqi_es.actions import Memory
-from mqi_es.ids import task_label
-from mqi_es.observations import Seen
-from mqi_es.policy import HostPolicy, Policy
-from mqi_es.reconcile import World, reconcile
-from mqi_es.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
-from mqi_es.states import CaseState, HostState, SlotState
-from mqi_es.views import CaseView, HostView, SlotView
+from mqi_es.core.actions import Memory
+from mqi_es.core.ids import task_label
+from mqi_es.core.observations import Seen
+from mqi_es.core.policy import HostPolicy, Policy
+from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.core.states import CaseState, HostState, SlotState
+from mqi_es.core.views import CaseView, HostView, SlotView
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STARTED = T0 - timedelta(hours=1)

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mqi_es.actions import (
+from mqi_es.core.actions import (
     Action,
     Alarm,
     Decision,
@@ -50,12 +50,12 @@ from mqi_es.actions import (
     ResumeGroup,
     Submit,
 )
-from mqi_es.ids import TASK_LABEL_PREFIX
-from mqi_es.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
-from mqi_es.policy import Policy
-from mqi_es.snapshot import Found, RemoteTask, StatusSnapshot, find_task_by_label
-from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
-from mqi_es.views import CaseView, HostView, SlotView
+from mqi_es.core.ids import TASK_LABEL_PREFIX
+from mqi_es.core.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
+from mqi_es.core.policy import Policy
+from mqi_es.core.snapshot import Found, RemoteTask, StatusSnapshot, find_task_by_label
+from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.core.views import CaseView, HostView, SlotView
 
 _ACTIVE = frozenset({CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING})
 _WAITING_IN_QUEUE = frozenset({"queued", "stashed", "locked"})  # not started: removable

@@ -41,7 +41,8 @@ from typing import Protocol
 
 from watchfiles import Change, awatch
 
-from mqi_es.case_dir import (
+from mqi_es.adapters.local.repeats import Repeats
+from mqi_es.adapters.watch.case_dir import (
     GONE,
     Accepted,
     Fingerprint,
@@ -59,8 +60,7 @@ from mqi_es.case_dir import (
     validate_case_name,
     verify_unchanged,
 )
-from mqi_es.errors import ConfigError
-from mqi_es.retries import Repeats
+from mqi_es.core.errors import ConfigError
 
 __all__ = ["Arrival", "Intake", "IntakeSink", "verify_unchanged"]
 

@@ -13,10 +13,8 @@ from pathlib import Path, PurePosixPath
 
 import asyncssh
 
-from mqi_es.case_files import file_digest
-from mqi_es.outcome import Unknown
-from mqi_es.ssh import HostConnection
-from mqi_es.transfer._shared import (
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer._shared import (
     MANIFEST,
     PART,
     PART_NAME,
@@ -38,6 +36,8 @@ from mqi_es.transfer._shared import (
     _SizeMismatch,
     node_digests,
 )
+from mqi_es.adapters.ssh.transfer.case_reader import file_digest
+from mqi_es.core.outcome import Unknown
 
 
 async def download_results(

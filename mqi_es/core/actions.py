@@ -2,7 +2,7 @@
 
 ``Record`` is a fact to save now through the Ledger (its method name and arguments).
 The others are remote work, carried out asynchronously; their outcomes come back to the
-core through ``mqi_es.reactions``, which turns them into more records.
+core through ``mqi_es.core.reactions``, which turns them into more records.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mqi_es.states import FailureCategory
+from mqi_es.core.states import FailureCategory
 
 
 @dataclass(frozen=True, slots=True)

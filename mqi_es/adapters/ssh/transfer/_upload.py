@@ -13,18 +13,8 @@ from typing import TypeVar
 
 import asyncssh
 
-from mqi_es.case_files import (
-    CHUNK,
-    SMALL_FILE,
-    CaseFile,
-    CaseReader,
-    OpenCaseFile,
-    TransferRefused,
-    scan_case,
-)
-from mqi_es.outcome import Unknown
-from mqi_es.ssh import HostConnection
-from mqi_es.transfer._shared import (
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer._shared import (
     MANIFEST,
     PART,
     PART_NAME,
@@ -44,6 +34,16 @@ from mqi_es.transfer._shared import (
     _verify_remote,
     node_digests,
 )
+from mqi_es.adapters.ssh.transfer.case_reader import (
+    CHUNK,
+    SMALL_FILE,
+    CaseFile,
+    CaseReader,
+    OpenCaseFile,
+    TransferRefused,
+    scan_case,
+)
+from mqi_es.core.outcome import Unknown
 
 _WRITES_IN_FLIGHT = 2  # pieces of one large file being written at once
 _R = TypeVar("_R")

@@ -9,8 +9,8 @@ no second copy) or removes the stale ``.part-*`` siblings, those of any earlier 
 too, and starts again. One transfer per destination at a time: the caller (one daemon, one
 attempt per case) guarantees it.
 
-Upload: each file is read once (``mqi_es.case_files``: never through a link, hashed as
-read, checked unchanged before and after), sent, and the node checks the whole copy against
+Upload: each file is read once (``case_reader``: never through a link, hashed as read,
+checked unchanged before and after), sent, and the node checks the whole copy against
 those digests (it hashes its copy, over the same connection) before it is published. A
 file that changed while it was read, a copy that differs on the node, or a case that no
 longer matches its registration (``still_registered``) is ``TransferRefused``: the case is
@@ -36,17 +36,17 @@ Outcomes, never asyncssh exceptions:
 
 from __future__ import annotations
 
-from mqi_es.case_files import TransferRefused
-from mqi_es.reactions import Digests
-from mqi_es.transfer._download import download_results
-from mqi_es.transfer._shared import (
+from mqi_es.adapters.ssh.transfer._download import download_results
+from mqi_es.adapters.ssh.transfer._shared import (
     MANIFEST,
     NoMatches,
     Progress,
     TransferFailed,
     Transferred,
 )
-from mqi_es.transfer._upload import upload_dir
+from mqi_es.adapters.ssh.transfer._upload import upload_dir
+from mqi_es.adapters.ssh.transfer.case_reader import TransferRefused
+from mqi_es.core.reactions import Digests
 
 __all__ = [
     "MANIFEST",

@@ -11,6 +11,7 @@ about our view of it and must never change a case's state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -33,3 +34,8 @@ class Unknown:
 
 
 Outcome = Ok | RemoteFailure | Unknown
+
+
+Progress = Callable[[int, int], None]
+"""Called as work moves on: (units done, units in all), e.g. bytes of a transfer, events of
+a replay."""

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from mqi_es.case_dir import show_name, unsendable_name
-from mqi_es.errors import CaseError
+from mqi_es.adapters.watch.case_dir import show_name, unsendable_name
+from mqi_es.core.errors import CaseError
 
 SMALL_FILE = 1024 * 1024  # up to this size a file is read whole and sent in one write
 CHUNK = 4 * 1024 * 1024  # larger files are read, hashed and sent in pieces of this size

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import msgspec
 
-from mqi_es.errors import LogRefused
-from mqi_es.ids import event_log_uuid
+from mqi_es.core.errors import LogRefused
+from mqi_es.core.ids import event_log_uuid
 
 # The ledger's name: the views track their position in its log under this name.
 LEDGER_NAME = "mqi"

@@ -1,8 +1,8 @@
 """``RemoteHost`` for a GPU node that runs pueue, reached over one persistent SSH connection.
 
-Glue only: ``mqi_es.pueue`` builds the commands and reads the answers, ``mqi_es.ssh`` runs
-them, ``mqi_es.transfer`` moves the files. This module translates what they return into the
-port's terms, and nothing the node or the network does makes it raise:
+Glue only: ``commands`` builds what is sent and ``parse`` reads the answers, ``ssh`` runs
+them and moves the files. This module translates what they return into the port's terms,
+and nothing the node or the network does makes it raise:
 
     the answer                                 observe()               other methods
     exit 0, output read                        Seen                    Ok / Uploaded / ...
@@ -23,17 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mqi_es.config.schema import HostConfig
-from mqi_es.observations import Blindness, Observation, Seen, Unseen
-from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
-from mqi_es.ports import Progress
-from mqi_es.pueue import (
+from mqi_es.adapters.pueue.commands import (
     DAEMON_DOWN_REASON,
-    MIN_VERSION,
-    PueueOutputError,
-    RemoteCommandTemplate,
-    StatusReading,
-    TaskEnvironment,
     build_add,
     build_kill,
     build_log,
@@ -41,20 +32,33 @@ from mqi_es.pueue import (
     build_remove,
     build_start_group,
     classify,
+    gpu_index,
     is_daemon_down,
+)
+from mqi_es.adapters.pueue.parse import (
+    MIN_VERSION,
+    PueueOutputError,
+    StatusReading,
     parse_add_output,
     parse_log,
     parse_status_reading,
 )
-from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
-from mqi_es.ssh import HostConnection, SshTarget
-from mqi_es.transfer import (
+from mqi_es.adapters.ssh.connection import HostConnection, SshTarget
+from mqi_es.adapters.ssh.transfer import (
     NoMatches,
     TransferFailed,
     Transferred,
     TransferRefused,
     download_results,
     upload_dir,
+)
+from mqi_es.config.schema import HostConfig
+from mqi_es.core.observations import Blindness, Observation, Seen, Unseen
+from mqi_es.core.outcome import Ok, Outcome, Progress, RemoteFailure, Unknown
+from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.task_command import (
+    RemoteCommandTemplate,
+    TaskEnvironment,
 )
 
 __all__ = ["PueueHost", "ssh_target"]
@@ -87,7 +91,7 @@ def ssh_target(host: HostConfig) -> SshTarget:
 
 
 class PueueHost:
-    """One GPU node: pueue over ``connection``, implementing ``mqi_es.ports.RemoteHost``.
+    """One GPU node: pueue over ``connection``, implementing ``mqi_es.app.ports.RemoteHost``.
 
     :param host: the node's configuration (name, pueue executable, task command template,
         parallel transfers)
@@ -230,16 +234,17 @@ class PueueHost:
         """
         if self._unusable is not None:
             return Unknown(f"{self.name} cannot be used: {self._unusable}")
-        task_command = self._template.render(
-            case_dir=remote_dir, case_id=case_id, attempt=attempt, group=group, label=label
-        )
+        values = {
+            "case_id": case_id, "attempt": attempt, "group": group,
+            "gpu_index": gpu_index(group), "label": label,
+        }  # fmt: skip
         command = build_add(
             group=group,
             label=label,
             working_dir=remote_dir,
-            task_command=task_command,
+            task_command=self._template.render(case_dir=remote_dir, **values),
             pueue=self._pueue,
-            env=self._task_env.render(case_id=case_id, attempt=attempt, group=group, label=label),
+            env=self._task_env.render(**values),
             env_from_node=self._task_env.from_node,
         )
         outcome = await self._pueue_command(command)

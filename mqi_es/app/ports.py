@@ -1,7 +1,7 @@
 """The boundaries between the lifecycle and the outside world, in our own terms.
 
 The daemon talks to every GPU node through ``RemoteHost``: pueue over SSH is one adapter
-(``mqi_es.remote_host``); a Slurm cluster would be another. Each method returns one of the
+(``mqi_es.adapters.pueue.host``); a Slurm cluster would be another. Each method returns one of the
 three kinds of outcome and never raises for anything the node or the network does.
 """
 
@@ -12,13 +12,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from mqi_es.observations import Observation
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.reactions import Fetched, NothingToFetch, Refused, Uploaded
-from mqi_es.states import CaseState
-from mqi_es.views import CaseView, HostView, SlotView
-
-Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+from mqi_es.core.observations import Observation
+from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown
+from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.states import CaseState
+from mqi_es.core.views import CaseView, HostView, SlotView
 
 
 class RemoteHost(Protocol):

@@ -15,11 +15,10 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, RecordConflictError
 
-from mqi_es.codec import MsgspecMapper
-from mqi_es.domain import Case, CaseName, EventLog, GpuSlot, Host, Refusal
-from mqi_es.domain.recorded import Recorded
-from mqi_es.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
-from mqi_es.ids import (
+from mqi_es.adapters.eventstore.codec import MsgspecMapper
+from mqi_es.adapters.eventstore.sqlite import LEDGER_NAME
+from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
+from mqi_es.core.ids import (
     case_name_uuid,
     case_uuid,
     event_log_uuid,
@@ -29,8 +28,9 @@ from mqi_es.ids import (
     slot_key,
     slot_uuid,
 )
-from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
-from mqi_es.store import LEDGER_NAME
+from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.domain import Case, CaseName, EventLog, GpuSlot, Host, Refusal
+from mqi_es.domain.recorded import Recorded
 
 
 class Ledger(Application[UUID]):

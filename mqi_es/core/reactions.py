@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mqi_es.actions import FailWithLog, Record, ResumeGroup
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.policy import Policy
-from mqi_es.reconcile import infrastructure_loss
-from mqi_es.states import FailureCategory
-from mqi_es.views import CaseView
+from mqi_es.core.actions import FailWithLog, Record, ResumeGroup
+from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.core.policy import Policy
+from mqi_es.core.reconcile import infrastructure_loss
+from mqi_es.core.states import FailureCategory
+from mqi_es.core.views import CaseView
 
 LOG_TAIL_CHARS = 4_000  # what of a failed task's output goes into its Failed event
 

@@ -4,7 +4,7 @@
 what was actually seen: the node could not be reached, its queue service did not answer,
 its answer could not be read, its queue software cannot be used safely, or no answer came
 yet this cycle. The decision core never changes a case because of it (an incompatible
-node excepted: that is a definite answer, see ``mqi_es.reconcile``).
+node excepted: that is a definite answer, see ``mqi_es.core.reconcile``).
 
 Times: ``taken_at`` is on this process's monotonic clock (local waits are measured on it,
 so a jump of the wall clock cannot shorten or stretch them); ``node_time`` is the node's
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from mqi_es.snapshot import StatusSnapshot
-from mqi_es.states import HostState
+from mqi_es.core.snapshot import StatusSnapshot
+from mqi_es.core.states import HostState
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from mqi_es.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 
 
 class CaseView(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,7 +2,7 @@
 
 `HostConnection` keeps one asyncssh connection and one SFTP session per host, reused by
 every command and transfer. Everything asked of the node comes back as an `Outcome`
-(mqi_es.outcome); no asyncssh or OS exception leaves `run()`:
+(mqi_es.core.outcome); no asyncssh or OS exception leaves `run()`:
 
     exit 0                                        Ok(stdout, stderr)
     exit N != 0                                   RemoteFailure(N, stderr, stdout)
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import asyncssh
 
-from mqi_es.outcome import Ok, Outcome, RemoteFailure, Unknown
+from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown
 
 __all__ = [
     "PREFERRED_CIPHER",

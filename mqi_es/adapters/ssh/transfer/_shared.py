@@ -17,11 +17,11 @@ from typing import TypeVar
 
 import asyncssh
 
-from mqi_es.case_files import CaseFile, TransferRefused
-from mqi_es.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.reactions import Digests
-from mqi_es.ssh import HostConnection
-from mqi_es.sums import SumsError, hash_command, names_input, read_digests
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.transfer.case_reader import CaseFile, TransferRefused
+from mqi_es.adapters.ssh.transfer.sums import SumsError, hash_command, names_input, read_digests
+from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown
+from mqi_es.core.reactions import Digests
 
 MANIFEST = ".mqi-manifest.json"
 PART = ".part-"
@@ -29,8 +29,6 @@ PART_NAME = re.compile(r".+\.part-[0-9a-f]{12}")  # a partial copy of an interru
 CONNECTION_GONE = frozenset({asyncssh.FX_NO_CONNECTION, asyncssh.FX_CONNECTION_LOST})
 HASH_RATE = 100 * 1024 * 1024  # bytes/s a node hashes at least: bounds a check's timeout
 
-Progress = Callable[[int, int], None]
-"""Called with (bytes done, bytes in total) as data moves."""
 
 _T = TypeVar("_T")
 

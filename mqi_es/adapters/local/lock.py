@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mqi_es.errors import MqiError
+from mqi_es.core.errors import MqiError
 
 
 class AlreadyRunning(MqiError):

@@ -1,9 +1,7 @@
-"""Capped exponential backoff and quiet repeats, for the daemon's shell.
+"""Quiet repeats: a failure logged once (with its traceback), then only counted.
 
-A failure that repeats (a node that keeps refusing, a full disk here, a bug hit every
-cycle) must neither be retried in a storm nor fill the log: ``Backoff`` spaces the retries
-of one key out (on the monotonic clock), and ``Repeats`` logs a failure once, with its
-traceback, then only a count, and says when it ended.
+So a failure that never ends (a node that keeps refusing, a full disk) shows it is alive
+without filling the log, and the line that says it ended names how often it happened.
 """
 
 from __future__ import annotations
@@ -11,45 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-
-
-@dataclass(slots=True)
-class _Failing:
-    failures: int
-    retry_at: float
-
-
-class Backoff:
-    """When each key may be tried again: ``base * 2**(n-1)`` after n failures, at most ``cap``.
-
-    Times are monotonic seconds given by the caller, so a wall-clock jump cannot stop or
-    hasten a retry.
-    """
-
-    def __init__(self, *, base: float, cap: float) -> None:
-        if not 0 < base <= cap:
-            raise ValueError(f"need 0 < base <= cap, not base={base}, cap={cap}")
-        self.base, self.cap = base, cap
-        self._failing: dict[Hashable, _Failing] = {}
-
-    def ready(self, key: Hashable, now: float) -> bool:
-        failing = self._failing.get(key)
-        return failing is None or now >= failing.retry_at
-
-    def failed(self, key: Hashable, now: float) -> float:
-        """Count a failure of ``key``; returns the seconds until it may be tried again."""
-        failing = self._failing.get(key)
-        failures = failing.failures + 1 if failing else 1
-        delay = min(self.cap, self.base * 2 ** min(failures - 1, 64))
-        self._failing[key] = _Failing(failures, now + delay)
-        return delay
-
-    def succeeded(self, key: Hashable) -> None:
-        self._failing.pop(key, None)
-
-    def retain(self, keep: Callable[[Hashable], bool]) -> None:
-        """Forget the keys ``keep`` refuses (e.g. those of cases that have ended)."""
-        self._failing = {key: f for key, f in self._failing.items() if keep(key)}
 
 
 @dataclass(slots=True)
