@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mqi_es.adapters.pueue.host import PueueHost, ssh_target
-from mqi_es.adapters.ssh.connection import HostConnection, SshTarget
+from mqi_es.adapters.pueue.host import PueueHost
+from mqi_es.adapters.ssh.connection import HostConnection, SshTarget, ssh_target
 from mqi_es.config.schema import HostConfig
-from mqi_es.core.observations import Seen
 from mqi_es.core.outcome import Ok
+from mqi_es.core.remote import Seen
 from mqi_es.sandbox import ThreadedSandboxNode
 from tests.fixtures.sshd import HOST_ALIAS, Sshd
 from tests.fixtures.sshd import ssh_target as sshd_target

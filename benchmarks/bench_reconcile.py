@@ -23,10 +23,9 @@ from _history import build_log
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
 from mqi_es.core.actions import Memory
-from mqi_es.core.observations import Seen
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reconcile import World, reconcile
-from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.core.remote import RemoteSlot, RemoteTask, Seen, StatusSnapshot
 from mqi_es.domain import Case, GpuSlot, Host
 from projections import runner
 from projections.feed import EventFeed
@@ -79,7 +78,7 @@ def measure(root: Path, history_events: int, active: int) -> list[float]:
                 RemoteTask(
                     id=case.task_id,
                     label=case.label,
-                    group=case.group,
+                    slot=case.group,
                     state="running",
                     result=None,
                     exit_code=None,
@@ -88,7 +87,7 @@ def measure(root: Path, history_events: int, active: int) -> list[float]:
                     end=None,
                 )
             )
-    groups = {f"g{j}": RemoteGroup("running", 1) for j in range(GROUPS_PER_HOST)}
+    groups = {f"g{j}": RemoteSlot(open=True) for j in range(GROUPS_PER_HOST)}
     observations = {
         f"bench{h}": Seen(
             StatusSnapshot({t.id: t for t in running.get(f"bench{h}", [])}, groups),

@@ -18,9 +18,9 @@ import sys
 from collections.abc import AsyncIterator
 
 from cli.bootstrap import Context, load_context
+from mqi_es.adapters.backends import remote_host
 from mqi_es.adapters.eventstore.sqlite import LogFile
 from mqi_es.adapters.local.logs import setup_logging
-from mqi_es.adapters.pueue.host import PueueHost
 from mqi_es.config import check_config_environment
 from mqi_es.core.errors import ConfigError, MqiError
 from mqi_es.runtime import Daemon
@@ -93,7 +93,7 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
     context.lock.acquire(user=context.actor)
     try:
         hosts = {
-            host.name: PueueHost.from_config(host, results_globs=config.results.globs)
+            host.name: remote_host(host, results_globs=config.results.globs)
             for host in config.hosts
         }
         ledger = context.ledger

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mqi_es.adapters.backends import slots_of
 from mqi_es.adapters.local.failpoints import failpoint
 from mqi_es.adapters.local.progress import ProgressBoard, Transfer, live_file
 from mqi_es.adapters.local.repeats import Repeats
@@ -29,12 +30,12 @@ from mqi_es.app.ports import RemoteHost, Views
 from mqi_es.config import Config
 from mqi_es.core.actions import (
     Action,
+    Cancel,
     FailWithLog,
     Fetch,
-    Kill,
     Memory,
     Record,
-    ResumeGroup,
+    Release,
     Submit,
 )
 from mqi_es.core.backoff import Backoff
@@ -47,19 +48,19 @@ from mqi_es.core.errors import (
     SlotError,
 )
 from mqi_es.core.ids import case_uuid, name_key, refusal_uuid
-from mqi_es.core.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.core.outcome import Unknown
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reactions import (
     Refused,
     Uploaded,
-    after_add,
     after_fetch,
     after_log,
-    after_resume,
+    after_release,
+    after_submit,
     after_upload,
 )
 from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.remote import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import CaseView
 
@@ -81,7 +82,7 @@ def policy_from(config: Config) -> Policy:
     """The lifecycle's settings, read once from the configuration."""
     loop = config.main_loop
     return Policy(
-        hosts=tuple(HostPolicy(h.name, h.groups, h.remote_base_dir) for h in config.hosts),
+        hosts=tuple(HostPolicy(h.name, slots_of(h), h.remote_base_dir) for h in config.hosts),
         timeout=timedelta(hours=loop.running_case_timeout_hours),
         max_attempts=loop.max_attempts,
         missing_grace=loop.missing_task_grace_polls,
@@ -215,8 +216,8 @@ class Daemon:
     def _register_configuration(self) -> None:
         for host in self.config.hosts:
             self.ledger.register_host(host.name, host.host, actor=DAEMON)
-            for group in host.groups:
-                self.ledger.register_slot(host.name, group, actor=DAEMON)
+            for slot in slots_of(host):
+                self.ledger.register_slot(host.name, slot, actor=DAEMON)
 
     def _keep_alive(self, intake: asyncio.Task[None]) -> asyncio.Task[None]:
         """The intake never ends by itself: if it failed, say why (once) and start it
@@ -440,15 +441,15 @@ class Daemon:
         match action:
             case Submit():
                 return await self._submit(action, host)
-            case Kill(task_id=task_id, running=running):
-                outcome = await host.kill(task_id, running=running)
-                log.info("%s: kill of task %d sent: %s", _who(action), task_id,
+            case Cancel(task=task):
+                outcome = await host.cancel(task)
+                log.info("%s: cancel of task %d sent: %s", _who(action), task.id,
                          type(outcome).__name__)  # fmt: skip
-            case ResumeGroup(group=group):
-                outcome = await host.resume_group(group)
-                self._apply(after_resume(action, outcome))
-            case FailWithLog(task_id=task_id):
-                outcome = await host.log_tail(task_id)
+            case Release(slot=slot):
+                outcome = await host.release(slot)
+                self._apply(after_release(action, outcome))
+            case FailWithLog(task=task):
+                outcome = await host.log_tail(task)
                 self._apply(after_log(action, outcome))
                 return None  # the case failed whatever became of reading its log
             case Fetch():
@@ -458,7 +459,7 @@ class Daemon:
     async def _submit(self, action: Submit, host: RemoteHost) -> Unknown | Refused | None:
         base = self.policy.hosts_by_name[action.host].remote_base_dir
         started = Record.of(
-            "start_submission", case_id=action.case_id, host=action.host, group=action.group,
+            "start_submission", case_id=action.case_id, host=action.host, group=action.slot,
             remote_base_dir=base,
         )  # fmt: skip
         if self._apply([started]):
@@ -485,12 +486,12 @@ class Daemon:
                 return uploaded if isinstance(uploaded, Unknown | Refused) else None
             if case.case_id in not_recorded:
                 return None  # what was sent is not on record: nothing is queued on it
-            added = await host.add(
-                group=action.group, label=case.label, remote_dir=case.remote_dir,
+            added = await host.submit(
+                slot=action.slot, label=case.label, remote_dir=case.remote_dir,
                 case_id=case.case_id, attempt=case.attempt,
             )  # fmt: skip
-            failpoint("after_add")
-            self._apply(after_add(case, added, self.clock(), self.policy))
+            failpoint("after_submit")
+            self._apply(after_submit(case, added, self.clock(), self.policy))
             return added if isinstance(added, Unknown) else None
         finally:
             # Until then a `pueue add` may still land: "not in the queue" does not count.
@@ -603,10 +604,10 @@ class _IntakeRecorder:
 
 def _key(action: Action) -> object:
     match action:
-        case ResumeGroup(host=host, group=group):
-            return ("resume", host, group)
-        case Kill(host=host, task_id=task_id, case_id=None):
-            return ("kill", host, task_id)
+        case Release(host=host, slot=slot):
+            return ("release", host, slot)
+        case Cancel(host=host, task=task, case_id=None):
+            return ("cancel", host, task.id)
         case _:
             return action.case_id  # one action per case at a time
 

@@ -1,8 +1,9 @@
 """The boundaries between the lifecycle and the outside world, in our own terms.
 
-The daemon talks to every GPU node through ``RemoteHost``: pueue over SSH is one adapter
-(``mqi_es.adapters.pueue.host``); a Slurm cluster would be another. Each method returns one of the
-three kinds of outcome and never raises for anything the node or the network does.
+The daemon talks to every host through ``RemoteHost``, in the core's vocabulary: slots,
+tasks found by our label, neutral task states (``mqi_es.core.remote``). Each backend is one
+adapter under ``mqi_es.adapters``, chosen by a host's ``backend`` key. Each method returns one
+of the three kinds of outcome and never raises for anything the host or the network does.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from mqi_es.core.observations import Observation
+from mqi_es.core.checks import Finding
 from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown
 from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.remote import Observation, RemoteTask
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import CaseView, HostView, SlotView
 
@@ -41,19 +43,23 @@ class RemoteHost(Protocol):
         its registration, if it does not (then ``Refused``)."""
         ...
 
-    async def add(
-        self, *, group: str, label: str, remote_dir: str, case_id: str, attempt: int
+    async def submit(
+        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int
     ) -> Ok | RemoteFailure | Unknown:
-        """Queue the case's simulation in ``group``; ``Ok.stdout`` is the task id."""
+        """Queue the case's simulation in ``slot``, under ``label``; ``Ok.stdout`` is the
+        task's id. The next snapshot finds the task by its label whatever this returns."""
         ...
 
-    async def kill(self, task_id: int, *, running: bool) -> Ok | RemoteFailure | Unknown:
-        """Kill a running task, or remove one that still waits."""
+    async def cancel(self, task: RemoteTask) -> Ok | RemoteFailure | Unknown:
+        """Stop a task: killed if it started, removed if it waits. Confirmed only by a
+        later snapshot showing it ended or gone."""
         ...
 
-    async def resume_group(self, group: str) -> Ok | RemoteFailure | Unknown: ...
+    async def release(self, slot: str) -> Ok | RemoteFailure | Unknown:
+        """Let the host start what it holds in ``slot`` (e.g. a queue it paused)."""
+        ...
 
-    async def log_tail(self, task_id: int) -> Ok | RemoteFailure | Unknown:
+    async def log_tail(self, task: RemoteTask) -> Ok | RemoteFailure | Unknown:
         """The last lines of a task's output, in ``Ok.stdout``."""
         ...
 
@@ -61,6 +67,11 @@ class RemoteHost(Protocol):
         self, remote_dir: str, local_dir: Path, *, progress: Progress | None = None
     ) -> Fetched | NothingToFetch | RemoteFailure | Unknown:
         """Download the result files of a case into ``local_dir`` (complete or absent)."""
+        ...
+
+    async def check(self) -> list[Finding]:
+        """Everything `mqi doctor` checks of this host (reachability, the queue software,
+        the slots, the remote folder, the clock), each with how to fix it."""
         ...
 
     async def close(self) -> None: ...

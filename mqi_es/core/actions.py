@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mqi_es.core.remote import RemoteTask
 from mqi_es.core.states import FailureCategory
 
 
@@ -36,29 +37,28 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    """Start the case's next attempt on this slot: record it, upload, `pueue add`."""
+    """Start the case's next attempt on this slot: record it, upload, submit its task."""
 
     case_id: str
     host: str
-    group: str
+    slot: str
 
 
 @dataclass(frozen=True, slots=True)
-class Kill:
-    """Stop a remote task: kill it if it runs, remove it if it still waits."""
+class Cancel:
+    """Stop a remote task (the host kills it if it started, removes it if it waits)."""
 
     host: str
-    task_id: int
-    running: bool
+    task: RemoteTask
     case_id: str | None  # None for a task that holds a quarantined slot
 
 
 @dataclass(frozen=True, slots=True)
-class ResumeGroup:
-    """Start a paused remote group again (`pueue start -g`)."""
+class Release:
+    """Let the host start the work it holds in a slot (e.g. a queue it paused)."""
 
     host: str
-    group: str
+    slot: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +78,7 @@ class FailWithLog:
     case_id: str
     attempt: int
     host: str
-    task_id: int
-    exit_code: int | None
+    task: RemoteTask
     reason: str
     category: FailureCategory = FailureCategory.CASE_FAILURE
 
@@ -97,7 +96,7 @@ class Alarm:
     key: str = ""
 
 
-Action = Submit | Kill | ResumeGroup | Fetch | FailWithLog
+Action = Submit | Cancel | Release | Fetch | FailWithLog
 
 
 @dataclass(frozen=True, slots=True)

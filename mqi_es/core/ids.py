@@ -58,7 +58,7 @@ TASK_LABEL_PREFIX = "mqi:"
 def task_label(case_id: str, attempt: int) -> str:
     """The label of the remote task of one case attempt.
 
-    Deterministic, so after a crash between `pueue add` and recording its id the task can
+    Deterministic, so after a crash between a submission and recording its id the task can
     be found again by label instead of being submitted twice.
     """
     return f"{TASK_LABEL_PREFIX}{case_id}:a{attempt}"

@@ -13,7 +13,7 @@ from datetime import timedelta
 @dataclass(frozen=True, slots=True)
 class HostPolicy:
     name: str
-    groups: tuple[str, ...]
+    slots: tuple[str, ...]
     remote_base_dir: str
 
 
@@ -27,7 +27,7 @@ class Policy:
     retry_backoff_cap: timedelta = timedelta(minutes=10)
     kill_confirm_timeout: timedelta = timedelta(minutes=2)
     kill_resend_interval: timedelta = timedelta(seconds=15)
-    # How long after a `pueue add` was last possibly in flight its task may still appear:
+    # How long after a submission was last possibly in flight its task may still appear:
     # the remote command timeout plus a margin. Only later does "not in the queue" count.
     submit_settle: timedelta = timedelta(seconds=40)
     # A wall clock that moved this much more (or less) than the monotonic clock between two

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mqi_es.core.actions import FailWithLog, Record, ResumeGroup
+from mqi_es.core.actions import FailWithLog, Record, Release
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.policy import Policy
 from mqi_es.core.reconcile import infrastructure_loss
@@ -85,14 +85,14 @@ def after_upload(
             return []
 
 
-def after_add(
+def after_submit(
     case: CaseView, outcome: Ok | RemoteFailure | Unknown, now: datetime, policy: Policy
 ) -> list[Record]:
-    """The task id printed by `pueue add` is not recorded here: the next snapshot finds the
-    task by its label and records it with its ``created_at``, the same way a task added
-    just before a crash is found. A refusal by pueue loses the attempt."""
+    """The task id the host answered is not recorded here: the next snapshot finds the
+    task by its label and records it with its ``created_at``, the same way a task submitted
+    just before a crash is found. A refusal by the host loses the attempt."""
     if isinstance(outcome, RemoteFailure):
-        reason = f"pueue refused the task: {_line(outcome.stderr, outcome.exit_status)}"
+        reason = f"the host refused the task: {_line(outcome.stderr, outcome.exit_status)}"
         return [infrastructure_loss(case, reason, now, policy)]
     return []
 
@@ -139,20 +139,20 @@ def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> lis
             case_id=action.case_id,
             category=action.category,
             reason=action.reason,
-            exit_code=action.exit_code,
+            exit_code=action.task.exit_code,
             log_tail=tail,
         )
     ]
 
 
-def after_resume(action: ResumeGroup, outcome: Ok | RemoteFailure | Unknown) -> list[Record]:
+def after_release(action: Release, outcome: Ok | RemoteFailure | Unknown) -> list[Record]:
     if isinstance(outcome, Ok):
         return [
             Record.of(
                 "record_group_resumed",
                 host=action.host,
-                group=action.group,
-                reason="the group was paused while our task waited in it",
+                group=action.slot,
+                reason="the slot's queue was paused while our task waited in it",
             )
         ]
     return []

@@ -9,18 +9,18 @@ input asks for the same things, and a crash anywhere is recovered by the next ru
 Rules, per case (only on a host seen this cycle: an unseen host changes nothing):
 
 - submitting: its task found by label -> record it as enqueued (this adopts the task
-  after a crash too). Not found in a snapshot taken after any `pueue add` could still
+  after a crash too). Not found in a snapshot taken after any submission could still
   land -> it never reached the queue -> abandon the attempt (uncharged); the next cycle
   submits a new attempt. Never a second task for one attempt.
 - queued/running/killing: the task is identified by label and ``created_at`` (ids are
   reused after ``clean``). Running -> record the start; over its timeout -> kill.
   Done/success -> remote success, then fetch. Failed / failed to spawn -> fail with
   the log's tail. Killed when we asked -> timeout or cancelled; killed when we did not
-  (pueue restarted), errored -> infrastructure: a new attempt with backoff, until
+  (the queue service restarted), lost -> infrastructure: a new attempt with backoff, until
   ``max_attempts``. Missing for ``missing_grace`` good snapshots -> lost, the same way.
   A kill not confirmed within ``kill_confirm_timeout`` -> fail and quarantine the slot.
-- Free slots go to waiting cases in arrival order; a group running tasks we did not
-  submit is busy, not free.
+- Free slots go to waiting cases in arrival order; a slot running tasks we did not
+  submit is busy, not free; a held task of ours (its slot's queue paused) is released.
 - A host whose queue software cannot be used (``incompatible``) gets no case, and a case
   whose attempt started there goes back to waiting with that reason (no task can exist:
   the adapter never submits to such a node).
@@ -41,25 +41,34 @@ from datetime import datetime, timedelta
 from mqi_es.core.actions import (
     Action,
     Alarm,
+    Cancel,
     Decision,
     FailWithLog,
     Fetch,
-    Kill,
     Memory,
     Record,
-    ResumeGroup,
+    Release,
     Submit,
 )
 from mqi_es.core.ids import TASK_LABEL_PREFIX
-from mqi_es.core.observations import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.core.policy import Policy
-from mqi_es.core.snapshot import Found, RemoteTask, StatusSnapshot, find_task_by_label
+from mqi_es.core.remote import (
+    NOT_POLLED,
+    STARTED,
+    WAITING,
+    Blindness,
+    Found,
+    Observation,
+    RemoteTask,
+    Seen,
+    StatusSnapshot,
+    Unseen,
+    find_task_by_label,
+)
 from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.core.views import CaseView, HostView, SlotView
 
 _ACTIVE = frozenset({CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING})
-_WAITING_IN_QUEUE = frozenset({"queued", "stashed", "locked"})  # not started: removable
-_STARTED = frozenset({"running", "paused"})  # holds its GPU: must be killed
 _KILL_OUTCOME = {
     KillCause.TIMEOUT: FailureCategory.TIMEOUT,
     KillCause.CANCEL: FailureCategory.CANCELLED,
@@ -139,7 +148,7 @@ class _Cycle:
             clock=(self.now, self.mono),
             alarms=alarms,
         )
-        actions = tuple(dict.fromkeys(self.actions))  # e.g. one resume per paused group
+        actions = tuple(dict.fromkeys(self.actions))  # e.g. one release per held slot
         return Decision(tuple(self.records), actions, tuple(self.alarms), memory)
 
     # --- clocks ------------------------------------------------------------------------
@@ -251,7 +260,7 @@ class _Cycle:
             if copies > 1:
                 self._alarm(
                     f"{copies} remote tasks carry label {case.label}; adopting task {task.id},"
-                    " the newest (`pueue restart` copies a task with its label)",
+                    " the newest (a task restarted on the host keeps its label)",
                     case,
                 )
             self._record(
@@ -269,7 +278,7 @@ class _Cycle:
             case.case_id, self.world.started_at + self.policy.submit_settle.total_seconds()
         )
         if seen.taken_at < settled:
-            return  # a `pueue add` may still land: look again next cycle
+            return  # a submission may still land: look again next cycle
         if case.cancel_requested:
             self._fail(case, FailureCategory.CANCELLED, "cancelled before it reached the queue")
             return
@@ -288,9 +297,9 @@ class _Cycle:
             self._missing(case, key)
             return
         self.missing.pop(key, None)
-        if task.state in _WAITING_IN_QUEUE:
+        if task.state in WAITING:
             self._waiting(case, task, seen.snapshot)
-        elif task.state in _STARTED:
+        elif task.state in STARTED:
             self._running(case, task, seen)
         else:
             self._done(case, task)
@@ -312,9 +321,8 @@ class _Cycle:
         if case.cancel_requested or case.state is CaseState.KILLING:
             self._kill(case, task, case.kill_cause or KillCause.CANCEL, "cancelled by an operator")
             return
-        group = snapshot.groups.get(task.group)
-        if group is not None and group.status == "paused" and task.state == "queued":
-            self.actions.append(ResumeGroup(case.host or "", task.group))
+        if task.state == "held":  # e.g. its queue paused after a restart of the host's queue
+            self.actions.append(Release(case.host or "", task.slot))
 
     def _running(self, case: CaseView, task: RemoteTask, seen: Seen) -> None:
         if case.state is CaseState.QUEUED:
@@ -364,7 +372,7 @@ class _Cycle:
         return since
 
     def _done(self, case: CaseView, task: RemoteTask) -> None:
-        if task.result == "success":
+        if task.result == "succeeded":
             if case.cancel_requested or case.kill_cause is KillCause.CANCEL:
                 self._fail(case, FailureCategory.CANCELLED, "cancelled by an operator")
             else:
@@ -374,21 +382,19 @@ class _Cycle:
                     attempt=case.attempt,
                     ended_at=task.end,
                 )
-        elif task.result in ("failed", "failed_to_spawn"):
+        elif task.result in ("failed", "failed_to_start"):
             reason = (
                 f"the simulation exited with code {task.exit_code}"
                 if task.result == "failed"
                 else f"the task could not be started: {task.detail}"
             )
             self.actions.append(
-                FailWithLog(
-                    case.case_id, case.attempt, case.host or "", task.id, task.exit_code, reason
-                )
+                FailWithLog(case.case_id, case.attempt, case.host or "", task, reason)
             )
         elif task.result == "killed" and case.state is CaseState.KILLING:
             self._end_killed(case, "the task was killed as asked")
         else:
-            cause = "killed, but not by us" if task.result == "killed" else task.result
+            cause = "killed, but not by us" if task.result == "killed" else task.detail
             self._infrastructure_loss(case, f"task {task.id} ended remotely: {cause}")
 
     def _retrieving(self, case: CaseView) -> None:
@@ -430,7 +436,7 @@ class _Cycle:
         if last is not None and self.mono - last < self.policy.kill_resend_interval.total_seconds():
             return False
         self.kill_sent[key] = self.mono
-        self.actions.append(Kill(host, task.id, running=task.state in _STARTED, case_id=case_id))
+        self.actions.append(Cancel(host, task, case_id))
         return True
 
     def _end_killed(self, case: CaseView, reason: str) -> None:
@@ -459,18 +465,18 @@ class _Cycle:
                 self.taken.add((slot.host, slot.group))
                 continue
             snapshot = seen.snapshot
-            group = snapshot.groups.get(slot.group)
-            tasks = snapshot.tasks_in_group(slot.group)
+            remote = snapshot.slots.get(slot.group)
+            tasks = snapshot.tasks_in_slot(slot.group)
             ours = self.ours.get(slot.host, set())
-            foreign = [t for t in tasks if t.state in _STARTED and t.label not in ours]
-            if group is None:
+            foreign = [t for t in tasks if t.state in STARTED and t.label not in ours]
+            if remote is None:
                 self._alarm(
-                    f"group {slot.group} of GPU slot {slot.key} does not exist on the node: "
-                    "no case is sent to it (`mqi doctor` says how to create it)",
-                    key=f"missing-group:{slot.key}",
+                    f"GPU slot {slot.key} does not exist on the host: no case is sent to it "
+                    "(`mqi doctor` says how to set it up)",
+                    key=f"missing-slot:{slot.key}",
                     host=slot.host,
                 )
-            if group is None or group.status != "running" or any(t.state != "done" for t in tasks):
+            if remote is None or not remote.open or any(t.state != "ended" for t in tasks):
                 # missing, paused (perhaps by an operator, for maintenance) or busy
                 self.taken.add((slot.host, slot.group))
             if slot.state is SlotState.FREE and foreign:
@@ -480,7 +486,7 @@ class _Cycle:
                     host=slot.host,
                     group=slot.group,
                     task_ids=[t.id for t in foreign],
-                    reason="the group runs tasks this daemon did not submit",
+                    reason="the slot runs tasks this daemon did not submit",
                 )
             elif slot.state is SlotState.BUSY and not foreign:
                 self._record(
@@ -494,13 +500,13 @@ class _Cycle:
 
     def _alarm_strays(self, slot: SlotView, foreign: list[RemoteTask]) -> None:
         """A task with our label but no live attempt (e.g. an attempt abandoned while its
-        `pueue add` was in flight) is someone's to look at: said once, as the slot turns busy."""
+        submission was in flight) is someone's to look at: said once, as the slot turns busy."""
         for stray in foreign:
             if (stray.label or "").startswith(TASK_LABEL_PREFIX):
                 self._alarm(
                     f"task {stray.id} in {slot.key} carries this daemon's label {stray.label}"
-                    " but belongs to no live attempt; it keeps the GPU busy: `pueue kill"
-                    f" {stray.id}` on the node if it is not needed",
+                    " but belongs to no live attempt; it keeps the GPU busy: cancel it on the host"
+                    " if it is not needed",
                     key=f"stray:{slot.key}:{stray.label}:{stray.created_at}",
                     host=slot.host,
                 )
@@ -512,7 +518,7 @@ class _Cycle:
             slot.task_created_at,
         ):
             task = None  # the id now names another task (ids are reused): ours is gone
-        if task is None or task.state == "done":
+        if task is None or task.state == "ended":
             self._record(
                 "lift_quarantine",
                 host=slot.host,

@@ -12,7 +12,7 @@ from enum import StrEnum
 class CaseState(StrEnum):
     WAITING = "waiting"  # registered, waiting for a free GPU slot (or for its retry backoff)
     HELD = "held"  # registered but held back (content changed, link outside the case, ...)
-    SUBMITTING = "submitting"  # slot allocated, attempt started: upload and `pueue add` under way
+    SUBMITTING = "submitting"  # slot allocated, attempt started: upload and submission under way
     QUEUED = "queued"  # the remote task exists and waits in its group
     RUNNING = "running"  # the remote task runs
     KILLING = "killing"  # a kill was asked for (timeout or cancel), not yet confirmed

@@ -18,9 +18,8 @@ from mqi_es.app.ledger import Ledger
 from mqi_es.config import load_config
 from mqi_es.core.errors import SlotError
 from mqi_es.core.ids import task_label
-from mqi_es.core.observations import Blindness, Seen, Unseen
 from mqi_es.core.outcome import Ok, Unknown
-from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.core.remote import Blindness, RemoteSlot, RemoteTask, Seen, StatusSnapshot, Unseen
 from mqi_es.core.states import HostState
 from mqi_es.runtime import Daemon
 from projections.live import LiveViews
@@ -34,7 +33,7 @@ class FakeHost:
 
     def __init__(self, name: str, snapshot: StatusSnapshot | None = None) -> None:
         self.name = name
-        self.snapshot = snapshot or StatusSnapshot({}, {"gpu0": RemoteGroup("running", 1)})
+        self.snapshot = snapshot or StatusSnapshot({}, {"gpu0": RemoteSlot(open=True)})
         self.raises: dict[str, Exception] = {}
         self.answers: dict[str, object] = {}
         self.calls: dict[str, int] = {}
@@ -51,11 +50,11 @@ class FakeHost:
     async def fetch(self, remote_dir, local_dir, *, progress=None):
         return await self._call("fetch", Unknown("not set"))
 
-    async def resume_group(self, group):
-        return await self._call("resume_group", Ok(""))
+    async def release(self, slot):
+        return await self._call("release", Ok(""))
 
-    async def kill(self, task_id, *, running):
-        return await self._call("kill", Ok(""))
+    async def cancel(self, task):
+        return await self._call("cancel", Ok(""))
 
     async def close(self) -> None:
         pass
@@ -156,16 +155,16 @@ def test_results_that_cannot_be_written_here_are_fetched_again_with_backoff(
         assert views.case("c1").state.value == "retrieving"  # unknown changes nothing
 
 
-def test_a_refused_record_without_a_case_does_not_hold_back_another_slots_resume(
+def test_a_refused_record_without_a_case_does_not_hold_back_another_slots_release(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     label = task_label("c1", 1)
-    ours = RemoteTask(id=1, label=label, group="gpu1", state="queued", result=None,
+    ours = RemoteTask(id=1, label=label, slot="gpu1", state="held", result=None,
                       exit_code=None, created_at=CREATED, start=None, end=None)  # fmt: skip
-    foreign = RemoteTask(id=2, label="someone else's", group="gpu0", state="running",
+    foreign = RemoteTask(id=2, label="someone else's", slot="gpu0", state="running",
                          result=None, exit_code=None, created_at=CREATED, start=CREATED,
                          end=None)  # fmt: skip
-    groups = {"gpu0": RemoteGroup("running", 1), "gpu1": RemoteGroup("paused", 1)}
+    groups = {"gpu0": RemoteSlot(open=True), "gpu1": RemoteSlot(open=False)}
     host = FakeHost("n1", StatusSnapshot({1: ours, 2: foreign}, groups))
     daemon = make_daemon(tmp_path, host, groups=("gpu0", "gpu1"))
     ledger = daemon.ledger
@@ -178,7 +177,7 @@ def test_a_refused_record_without_a_case_does_not_hold_back_another_slots_resume
 
     monkeypatch.setattr(ledger, "mark_slot_busy", refuse)  # the record about gpu0 is refused
     asyncio.run(cycles(daemon, 0.3))
-    assert host.calls.get("resume_group", 0) >= 1  # gpu1's resume still went out
+    assert host.calls.get("release", 0) >= 1  # gpu1's release still went out
 
 
 def test_a_failing_cycle_is_logged_once_and_retried_with_backoff(

@@ -10,8 +10,7 @@ import yaml
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
 from mqi_es.config import load_config
-from mqi_es.core.observations import Seen, Unseen
-from mqi_es.core.snapshot import StatusSnapshot
+from mqi_es.core.remote import Seen, StatusSnapshot, Unseen
 from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon
 from projections.live import LiveViews
 

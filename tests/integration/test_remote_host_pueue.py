@@ -23,15 +23,14 @@ from mqi_es.adapters.pueue.commands import (
     build_group_add,
     build_parallel,
 )
-from mqi_es.adapters.pueue.host import PueueHost, ssh_target
-from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.pueue.host import PueueHost
+from mqi_es.adapters.ssh.connection import HostConnection, ssh_target
 from mqi_es.adapters.ssh.transfer import MANIFEST
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.ids import task_label
-from mqi_es.core.observations import Blindness, Seen, Unseen
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
-from mqi_es.core.snapshot import RemoteTask, StatusSnapshot
+from mqi_es.core.remote import Blindness, RemoteTask, Seen, StatusSnapshot, Unseen
 from mqi_es.sandbox import ThreadedSandboxNode
 from tests.fixtures.sandbox import NodeFactory
 from tests.fixtures.sshd import Sshd
@@ -146,9 +145,9 @@ def in_state(task_id: int, state: str) -> Callable[[StatusSnapshot], RemoteTask 
     return probe
 
 
-async def added(host: PueueHost, case_id: str, *, group: str = "gpu0") -> int:
-    outcome = await host.add(
-        group=group, label=task_label(case_id, 1), remote_dir="~", case_id=case_id, attempt=1
+async def added(host: PueueHost, case_id: str, *, slot: str = "gpu0") -> int:
+    outcome = await host.submit(
+        slot=slot, label=task_label(case_id, 1), remote_dir="~", case_id=case_id, attempt=1
     )
     assert isinstance(outcome, Ok), outcome
     return int(outcome.stdout)
@@ -184,11 +183,11 @@ def test_a_case_with_an_awkward_name_is_uploaded_run_and_its_result_fetched(
 
     async def scenario() -> tuple[object, object, RemoteTask, list[RemoteTask], object]:
         uploaded = await host.upload(case, remote_dir)
-        outcome = await host.add(
-            group="gpu1", label=label, remote_dir=remote_dir, case_id=AWKWARD, attempt=1
+        outcome = await host.submit(
+            slot="gpu1", label=label, remote_dir=remote_dir, case_id=AWKWARD, attempt=1
         )
         assert isinstance(outcome, Ok), outcome
-        task = await observe_until(host, in_state(int(outcome.stdout), "done"), "the task done")
+        task = await observe_until(host, in_state(int(outcome.stdout), "ended"), "the task done")
         seen = await host.observe()
         assert isinstance(seen, Seen)
         fetched = await host.fetch(remote_dir, results)
@@ -198,7 +197,7 @@ def test_a_case_with_an_awkward_name_is_uploaded_run_and_its_result_fetched(
 
     plan_bytes = len(plan) + 1000 + len((case / "moqui_tps.in").read_bytes())
     assert isinstance(uploaded, Uploaded) and (uploaded.files, uploaded.bytes) == (3, plan_bytes)
-    assert (task.result, task.group, task.label) == ("success", "gpu1", label)
+    assert (task.result, task.slot, task.label) == ("succeeded", "gpu1", label)
     assert labelled == [task] and outcome == Ok(str(task.id))
     assert task.created_at is not None and task.created_at.utcoffset() is not None
     expected = plan + AWKWARD.encode()
@@ -221,8 +220,9 @@ def test_a_task_that_exits_2_is_seen_failed_and_its_log_tail_is_readable(node: N
 
     async def scenario() -> tuple[RemoteTask, object, object]:
         task_id = await added(host, "case-7")
-        task = await observe_until(host, in_state(task_id, "done"), "the task done")
-        return task, await host.log_tail(task_id), await host.log_tail(task_id + 1)
+        task = await observe_until(host, in_state(task_id, "ended"), "the task done")
+        gone = dataclasses.replace(task, id=task_id + 1)
+        return task, await host.log_tail(task), await host.log_tail(gone)
 
     task, tail, no_such_task = run(host, scenario)
 
@@ -251,13 +251,13 @@ def test_the_simulation_sees_its_task_env_and_what_it_copies_from_the_node(
         )  # fmt: skip
 
         async def scenario() -> RemoteTask:
-            task_id = await added(host, "case 1", group="gpu3")
-            return await observe_until(host, in_state(task_id, "done"), "the task's end")
+            task_id = await added(host, "case 1", slot="gpu3")
+            return await observe_until(host, in_state(task_id, "ended"), "the task's end")
 
         done = run(host, scenario)
     finally:
         standin.stop()
-    assert done.result == "success"
+    assert done.result == "succeeded"
     lines = (server.home / "task-env.txt").read_text().splitlines()
     seen = dict(line.split("=", 1) for line in lines if "=" in line)
     assert seen["CUDA_HOME"] == "/usr/local/cuda-12"
@@ -273,9 +273,9 @@ def test_a_killed_running_task_is_observed_killed(node: Node) -> None:
 
     async def scenario() -> tuple[object, RemoteTask]:
         task_id = await added(host, "case-k")
-        await observe_until(host, in_state(task_id, "running"), "the task running")
-        killed = await host.kill(task_id, running=True)
-        return killed, await observe_until(host, in_state(task_id, "done"), "the task done")
+        running = await observe_until(host, in_state(task_id, "running"), "the task running")
+        killed = await host.cancel(running)
+        return killed, await observe_until(host, in_state(task_id, "ended"), "the task done")
 
     killed, task = run(host, scenario)
 
@@ -283,18 +283,24 @@ def test_a_killed_running_task_is_observed_killed(node: Node) -> None:
     assert task.result == "killed"
 
 
-def test_a_waiting_task_is_removed_and_a_running_one_is_not(node: Node) -> None:
+def test_a_cancelled_waiting_task_is_removed_and_one_that_started_since_is_not(
+    node: Node,
+) -> None:
+    """A cancel removes a task seen waiting; pueue refuses to remove one that has started
+    meanwhile (a later snapshot shows it running, and the next cancel kills it)."""
     host = pueue_host(node.ssh)
 
     async def scenario() -> tuple[object, object, StatusSnapshot, int]:
-        running = await added(host, "case-r")
-        waiting = await added(host, "case-w")  # gpu0 runs one task at a time
-        await observe_until(host, in_state(running, "running"), "the first task running")
-        refused = await host.kill(running, running=False)
-        removed = await host.kill(waiting, running=False)
+        first = await added(host, "case-r")
+        second = await added(host, "case-w")  # gpu0 runs one task at a time
+        running = await observe_until(host, in_state(first, "running"), "the first running")
+        waiting = await observe_until(host, in_state(second, "waiting"), "the second waiting")
+        stale = dataclasses.replace(running, state="waiting")  # as seen before it started
+        refused = await host.cancel(stale)
+        removed = await host.cancel(waiting)
         seen = await host.observe()
         assert isinstance(seen, Seen)
-        return refused, removed, seen.snapshot, running
+        return refused, removed, seen.snapshot, first
 
     refused, removed, snapshot, running = run(host, scenario)
 
@@ -314,16 +320,16 @@ def test_a_group_paused_by_a_pueue_restart_runs_again_once_resumed(node: Node) -
         await asyncio.to_thread(node.pueue.restart_pueue_daemon)
         seen = await host.observe()
         assert isinstance(seen, Seen)
-        resumed = await host.resume_group("gpu0")
+        resumed = await host.release("gpu0")
         task = await observe_until(host, in_state(second, "running"), "the second task running")
         return seen.snapshot, resumed, task
 
     after_restart, resumed, task = run(host, scenario)
 
-    assert after_restart.groups["gpu0"].status == "paused"
-    assert [(t.state, t.result) for t in after_restart.tasks_in_group("gpu0")] == [
-        ("done", "killed"),
-        ("queued", None),
+    assert not after_restart.slots["gpu0"].open  # pueue paused the group
+    assert [(t.state, t.result) for t in after_restart.tasks_in_slot("gpu0")] == [
+        ("ended", "killed"),
+        ("held", None),
     ]
     assert isinstance(resumed, Ok)
     assert task.label == task_label("case-2", 1)
@@ -336,18 +342,19 @@ def test_every_poll_carries_the_groups_so_a_missing_one_shows_until_it_is_create
     the one source, read by every poll (no extra query)."""
     host = pueue_host(node.ssh)
 
-    async def scenario() -> tuple[StatusSnapshot, StatusSnapshot]:
+    async def scenario() -> tuple[StatusSnapshot, StatusSnapshot, int]:
         before = await host.observe()
         for command in (build_group_add("gpu7", 1), build_parallel("gpu7", 2)):
             assert isinstance(await host.connection.run(command), Ok)
         after = await host.observe()
         assert isinstance(before, Seen) and isinstance(after, Seen)
-        return before.snapshot, after.snapshot
+        assert host.last_state is not None
+        return before.snapshot, after.snapshot, host.last_state.groups["gpu7"].parallel_tasks
 
-    before, after = run(host, scenario)
+    before, after, parallel = run(host, scenario)
 
-    assert "gpu7" not in before.groups and "gpu0" in before.groups
-    assert after.groups["gpu7"].parallel_tasks == 2
+    assert "gpu7" not in before.slots and "gpu0" in before.slots
+    assert after.slots["gpu7"].open and parallel == 2
 
 
 def test_a_poll_reads_the_nodes_clock_in_the_same_round_trip(node: Node) -> None:
@@ -373,7 +380,7 @@ def test_a_pueue_older_than_3_is_incompatible_and_is_given_no_task(sandbox: Node
 
     async def scenario() -> tuple[object, object, StatusSnapshot]:
         observed = await host.observe()
-        added = await host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1)
+        added = await host.submit(slot="gpu0", label="l", remote_dir="~", case_id="c", attempt=1)
         plain = await pueue_host(sandbox.ssh).observe()
         assert isinstance(plain, Seen)
         return observed, added, plain.snapshot
@@ -495,7 +502,7 @@ def test_a_stopped_sshd_is_unseen_at_once_and_nothing_is_a_failure(private_sshd:
     async def scenario() -> list[object]:
         return [
             await host.observe(),
-            await host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
+            await host.submit(slot="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
         ]
 
     observed, add = run(host, scenario)
@@ -528,15 +535,16 @@ def test_a_node_freezing_under_the_open_connection_is_unseen(openssh: Node) -> N
 
 def test_a_stopped_pueue_daemon_is_an_outage_never_a_failure(sandbox: Node) -> None:
     host = pueue_host(sandbox.ssh)
+    task_zero = RemoteTask(0, "l", "gpu0", "running", None, None, None, None, None)
 
     async def scenario() -> list[object]:
         await asyncio.to_thread(sandbox.pueue.stop_pueue_daemon)
         outcomes = [
             await host.observe(),
-            await host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
-            await host.kill(0, running=True),
-            await host.resume_group("gpu0"),
-            await host.log_tail(0),
+            await host.submit(slot="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
+            await host.cancel(task_zero),
+            await host.release("gpu0"),
+            await host.log_tail(task_zero),
         ]
         await asyncio.to_thread(sandbox.pueue.start_pueue_daemon)
         return [*outcomes, await host.observe()]
@@ -554,7 +562,7 @@ def test_a_node_without_pueue_is_unseen_and_refuses_to_add(sandbox: Node) -> Non
     async def scenario() -> list[object]:
         return [
             await host.observe(),
-            await host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
+            await host.submit(slot="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
         ]
 
     observed, add = run(host, scenario)
@@ -605,7 +613,7 @@ def test_an_add_that_gives_no_task_id_has_an_unknown_outcome(
 
     outcome = run(
         host,
-        lambda: host.add(group="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
+        lambda: host.submit(slot="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
     )
 
     assert outcome == Unknown(reason)

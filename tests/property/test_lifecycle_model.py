@@ -22,23 +22,22 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
-from mqi_es.core.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
+from mqi_es.core.actions import Cancel, FailWithLog, Fetch, Memory, Record, Release, Submit
 from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, SlotError
-from mqi_es.core.observations import Blindness, Seen, Unseen
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reactions import (
     Fetched,
     NothingToFetch,
     Uploaded,
-    after_add,
     after_fetch,
     after_log,
-    after_resume,
+    after_release,
+    after_submit,
     after_upload,
 )
 from mqi_es.core.reconcile import World, reconcile
-from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.core.remote import Blindness, RemoteSlot, RemoteTask, Seen, StatusSnapshot, Unseen
 from mqi_es.core.states import CaseState, KillCause, SlotState
 from mqi_es.domain.recorded import Recorded
 from projections import runner
@@ -64,7 +63,7 @@ class _Task:
     label: str
     group: str
     created_at: datetime
-    state: str = "queued"
+    state: str = "waiting"
     result: str | None = None
     exit_code: int | None = None
     start: datetime | None = None
@@ -73,7 +72,9 @@ class _Task:
 
 
 class FakeNode:
-    """pueue as far as the lifecycle depends on it (see field-notes section 3)."""
+    """A host's queue as far as the lifecycle depends on it, in the core's terms (pueue's
+    behaviour, field-notes section 3): ids reused after clean, a restart kills what runs and
+    pauses the slots that still hold waiting tasks (they are then held)."""
 
     def __init__(self) -> None:
         self.tasks: dict[int, _Task] = {}
@@ -89,28 +90,29 @@ class FakeNode:
     def snapshot(self) -> StatusSnapshot:
         tasks = {
             t.id: RemoteTask(
-                id=t.id, label=t.label, group=t.group, state=t.state, result=t.result,
-                exit_code=t.exit_code, created_at=t.created_at, start=t.start, end=t.end,
-                detail="spawn error" if t.result == "failed_to_spawn" else None,
+                id=t.id, label=t.label, slot=t.group,
+                state="held" if t.state == "waiting" and t.group in self.paused else t.state,
+                result=t.result, exit_code=t.exit_code, created_at=t.created_at, start=t.start,
+                end=t.end, detail="spawn error" if t.result == "failed_to_start" else None,
             )
             for t in self.tasks.values()
         }  # fmt: skip
-        groups = {g: RemoteGroup("paused" if g in self.paused else "running", 1) for g in GROUPS}
-        return StatusSnapshot(tasks, groups)
+        slots = {g: RemoteSlot(open=g not in self.paused) for g in GROUPS}
+        return StatusSnapshot(tasks, slots)
 
     def step(self, now: datetime, result: str, true_time: float) -> None:
         """Start what may start, and end the oldest running task with ``result``."""
         running = [t for t in self.tasks.values() if t.state == "running"]
         if running:
             done = min(running, key=lambda t: t.id)
-            done.state, done.result, done.end = "done", result, now
+            done.state, done.result, done.end = "ended", result, now
             done.exit_code = 2 if result == "failed" else None
         for group in GROUPS:
             if group in self.paused:
                 continue
             if any(t.state == "running" and t.group == group for t in self.tasks.values()):
                 continue
-            queued = [t for t in self.tasks.values() if t.state == "queued" and t.group == group]
+            queued = [t for t in self.tasks.values() if t.state == "waiting" and t.group == group]
             if queued:
                 first = min(queued, key=lambda t: t.id)
                 first.state, first.start, first.started_true = "running", now, true_time
@@ -120,18 +122,18 @@ class FakeNode:
         if task is None:
             return
         if task.state == "running":
-            task.state, task.result, task.end = "done", "killed", now
-        elif task.state == "queued":
+            task.state, task.result, task.end = "ended", "killed", now
+        elif task.state == "waiting":
             del self.tasks[task_id]
 
     def restart(self, now: datetime) -> None:
         for task in self.tasks.values():
             if task.state == "running":
-                task.state, task.result, task.end = "done", "killed", now
-        self.paused |= {t.group for t in self.tasks.values() if t.state == "queued"}
+                task.state, task.result, task.end = "ended", "killed", now
+        self.paused |= {t.group for t in self.tasks.values() if t.state == "waiting"}
 
     def clean(self) -> None:
-        self.tasks = {i: t for i, t in self.tasks.items() if t.state != "done"}
+        self.tasks = {i: t for i, t in self.tasks.items() if t.state != "ended"}
 
 
 class Lifecycle(RuleBasedStateMachine):
@@ -231,13 +233,13 @@ class Lifecycle(RuleBasedStateMachine):
         action = self.pending.pop(index % len(self.pending))
         if isinstance(action, Submit):
             self._submit(action, luck)
-        elif isinstance(action, Kill):
+        elif isinstance(action, Cancel):
             if luck in ("ok", "lost"):
-                self.node.kill(action.task_id, self.node_now())
-        elif isinstance(action, ResumeGroup):
+                self.node.kill(action.task.id, self.node_now())
+        elif isinstance(action, Release):
             if luck in ("ok", "lost"):
-                self.node.paused.discard(action.group)
-            self._apply(after_resume(action, Ok("") if luck == "ok" else Unknown("x")))
+                self.node.paused.discard(action.slot)
+            self._apply(after_release(action, Ok("") if luck == "ok" else Unknown("x")))
         elif isinstance(action, FailWithLog):
             outcome = Ok("error: dose grid") if luck == "ok" else Unknown("timed out")
             self._apply(after_log(action, outcome))
@@ -254,7 +256,7 @@ class Lifecycle(RuleBasedStateMachine):
     def _submit(self, action: Submit, luck: str) -> None:
         self.settled_at[action.case_id] = self.true + POLICY.submit_settle.total_seconds()
         self._apply([Record.of("start_submission", case_id=action.case_id, host=action.host,
-                               group=action.group, remote_base_dir="~/mqi")])  # fmt: skip
+                               group=action.slot, remote_base_dir="~/mqi")])  # fmt: skip
         case = self._case(action.case_id)
         if case is None or case.state is not CaseState.SUBMITTING:
             return
@@ -265,11 +267,11 @@ class Lifecycle(RuleBasedStateMachine):
         if not isinstance(upload, Uploaded):
             return
         if luck in ("ok", "lost"):
-            task_id = self.node.add(case.label, action.group, self.node_now())
+            task_id = self.node.add(case.label, action.slot, self.node_now())
             added = Ok(str(task_id)) if luck == "ok" else Unknown("connection lost")
         else:
             added = Unknown("timed out")
-        self._apply(after_add(case, added, self.now, POLICY))
+        self._apply(after_submit(case, added, self.now, POLICY))
 
     def _case(self, case_id: str):
         runner.catch_up(self.views, self.feed)
@@ -285,7 +287,7 @@ class Lifecycle(RuleBasedStateMachine):
                                 actor="daemon")  # fmt: skip
         self.cases += 1
 
-    @rule(result=st.sampled_from(["success", "success", "failed", "failed_to_spawn", "killed"]))
+    @rule(result=st.sampled_from(["succeeded", "succeeded", "failed", "failed_to_start", "killed"]))
     def node_works(self, result: str) -> None:
         self.node.step(self.node_now(), result, self.true)
 
@@ -355,7 +357,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     @invariant()
     def a_case_never_has_two_live_tasks(self) -> None:
-        live = [t.label.rsplit(":", 1)[0] for t in self.node.tasks.values() if t.state != "done"]
+        live = [t.label.rsplit(":", 1)[0] for t in self.node.tasks.values() if t.state != "ended"]
         assert len(live) == len(set(live)), live
 
     @invariant()
@@ -371,7 +373,7 @@ class Lifecycle(RuleBasedStateMachine):
         for _ in range(80):
             self.true += 120
             self.node.paused.clear()
-            self.node.step(self.node_now(), "success", self.true)
+            self.node.step(self.node_now(), "succeeded", self.true)
             self.cycle("seen")
             while self.pending:
                 self.perform(0, "ok")

@@ -1,4 +1,5 @@
-"""Finding our task by label, what a failed pueue call means, and the snapshot's own rules."""
+"""Finding our task by label (the core's lookup), what a failed pueue call means, and the
+rules of pueue's task model and of the core's."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from mqi_es.adapters.pueue.commands import (
     classify,
     is_daemon_down,
 )
+from mqi_es.adapters.pueue.model import PueueGroup, PueueState, PueueTask
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.core.snapshot import (
+from mqi_es.core.remote import (
     Found,
     LookupUnknown,
     NotFound,
-    RemoteGroup,
     RemoteTask,
     StatusSnapshot,
     find_task_by_label,
@@ -36,8 +37,8 @@ def task(
     return RemoteTask(
         id=task_id,
         label=label,
-        group=group,
-        state="queued",
+        slot=group,
+        state="waiting",
         result=None,
         exit_code=None,
         created_at=created,
@@ -47,14 +48,14 @@ def task(
 
 
 def snapshot_of(*tasks: RemoteTask) -> StatusSnapshot:
-    return StatusSnapshot(tasks={t.id: t for t in tasks}, groups={})
+    return StatusSnapshot(tasks={t.id: t for t in tasks}, slots={})
 
 
 # ------------------------------------------------------------------ label lookup
 
 
 def test_no_snapshot_means_the_lookup_is_unknown_not_absent() -> None:
-    assert find_task_by_label(None, LABEL) == LookupUnknown("no status snapshot of the node")
+    assert find_task_by_label(None, LABEL) == LookupUnknown("no status snapshot of the host")
     assert find_task_by_label(None, LABEL, unknown_reason="host unreachable") == LookupUnknown(
         "host unreachable"
     )
@@ -193,23 +194,53 @@ def done(result: str, **overrides: object) -> dict[str, object]:
 )
 def test_a_task_pueue_could_never_report_cannot_be_built(fields: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        RemoteTask(**fields)  # type: ignore[arg-type]
+        PueueTask(**fields)  # type: ignore[arg-type]
 
 
 def test_consistent_finished_tasks_can_be_built() -> None:
-    failed = RemoteTask(**done("failed", exit_code=127))  # type: ignore[arg-type]
-    unspawned = RemoteTask(**done("failed_to_spawn", detail="no such dir"))  # type: ignore[arg-type]
+    failed = PueueTask(**done("failed", exit_code=127))  # type: ignore[arg-type]
+    unspawned = PueueTask(**done("failed_to_spawn", detail="no such dir"))  # type: ignore[arg-type]
 
     assert (failed.exit_code, unspawned.detail) == (127, "no such dir")
 
 
 def test_an_unknown_group_status_cannot_be_built() -> None:
     with pytest.raises(ValueError):
-        RemoteGroup("Running", 1)  # type: ignore[arg-type]
+        PueueGroup("Running", 1)  # type: ignore[arg-type]
 
 
-def test_tasks_of_a_group_and_of_a_label_come_in_id_order() -> None:
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"state": "queued"},  # pueue's word, not the core's
+        {"state": "ended", "result": None},
+        {"state": "ended", "result": "failed", "exit_code": None},
+        {"state": "ended", "result": "lost", "detail": None},
+        {"state": "running", "result": "succeeded"},
+    ],
+)
+def test_a_task_no_host_could_report_cannot_be_built_in_the_cores_terms(
+    fields: dict[str, object],
+) -> None:
+    base = {"id": 1, "label": None, "slot": "s", "state": "waiting", "result": None,
+            "exit_code": None, "created_at": at(1), "start": None, "end": None}  # fmt: skip
+    with pytest.raises(ValueError):
+        RemoteTask(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_tasks_of_a_slot_and_of_a_label_come_in_id_order() -> None:
     snapshot = snapshot_of(task(9, group="gpu1"), task(2, group="gpu1"), task(5, label="x"))
 
-    assert [t.id for t in snapshot.tasks_in_group("gpu1")] == [2, 9]
+    assert [t.id for t in snapshot.tasks_in_slot("gpu1")] == [2, 9]
     assert [t.id for t in snapshot.tasks_with_label(LABEL)] == [2, 9]
+
+
+def test_pueues_groups_are_filtered_client_side() -> None:
+    base = done("success")
+    state = PueueState(
+        tasks={9: PueueTask(**{**base, "id": 9, "group": "gpu1"}),  # type: ignore[arg-type]
+               2: PueueTask(**{**base, "id": 2, "group": "gpu1"}),  # type: ignore[arg-type]
+               5: PueueTask(**{**base, "id": 5})},  # type: ignore[arg-type]
+        groups={},
+    )  # fmt: skip
+    assert [t.id for t in state.tasks_in_group("gpu1")] == [2, 9]

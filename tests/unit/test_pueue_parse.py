@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mqi_es.adapters.pueue.model import PueueGroup, PueueState, to_snapshot
 from mqi_es.adapters.pueue.parse import (
     PueueOutputError,
     parse_add_output,
@@ -23,12 +24,7 @@ from mqi_es.adapters.pueue.parse import (
     parse_status,
     parse_task_status,
 )
-from mqi_es.core.snapshot import (
-    Found,
-    RemoteGroup,
-    StatusSnapshot,
-    find_task_by_label,
-)
+from mqi_es.core.remote import Found, find_task_by_label
 from tests.samples import PUEUE_SAMPLES
 
 PLUS_2 = timezone(timedelta(hours=2))
@@ -83,20 +79,20 @@ ADD_OUTPUTS = {  # none of them was run with --print-task-id
     WRAPPER + "add_stdout_id68.txt",
 }
 REAL_GROUPS = {
-    RAYCAST + "group_json_default.json": {"default": RemoteGroup("running", 1)},
-    WRAPPER + "group_json_default_only.json": {"default": RemoteGroup("running", 1)},
+    RAYCAST + "group_json_default.json": {"default": PueueGroup("running", 1)},
+    WRAPPER + "group_json_default_only.json": {"default": PueueGroup("running", 1)},
     RAYCAST + "groups_map_linux_remote_3groups_jsstringify.json": {
-        "default": RemoteGroup("running", 1),
-        "ollama": RemoteGroup("running", 1),
-        "wf": RemoteGroup("running", 1),
+        "default": PueueGroup("running", 1),
+        "ollama": PueueGroup("running", 1),
+        "wf": PueueGroup("running", 1),
     },
     WRAPPER + "group_json_two_groups_parallel1.json": {
-        "default": RemoteGroup("running", 1),
-        "test-group": RemoteGroup("running", 1),
+        "default": PueueGroup("running", 1),
+        "test-group": PueueGroup("running", 1),
     },
     WRAPPER + "group_json_two_groups_parallel2.json": {
-        "default": RemoteGroup("running", 1),
-        "test-group": RemoteGroup("running", 2),
+        "default": PueueGroup("running", 1),
+        "test-group": PueueGroup("running", 2),
     },
 }
 LOG_STASHED = RAYCAST + "log_json_stashed_task_jsontool.json"
@@ -110,12 +106,12 @@ KILLED_GPU0 = (None, "gpu0", "done", "killed", None)
 SUCCESS = (None, "default", "done", "success", None)
 SPAWN_FAILED = (None, "default", "done", "failed_to_spawn", None)
 STASHED = (None, "default", "stashed", None, None)
-RUNNING, PAUSED = RemoteGroup("running", 1), RemoteGroup("paused", 1)
+RUNNING, PAUSED = PueueGroup("running", 1), PueueGroup("paused", 1)
 BOTH_RUNNING = {"default": RUNNING, "gpu0": RUNNING}
 FIRST_FOUR = {0: F3, 1: KILLED_GPU0, 2: KILLED_GPU0, 3: SUCCESS}
 UP_TO_SPAWN_FAILURE = {**FIRST_FOUR, 4: SPAWN_FAILED, 5: STASHED}
 DEPENDENCY_FAILED = (None, "default", "done", "dependency_failed", None)
-STATUS_312: dict[str, tuple[dict[int, tuple[Any, ...]], dict[str, RemoteGroup]]] = {
+STATUS_312: dict[str, tuple[dict[int, tuple[Any, ...]], dict[str, PueueGroup]]] = {
     "status_running.json": ({0: ("mqi-test-1", "gpu0", "running", None, None)}, BOTH_RUNNING),
     "status_done_failed3.json": ({0: F3}, BOTH_RUNNING),
     "status_queued.json": (
@@ -241,7 +237,7 @@ SPAWN_ERROR = (
 )
 
 
-def summary(snapshot: StatusSnapshot) -> dict[int, tuple[Any, ...]]:
+def summary(snapshot: PueueState) -> dict[int, tuple[Any, ...]]:
     return {
         task.id: (task.label, task.group, task.state, task.result, task.exit_code)
         for task in snapshot.tasks.values()
@@ -304,12 +300,12 @@ def test_group_states_are_read_from_status_including_transient_reset() -> None:
     v4 = parse_status(sample("v4_status_all_states.json")).groups
 
     expected = {
-        "default": RemoteGroup("running", 1),
-        "gpu": RemoteGroup("running", 2),
-        "io": RemoteGroup("paused", 0),
+        "default": PueueGroup("running", 1),
+        "gpu": PueueGroup("running", 2),
+        "io": PueueGroup("paused", 0),
     }
     assert v3 == expected
-    assert v4 == {**expected, "scratch": RemoteGroup("reset", 1)}
+    assert v4 == {**expected, "scratch": PueueGroup("reset", 1)}
 
 
 @pytest.mark.parametrize("name", STATE_V2)
@@ -326,8 +322,8 @@ def test_pre_v3_state_without_created_at_is_read(name: str) -> None:
     assert snapshot.tasks[0].start == datetime(2022, 5, 9, 18, 41, 29, 273563, tzinfo=PLUS_2)
     assert snapshot.tasks[0].end == datetime(2022, 5, 9, 18, 41, 29, 473998, tzinfo=PLUS_2)
     assert snapshot.groups == {
-        "default": RemoteGroup("running", 1),
-        "test": RemoteGroup("paused", 2),
+        "default": PueueGroup("running", 1),
+        "test": PueueGroup("paused", 2),
     }
 
 
@@ -349,15 +345,15 @@ def test_upstream_v4_state_fixture_is_read(name: str) -> None:
     assert first.end == datetime(2024, 7, 18, 14, 55, 3, 191922, tzinfo=PLUS_2)
     assert snapshot.tasks[3].start == datetime(2024, 7, 18, 14, 55, 23, 365190, tzinfo=PLUS_2)
     assert snapshot.groups == {
-        "default": RemoteGroup("running", 1),
-        "test": RemoteGroup("running", 1),
+        "default": PueueGroup("running", 1),
+        "test": PueueGroup("running", 1),
     }
 
 
 def test_live_status_of_an_empty_queue_is_read() -> None:
     snapshot = parse_status(sample(EMPTY_QUEUE))
 
-    assert snapshot == StatusSnapshot(tasks={}, groups={"default": RemoteGroup("running", 1)})
+    assert snapshot == PueueState(tasks={}, groups={"default": PueueGroup("running", 1)})
 
 
 def test_live_status_cut_off_midway_is_rejected_as_output_error() -> None:
@@ -375,7 +371,7 @@ def test_status_is_read_from_text_as_well_as_bytes() -> None:
 
 
 def test_label_shared_by_three_sample_tasks_resolves_to_the_newest() -> None:
-    snapshot = parse_status(sample("v4_status_all_states.json"))
+    snapshot = to_snapshot(parse_status(sample("v4_status_all_states.json")))
     assert [t.id for t in snapshot.tasks_with_label("train")] == [3, 6, 8]
 
     assert find_task_by_label(snapshot, "train") == Found(snapshot.tasks[8])
@@ -428,7 +424,7 @@ def at(hour: int, minute: int, second: int, micro: int) -> datetime:
     return datetime(2026, 12, 2, hour, minute, second, micro, tzinfo=UTC)
 
 
-def status_312(name: str) -> StatusSnapshot:
+def status_312(name: str) -> PueueState:
     return parse_status(sample(V312 + name))
 
 
@@ -442,7 +438,7 @@ def missing_log_error(task_id: int) -> str:
 
 @pytest.mark.parametrize(("name", "expected"), STATUS_312.items())
 def test_each_real_3_1_2_status_capture_reads_as_its_readme_describes(
-    name: str, expected: tuple[dict[int, tuple[Any, ...]], dict[str, RemoteGroup]]
+    name: str, expected: tuple[dict[int, tuple[Any, ...]], dict[str, PueueGroup]]
 ) -> None:
     tasks, groups = expected
 
@@ -517,8 +513,8 @@ def test_real_3_1_2_killing_a_group_pauses_it_until_it_is_started() -> None:
 
     assert killed.tasks[2].result == "killed"
     assert killed.tasks[2].end == at(19, 50, 56, 880046)
-    assert killed.groups["gpu0"] == RemoteGroup("paused", 1)
-    assert resumed.groups["gpu0"] == RemoteGroup("running", 1)
+    assert killed.groups["gpu0"] == PueueGroup("paused", 1)
+    assert resumed.groups["gpu0"] == PueueGroup("running", 1)
     assert resumed.tasks == killed.tasks
 
 
@@ -563,8 +559,8 @@ def test_real_3_1_2_plain_kill_kills_the_default_group_and_pauses_only_it() -> N
 
     assert (snapshot.tasks[8].group, snapshot.tasks[8].result) == ("default", "killed")
     assert snapshot.groups == {
-        "default": RemoteGroup("paused", 1),
-        "gpu0": RemoteGroup("running", 1),
+        "default": PueueGroup("paused", 1),
+        "gpu0": PueueGroup("running", 1),
     }
 
 
@@ -608,7 +604,7 @@ def test_real_3_1_2_daemon_restart_pauses_the_group_whose_task_was_queued() -> N
     assert after.tasks[0].start == before.tasks[0].start == at(19, 51, 43, 455069)
     assert after.tasks[0].end is None
     assert after.tasks[1] == before.tasks[1]
-    assert after.groups == {"default": RemoteGroup("running", 1), "gpu0": RemoteGroup("paused", 1)}
+    assert after.groups == {"default": PueueGroup("running", 1), "gpu0": PueueGroup("paused", 1)}
     # `pueue start -g gpu0`: the queued task runs, the group runs again.
     assert started.tasks[0] == after.tasks[0]
     waiting = started.tasks[1]
@@ -642,7 +638,7 @@ def test_real_3_1_2_log_has_both_streams_or_pueues_error_for_a_task_without_a_lo
 
 
 def test_real_3_1_2_label_lookup_finds_the_task_by_its_label() -> None:
-    snapshot = status_312("status_restart2_after.json")
+    snapshot = to_snapshot(status_312("status_restart2_after.json"))
 
     assert find_task_by_label(snapshot, "waiting") == Found(snapshot.tasks[1])
     assert find_task_by_label(snapshot, "long") == Found(snapshot.tasks[0])
@@ -815,7 +811,7 @@ def test_a_status_truncated_anywhere_is_rejected_and_never_partial() -> None:
             parse_status(raw[:cut])
 
 
-def parse_groups(raw: str | bytes) -> dict[str, RemoteGroup]:
+def parse_groups(raw: str | bytes) -> dict[str, PueueGroup]:
     """A `pueue group --json` map read as the group map every `status --json` carries
     (pueue 3.1 to 3.3 have no `group --json`: the daemon reads groups from the status)."""
     text = raw.decode() if isinstance(raw, bytes) else raw
@@ -835,24 +831,24 @@ def test_log_output_truncated_anywhere_is_rejected() -> None:
 @pytest.mark.parametrize("name", GROUPS_V3)
 def test_v3_group_list_is_read(name: str) -> None:
     assert parse_groups(sample(name)) == {
-        "default": RemoteGroup("running", 1),
-        "gpu": RemoteGroup("running", 2),
-        "io": RemoteGroup("paused", 0),
+        "default": PueueGroup("running", 1),
+        "gpu": PueueGroup("running", 2),
+        "io": PueueGroup("paused", 0),
     }
 
 
 @pytest.mark.parametrize("name", GROUPS_V4)
 def test_v4_group_list_with_reset_group_is_read(name: str) -> None:
     assert parse_groups(sample(name)) == {
-        "default": RemoteGroup("running", 1),
-        "gpu": RemoteGroup("running", 2),
-        "io": RemoteGroup("paused", 0),
-        "scratch": RemoteGroup("reset", 1),
+        "default": PueueGroup("running", 1),
+        "gpu": PueueGroup("running", 2),
+        "io": PueueGroup("paused", 0),
+        "scratch": PueueGroup("reset", 1),
     }
 
 
 @pytest.mark.parametrize(("name", "expected"), REAL_GROUPS.items())
-def test_live_group_lists_are_read(name: str, expected: dict[str, RemoteGroup]) -> None:
+def test_live_group_lists_are_read(name: str, expected: dict[str, PueueGroup]) -> None:
     assert parse_groups(sample(name)) == expected
 
 
@@ -1027,7 +1023,7 @@ def test_mutated_real_status_gives_a_complete_snapshot_or_an_output_error(
     snapshot = survives(parse_status, json.dumps(changed))
 
     if snapshot is not None:
-        assert isinstance(snapshot, StatusSnapshot)
+        assert isinstance(snapshot, PueueState)
         assert isinstance(changed, dict)
         assert len(snapshot.tasks) == len(changed["tasks"])  # never a partial snapshot
         assert len(snapshot.groups) == len(changed["groups"])

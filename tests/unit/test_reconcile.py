@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from mqi_es.core.actions import FailWithLog, Fetch, Kill, Memory, Record, ResumeGroup, Submit
+from mqi_es.core.actions import Cancel, FailWithLog, Fetch, Memory, Record, Release, Submit
 from mqi_es.core.ids import task_label
-from mqi_es.core.observations import Blindness, Unseen
+from mqi_es.core.remote import Blindness, Unseen
 from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from tests.unit.worlds import (
     CREATED,
@@ -95,12 +95,12 @@ def test_a_case_waiting_for_its_backoff_is_not_submitted_yet():
 
 
 def test_a_group_running_tasks_we_did_not_submit_is_busy_not_allocated():
-    foreign = task(3, label="someone-else", group="gpu0")
+    foreign = task(3, label="someone-else", slot="gpu0")
     decision = decide([case("c1", CaseState.WAITING)], seen(foreign))
     assert decision.records == (
         Record.of(
             "mark_slot_busy", host="n1", group="gpu0", task_ids=[3],
-            reason="the group runs tasks this daemon did not submit",
+            reason="the slot runs tasks this daemon did not submit",
         ),
     )  # fmt: skip
     assert decision.actions == (Submit("c1", "n1", "gpu1"),)
@@ -125,7 +125,7 @@ def test_cases_with_work_in_flight_are_left_alone():
 
 def test_a_submitting_case_adopts_its_task_found_by_label():
     submitting = case(state=CaseState.SUBMITTING)
-    decision = decide([submitting], seen(task(12, state="queued")))
+    decision = decide([submitting], seen(task(12, state="waiting")))
     assert decision.records == (
         Record.of(
             "record_enqueued", case_id="c1", attempt=1, task_id=12, created_at=CREATED,
@@ -168,7 +168,7 @@ def test_a_queued_case_whose_task_runs_is_recorded_as_started():
 
 
 def test_success_records_the_remote_success_and_a_retrieving_case_is_fetched():
-    done = task(state="done", result="success", end=T0)
+    done = task(state="ended", result="succeeded", end=T0)
     decision = decide([case()], seen(done))
     assert decision.records == (
         Record.of("record_remote_success", case_id="c1", attempt=1, ended_at=T0),
@@ -179,22 +179,22 @@ def test_success_records_the_remote_success_and_a_retrieving_case_is_fetched():
 
 
 def test_a_failed_task_fails_the_case_with_its_exit_code_and_log():
-    failed = task(state="done", result="failed", exit_code=2, end=T0)
+    failed = task(state="ended", result="failed", exit_code=2, end=T0)
     decision = decide([case()], seen(failed))
     assert decision.records == ()
     assert decision.actions == (
-        FailWithLog("c1", 1, "n1", 7, 2, "the simulation exited with code 2"),
+        FailWithLog("c1", 1, "n1", failed, "the simulation exited with code 2"),
     )
 
 
 def test_a_task_that_failed_to_spawn_fails_the_case():
-    spawn = task(state="done", result="failed_to_spawn", detail="No such file", end=T0)
+    spawn = task(state="ended", result="failed_to_start", detail="No such file", end=T0)
     (action,) = decide([case()], seen(spawn)).actions
     assert isinstance(action, FailWithLog) and "No such file" in action.reason
 
 
 def test_a_task_killed_by_others_is_resubmitted_with_backoff():
-    killed = task(state="done", result="killed", end=T0)
+    killed = task(state="ended", result="killed", end=T0)
     decision = decide([case()], seen(killed))
     (record,) = decision.records
     assert record.command == "abandon_attempt"
@@ -203,7 +203,7 @@ def test_a_task_killed_by_others_is_resubmitted_with_backoff():
 
 
 def test_infrastructure_losses_end_the_case_after_max_attempts():
-    killed = task(state="done", result="killed", end=T0)
+    killed = task(state="ended", result="killed", end=T0)
     decision = decide([case(infra_failures=POLICY.max_attempts - 1)], seen(killed))
     (record,) = decision.records
     assert record.command == "fail_case"
@@ -239,14 +239,15 @@ def test_a_reused_task_id_is_not_mistaken_for_ours():
 
 def test_a_case_over_its_timeout_is_killed_and_its_gpu_kept_until_confirmed():
     started = T0 - POLICY.timeout - timedelta(seconds=1)
-    decision = decide([case(state_since=started)], seen(task(start=started)))
+    running = task(start=started)
+    decision = decide([case(state_since=started)], seen(running))
     assert decision.records == (
         Record.of(
             "request_kill", case_id="c1", cause=KillCause.TIMEOUT,
             reason=f"running longer than {POLICY.timeout}",
         ),
     )  # fmt: skip
-    assert decision.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+    assert decision.actions == (Cancel("n1", running, "c1"),)
 
 
 def test_a_case_sets_its_own_timeout():
@@ -262,13 +263,13 @@ def test_time_a_task_ran_unseen_counts_towards_its_timeout():
     assert commands(decision) == ["record_started", "request_kill"]
 
 
-def test_a_paused_task_is_killed_not_removed():
-    paused = task(state="paused")
+def test_a_suspended_task_is_cancelled_like_a_running_one():
+    paused = task(state="suspended")
     decision = decide([case(cancel_requested=True)], seen(paused))
-    assert decision.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+    assert decision.actions == (Cancel("n1", paused, "c1"),)  # it holds its GPU: killed
 
 
-def test_a_group_paused_on_the_node_is_not_given_new_cases():
+def test_a_slot_paused_on_the_host_is_not_given_new_cases():
     decision = decide([case("c1", CaseState.WAITING)], seen(paused=("gpu0",)))
     assert decision.actions == (Submit("c1", "n1", "gpu1"),)
 
@@ -280,7 +281,7 @@ def test_a_kill_is_resent_at_most_every_interval_and_ends_the_case_when_confirme
     assert first.records == () and len(first.actions) == 1
     again = decide([killing], seen(task()), memory=first.memory, now=T0 + timedelta(seconds=1))
     assert again.actions == ()
-    confirmed = decide([killing], seen(task(state="done", result="killed", end=T0)))
+    confirmed = decide([killing], seen(task(state="ended", result="killed", end=T0)))
     assert confirmed.records == (
         Record.of(
             "fail_case", case_id="c1", category=FailureCategory.TIMEOUT,
@@ -305,12 +306,12 @@ def test_a_quarantined_slot_is_killed_again_and_lifted_once_its_task_is_gone():
     quarantined = slot("gpu0", SlotState.QUARANTINED, case_id="c1", attempt=1, task_id=7,
                        task_label=task_label("c1", 1), task_created_at=CREATED)  # fmt: skip
     still = decide([], seen(task()), slots=[quarantined, slot("gpu1")])
-    assert still.actions == (Kill("n1", 7, running=True, case_id=None),)
+    assert still.actions == (Cancel("n1", task(), None),)
     assert still.alarms
     later = T0 + POLICY.kill_resend_interval
     again = decide([], seen(task(), taken_at=later), slots=[quarantined, slot("gpu1")],
                    now=later, memory=still.memory)  # fmt: skip
-    assert again.actions == (Kill("n1", 7, running=True, case_id=None),)
+    assert again.actions == (Cancel("n1", task(), None),)
     assert again.alarms == ()  # raised once while the slot stays quarantined
     gone = decide([], seen(), slots=[quarantined, slot("gpu1")])
     assert commands(gone) == ["lift_quarantine"]
@@ -328,33 +329,33 @@ def test_a_quarantined_slot_never_kills_another_task_that_got_the_same_id():
 def test_an_operator_cancel_kills_the_running_task():
     decision = decide([case(cancel_requested=True)], seen(task()))
     assert decision.records[0].kwargs["cause"] is KillCause.CANCEL
-    assert decision.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+    assert decision.actions == (Cancel("n1", task(), "c1"),)
 
 
 def test_a_cancelled_task_still_waiting_in_the_queue_is_removed():
     decision = decide([case(state=CaseState.QUEUED, cancel_requested=True)],
-                      seen(task(state="queued")))  # fmt: skip
-    assert decision.actions == (Kill("n1", 7, running=False, case_id="c1"),)
+                      seen(task(state="waiting")))  # fmt: skip
+    assert decision.actions == (Cancel("n1", task(state="waiting"), "c1"),)
 
 
-def test_a_paused_group_holding_our_queued_task_is_resumed():
+def test_a_slot_holding_our_queued_tasks_is_released_once():
     queued = [case("c1", CaseState.QUEUED), case("c2", CaseState.QUEUED, task_id=8,
                                                  label=task_label("c2", 1))]  # fmt: skip
-    tasks = [task(7, state="queued"), task(8, label=task_label("c2", 1), state="queued")]
+    tasks = [task(7, state="held"), task(8, label=task_label("c2", 1), state="held")]
     decision = decide(queued, seen(*tasks, paused=("gpu0",)))
-    assert decision.actions == (ResumeGroup("n1", "gpu0"),)
+    assert decision.actions == (Release("n1", "gpu0"),)
 
 
 def test_the_same_input_gives_the_same_decision():
     cases = [case("c1"), case("c2", CaseState.WAITING), case("c3", CaseState.SUBMITTING,
                                                              group="gpu1")]  # fmt: skip
-    observation = seen(task(state="done", result="killed", end=T0))
+    observation = seen(task(state="ended", result="killed", end=T0))
     assert decide(cases, observation) == decide(cases, observation)
 
 
 def test_a_task_that_succeeds_while_its_timeout_kill_is_pending_is_a_success():
     killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
-    done = task(state="done", result="success", end=T0)
+    done = task(state="ended", result="succeeded", end=T0)
     decision = decide([killing], seen(done))
     assert decision.records == (
         Record.of("record_remote_success", case_id="c1", attempt=1, ended_at=T0),
@@ -366,4 +367,5 @@ def test_a_stray_task_with_our_label_keeps_its_gpu_busy_and_raises_an_alarm():
     decision = decide([], seen(stray))
     assert commands(decision) == ["mark_slot_busy"]
     (alarm,) = decision.alarms
-    assert "belongs to no live attempt" in alarm.message and "pueue kill 5" in alarm.message
+    assert "belongs to no live attempt" in alarm.message
+    assert "cancel it on the host" in alarm.message

@@ -3,8 +3,8 @@ hosts that cannot be used: nothing is killed, failed or quarantined for a clock'
 
 from datetime import timedelta
 
-from mqi_es.core.actions import Kill, Record, Submit
-from mqi_es.core.observations import Blindness, Unseen
+from mqi_es.core.actions import Cancel, Record, Submit
+from mqi_es.core.remote import Blindness, Unseen
 from mqi_es.core.states import CaseState, HostState, KillCause
 from tests.unit.worlds import MONO0, POLICY, T0, case, commands, decide, mono, seen, slot, task
 
@@ -87,7 +87,7 @@ def test_a_task_first_seen_as_the_nodes_clock_jumps_is_timed_from_its_true_start
     """The node's clock steps 30 h ahead in the cycle where a task, started an hour ago,
     is first seen running: neither that cycle nor a later one kills it for 31 hours."""
     queued = case(state=CaseState.QUEUED)
-    first = decide([queued], seen(task(state="queued", start=None)))
+    first = decide([queued], seen(task(state="waiting", start=None)))
     started = T0 - HOUR  # by the node's clock before it jumped
     later = T0 + timedelta(seconds=10)
     jumped = seen(task(start=started), taken_at=later, node_time=later + 30 * HOUR,
@@ -106,7 +106,7 @@ def test_a_task_first_seen_as_the_nodes_clock_jumps_is_timed_from_its_true_start
 def test_kill_resends_follow_the_monotonic_clock_whatever_the_wall_clock_does():
     killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
     first = decide([killing], seen(task()))
-    assert first.actions == (Kill("n1", 7, running=True, case_id="c1"),)
+    assert first.actions == (Cancel("n1", task(), "c1"),)
     # The wall clock jumps an hour ahead but only 1 s passed: no resend yet.
     early = decide([killing], seen(task()), now=T0 + HOUR, at=MONO0 + 1, memory=first.memory)
     assert early.actions == ()
@@ -180,7 +180,7 @@ def test_a_missing_group_is_alarmed_once_and_its_slot_not_handed_out():
     decision = decide(waiting, only_gpu1, slots=[slot("gpu0"), slot("gpu1")])
     assert decision.actions == (Submit("c1", "n1", "gpu1"),)
     (alarm,) = decision.alarms
-    assert "gpu0" in alarm.message and "does not exist" in alarm.message
+    assert "n1/gpu0" in alarm.message and "does not exist" in alarm.message
     again = decide(waiting, only_gpu1, slots=[slot("gpu0"), slot("gpu1")], memory=decision.memory)
     assert again.alarms == ()
 

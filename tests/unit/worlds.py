@@ -10,10 +10,9 @@ from msgspec.structs import replace
 
 from mqi_es.core.actions import Memory
 from mqi_es.core.ids import task_label
-from mqi_es.core.observations import Seen
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reconcile import World, reconcile
-from mqi_es.core.snapshot import RemoteGroup, RemoteTask, StatusSnapshot
+from mqi_es.core.remote import RemoteSlot, RemoteTask, Seen, StatusSnapshot
 from mqi_es.core.states import CaseState, HostState, SlotState
 from mqi_es.core.views import CaseView, HostView, SlotView
 
@@ -50,7 +49,7 @@ def task(task_id: int = 7, label: str | None = None, state: str = "running", **k
     result = kw.pop("result", None)
     return RemoteTask(
         id=task_id, label=task_label("c1", 1) if label is None else label,
-        group=kw.pop("group", "gpu0"), state=state, result=result,
+        slot=kw.pop("slot", "gpu0"), state=state, result=result,
         exit_code=kw.pop("exit_code", None), created_at=kw.pop("created_at", CREATED),
         start=kw.pop("start", CREATED), end=kw.pop("end", None), detail=kw.pop("detail", None),
     )  # fmt: skip
@@ -62,7 +61,7 @@ def seen(
     groups: tuple[str, ...] = ("gpu0", "gpu1"),
 ) -> Seen:  # fmt: skip
     """A snapshot sent at ``taken_at`` (our clocks), answered at ``node_time`` by the node's."""
-    shown = {g: RemoteGroup("paused" if g in paused else "running", 1) for g in groups}
+    shown = {g: RemoteSlot(open=g not in paused) for g in groups}
     node = taken_at + timedelta(seconds=skew) if node_time is None else node_time
     return Seen(StatusSnapshot({t.id: t for t in tasks}, shown), mono(taken_at), node, skew, 0.0)
 

@@ -16,7 +16,7 @@ EXIT_CODE = 86
 STEPS = (
     "after:start_submission",  # the attempt and its GPU are recorded, nothing uploaded
     "after:record_upload",  # the case is on the node, `pueue add` not sent
-    "after_add",  # `pueue add` returned; nothing recorded about the task yet
+    "after_submit",  # `pueue add` returned; nothing recorded about the task yet
     "after:record_enqueued",  # the task id is recorded
     "after:record_started",
     "after:record_remote_success",  # success recorded, GPU released, results not fetched

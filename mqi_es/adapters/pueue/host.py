@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mqi_es.adapters.pueue.checks import groups_finding, status_finding, version_finding
 from mqi_es.adapters.pueue.commands import (
     DAEMON_DOWN_REASON,
     build_add,
@@ -35,6 +36,7 @@ from mqi_es.adapters.pueue.commands import (
     gpu_index,
     is_daemon_down,
 )
+from mqi_es.adapters.pueue.model import PueueState, to_snapshot
 from mqi_es.adapters.pueue.parse import (
     MIN_VERSION,
     PueueOutputError,
@@ -43,7 +45,8 @@ from mqi_es.adapters.pueue.parse import (
     parse_log,
     parse_status_reading,
 )
-from mqi_es.adapters.ssh.connection import HostConnection, SshTarget
+from mqi_es.adapters.ssh.checks import remote_folder_finding, ssh_finding
+from mqi_es.adapters.ssh.connection import HostConnection, ssh_target
 from mqi_es.adapters.ssh.transfer import (
     NoMatches,
     TransferFailed,
@@ -53,15 +56,16 @@ from mqi_es.adapters.ssh.transfer import (
     upload_dir,
 )
 from mqi_es.config.schema import HostConfig
-from mqi_es.core.observations import Blindness, Observation, Seen, Unseen
+from mqi_es.core.checks import Finding, Verdict, clock_finding, skipped
 from mqi_es.core.outcome import Ok, Outcome, Progress, RemoteFailure, Unknown
 from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.remote import STARTED, Blindness, Observation, RemoteTask, Seen, Unseen
 from mqi_es.core.task_command import (
     RemoteCommandTemplate,
     TaskEnvironment,
 )
 
-__all__ = ["PueueHost", "ssh_target"]
+__all__ = ["PueueHost"]
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +74,6 @@ _REFUSED_BY_TRANSFER = 1  # the exit status a RemoteFailure from a refused trans
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def ssh_target(host: HostConfig) -> SshTarget:
-    """How to reach ``host``; settings it does not name come from the user's ssh config."""
-    return SshTarget(
-        name=host.name,
-        host=host.host,
-        port=host.port,
-        user=host.user,
-        key_file=host.key_file,
-        known_hosts=host.known_hosts,
-        trust_on_first_use=host.trust_on_first_use,
-        connect_timeout=host.connect_timeout_seconds,
-        login_timeout=host.connect_timeout_seconds,
-        keepalive_interval=host.keepalive_interval_seconds,
-        command_timeout=host.command_timeout_seconds,
-        backoff_cap=host.reconnect_backoff_cap_seconds,
-    )
 
 
 class PueueHost:
@@ -123,6 +109,8 @@ class PueueHost:
         # Built once, so that a bad setting fails at start-up rather than at every poll.
         self._observe_command = build_observe(pueue=host.pueue)
         self._unusable: str | None = None  # why the last poll found pueue unusable
+        self._host = host
+        self.last_state: PueueState | None = None  # pueue's own view at the last poll
 
     @classmethod
     def from_config(
@@ -172,8 +160,9 @@ class PueueHost:
         self, reading: StatusReading, taken_at: float, midpoint: datetime, rtt: float
     ) -> Observation:
         """A poll's reading, unless pueue is too old to tell its tasks apart."""
+        self.last_state = reading.state
         old = reading.version < MIN_VERSION or any(
-            task.created_at is None for task in reading.snapshot.tasks.values()
+            task.created_at is None for task in reading.state.tasks.values()
         )
         if old:
             shown = ".".join(map(str, reading.version))
@@ -185,7 +174,8 @@ class PueueHost:
         self._unusable = None
         node_time = reading.node_time
         skew = None if node_time is None else (node_time - midpoint).total_seconds()
-        return Seen(reading.snapshot, taken_at, node_time, skew, rtt)
+        software = "pueue " + ".".join(map(str, reading.version))
+        return Seen(to_snapshot(reading.state), taken_at, node_time, skew, rtt, software)
 
     async def upload(
         self,
@@ -223,8 +213,8 @@ class PueueHost:
         log.debug("%s: upload: %s", self.name, type(result).__name__)
         return result
 
-    async def add(
-        self, *, group: str, label: str, remote_dir: str, case_id: str, attempt: int
+    async def submit(
+        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int
     ) -> Ok | RemoteFailure | Unknown:
         """``pueue add`` of the case's task command; ``Ok.stdout`` is the new task's id.
 
@@ -234,6 +224,7 @@ class PueueHost:
         """
         if self._unusable is not None:
             return Unknown(f"{self.name} cannot be used: {self._unusable}")
+        group = slot  # a slot is a pueue group
         values = {
             "case_id": case_id, "attempt": attempt, "group": group,
             "gpu_index": gpu_index(group), "label": label,
@@ -256,27 +247,27 @@ class PueueHost:
         log.debug("%s: add to %s: %s", self.name, group, type(outcome).__name__)
         return outcome
 
-    async def kill(self, task_id: int, *, running: bool) -> Ok | RemoteFailure | Unknown:
-        """``pueue kill`` a running task, ``pueue remove`` one that still waits.
-
-        pueue kills asynchronously: a later snapshot confirms it.
-        """
-        if running:
-            command = build_kill(task_id, pueue=self._pueue)
+    async def cancel(self, task: RemoteTask) -> Ok | RemoteFailure | Unknown:
+        """``pueue kill`` a task that started, ``pueue remove`` one that still waits
+        (pueue refuses to remove a running task, and kills asynchronously: a later
+        snapshot confirms it)."""
+        if task.state in STARTED:
+            command = build_kill(task.id, pueue=self._pueue)
         else:
-            command = build_remove(task_id, pueue=self._pueue)
+            command = build_remove(task.id, pueue=self._pueue)
         outcome = await self._pueue_command(command)
-        log.debug("%s: kill task %d: %s", self.name, task_id, type(outcome).__name__)
+        log.debug("%s: cancel task %d: %s", self.name, task.id, type(outcome).__name__)
         return outcome
 
-    async def resume_group(self, group: str) -> Ok | RemoteFailure | Unknown:
-        """``pueue start --group G``."""
-        outcome = await self._pueue_command(build_start_group(group, pueue=self._pueue))
-        log.debug("%s: resume %s: %s", self.name, group, type(outcome).__name__)
+    async def release(self, slot: str) -> Ok | RemoteFailure | Unknown:
+        """``pueue start --group G``: a group pueue paused (after a restart) runs again."""
+        outcome = await self._pueue_command(build_start_group(slot, pueue=self._pueue))
+        log.debug("%s: start group %s: %s", self.name, slot, type(outcome).__name__)
         return outcome
 
-    async def log_tail(self, task_id: int) -> Ok | RemoteFailure | Unknown:
+    async def log_tail(self, task: RemoteTask) -> Ok | RemoteFailure | Unknown:
         """The last lines of a task's output (``pueue log --json --lines 50``)."""
+        task_id = task.id
         outcome = await self._pueue_command(build_log(task_id, pueue=self._pueue))
         if isinstance(outcome, Ok):
             try:
@@ -317,6 +308,26 @@ class PueueHost:
                 result = moved
         log.debug("%s: fetch: %s", self.name, type(result).__name__)
         return result
+
+    async def check(self) -> list[Finding]:
+        """Every check `mqi doctor` makes of this node, over one SSH connection, as the
+        daemon reaches it: SSH, pueue's version, its status, the groups, the remote base
+        folder, the clock."""
+        reached = await ssh_finding(self._host, self.connection)
+        if reached.verdict is Verdict.FAIL:
+            later = ("pueue version", "pueue status", "groups", "remote folder", "clock")
+            return [reached, *skipped(self.name, later, "needs SSH")]
+        version = await version_finding(self._host, self.connection)
+        observation = await self.observe()
+        state = self.last_state if isinstance(observation, Seen) else None
+        return [
+            reached,
+            version,
+            status_finding(self._host, observation),
+            groups_finding(self._host, state),
+            await remote_folder_finding(self._host, self.connection),
+            clock_finding(self.name, observation, needs="`pueue status`"),
+        ]
 
     async def close(self) -> None:
         await self.connection.close()

@@ -17,16 +17,16 @@ from typing import Annotated
 
 import msgspec
 
-from mqi_es.core.errors import MqiError
-from mqi_es.core.snapshot import (
+from mqi_es.adapters.pueue.model import (
     GroupStatus,
-    RemoteGroup,
-    RemoteTask,
-    StatusSnapshot,
-    TaskLog,
+    PueueGroup,
+    PueueLog,
+    PueueState,
+    PueueTask,
     TaskResult,
     TaskState,
 )
+from mqi_es.core.errors import MqiError
 
 
 class PueueOutputError(MqiError):
@@ -119,7 +119,7 @@ class TaskStatus:
     end: datetime | None = None
 
 
-def parse_status(raw: bytes | str) -> StatusSnapshot:
+def parse_status(raw: bytes | str) -> PueueState:
     """Read the output of ``pueue status --json`` (v3 or v4) or a pueue state file.
 
     :raises PueueOutputError: the output is malformed, truncated or of an unknown shape.
@@ -128,17 +128,17 @@ def parse_status(raw: bytes | str) -> StatusSnapshot:
         state = _STATE_DECODER.decode(raw)
         tasks = {key: _task(key, wire) for key, wire in state.tasks.items()}
         groups = {name: _group(wire) for name, wire in state.groups.items()}
-    return StatusSnapshot(tasks=tasks, groups=groups)
+    return PueueState(tasks=tasks, groups=groups)
 
 
-def parse_log(raw: bytes | str) -> dict[int, TaskLog]:
+def parse_log(raw: bytes | str) -> dict[int, PueueLog]:
     """Read the output of ``pueue log --json``: each task with the tail of its output.
 
     :raises PueueOutputError: the output is malformed, truncated or of an unknown shape.
     """
     with _reading("log --json"):
         entries = _LOG_DECODER.decode(raw)
-        return {key: TaskLog(_task(key, e.task), e.output) for key, e in entries.items()}
+        return {key: PueueLog(_task(key, e.task), e.output) for key, e in entries.items()}
 
 
 def parse_task_status(raw: bytes | str) -> TaskStatus:
@@ -189,7 +189,7 @@ class StatusReading:
 
     node_time: datetime | None  # None: the node's ``date`` printed no time we can read
     version: tuple[int, int, int]
-    snapshot: StatusSnapshot
+    state: PueueState
 
 
 def parse_status_reading(stdout: str) -> StatusReading:
@@ -227,17 +227,17 @@ def _reading(what: str) -> Iterator[None]:
         yield
     except PueueOutputError:
         raise
-    # ValueError covers msgspec.DecodeError, datetime, RemoteTask and the UnicodeEncodeError
+    # ValueError covers msgspec.DecodeError, datetime, PueueTask and the UnicodeEncodeError
     # msgspec raises for lone surrogates; it raises RecursionError for deeply nested values.
     except (ValueError, RecursionError) as exc:
         raise PueueOutputError(f"unreadable `pueue {what}` output: {exc}") from exc
 
 
-def _task(key: int, wire: _WireTask) -> RemoteTask:
+def _task(key: int, wire: _WireTask) -> PueueTask:
     if key != wire.id:
         raise PueueOutputError(f"task listed under key {key} has id {wire.id}")
     status = _status(wire.status)
-    return RemoteTask(
+    return PueueTask(
         id=wire.id,
         label=wire.label,
         group=wire.group,
@@ -251,11 +251,11 @@ def _task(key: int, wire: _WireTask) -> RemoteTask:
     )
 
 
-def _group(wire: _WireGroup) -> RemoteGroup:
+def _group(wire: _WireGroup) -> PueueGroup:
     status = _GROUP_STATUSES.get(wire.status)
     if status is None:
         raise PueueOutputError(f"unknown group status {wire.status[:40]!r}")
-    return RemoteGroup(status=status, parallel_tasks=wire.parallel_tasks)
+    return PueueGroup(status=status, parallel_tasks=wire.parallel_tasks)
 
 
 def _status(raw: bytes | str | msgspec.Raw) -> TaskStatus:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import asyncssh
 
+from mqi_es.config import HostConfig
 from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Reconnecting",
     "SshTarget",
     "backoff_delay",
+    "ssh_target",
     "with_remote_timeout",
 ]
 
@@ -127,6 +129,24 @@ class ConfigProblem:
 
 
 ConnectionState = Idle | Connected | Reconnecting | ConfigProblem
+
+
+def ssh_target(host: HostConfig) -> SshTarget:
+    """How to reach ``host``; settings it does not name come from the user's ssh config."""
+    return SshTarget(
+        name=host.name,
+        host=host.host,
+        port=host.port,
+        user=host.user,
+        key_file=host.key_file,
+        known_hosts=host.known_hosts,
+        trust_on_first_use=host.trust_on_first_use,
+        connect_timeout=host.connect_timeout_seconds,
+        login_timeout=host.connect_timeout_seconds,
+        keepalive_interval=host.keepalive_interval_seconds,
+        command_timeout=host.command_timeout_seconds,
+        backoff_cap=host.reconnect_backoff_cap_seconds,
+    )
 
 
 def backoff_delay(

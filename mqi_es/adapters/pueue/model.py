@@ -1,15 +1,19 @@
-"""What a GPU node's task queue looked like at one moment, independent of the queue software.
+"""pueue's own view of its queue, as ``pueue status --json`` says it, and its translation
+into the neutral vocabulary of the decision core (``to_snapshot``).
 
-The decision core reads these types and never the pueue adapter that produces them, so
-a value here already carries its meaning: ``state`` says where a task is in its life,
-``result`` how a finished one ended, ``exit_code`` which code a failed one returned.
+A value here carries pueue's meaning: ``state`` is pueue's task status, ``result`` how a
+finished one ended, ``exit_code`` which code a failed one returned.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal, get_args
+
+from mqi_es.core.remote import RemoteSlot, RemoteTask, StatusSnapshot
+from mqi_es.core.remote import TaskResult as RemoteResult
+from mqi_es.core.remote import TaskState as RemoteState
 
 TaskState = Literal["queued", "stashed", "running", "paused", "locked", "done"]
 TaskResult = Literal[
@@ -23,7 +27,7 @@ _GROUP_STATUSES = frozenset(get_args(GroupStatus))
 
 
 @dataclass(frozen=True, slots=True)
-class RemoteTask:
+class PueueTask:
     """One task in the remote queue.
 
     ``result`` is set exactly when ``state`` is ``"done"``; ``exit_code`` exactly when the
@@ -61,7 +65,7 @@ class RemoteTask:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoteGroup:
+class PueueGroup:
     """One queue of the node (a pueue group stands for one GPU)."""
 
     status: GroupStatus
@@ -73,32 +77,32 @@ class RemoteGroup:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusSnapshot:
+class PueueState:
     """Every task and group of one node, as one status call returned them.
 
     Tasks are indexed by label and by group once, when the snapshot is made: the decision
     core looks up every active case and every slot in it each cycle.
     """
 
-    tasks: dict[int, RemoteTask]
-    groups: dict[str, RemoteGroup]
-    _by_label: dict[str | None, list[RemoteTask]] = field(init=False, repr=False, compare=False)
-    _by_group: dict[str, list[RemoteTask]] = field(init=False, repr=False, compare=False)
+    tasks: dict[int, PueueTask]
+    groups: dict[str, PueueGroup]
+    _by_label: dict[str | None, list[PueueTask]] = field(init=False, repr=False, compare=False)
+    _by_group: dict[str, list[PueueTask]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_label: dict[str | None, list[RemoteTask]] = {}
-        by_group: dict[str, list[RemoteTask]] = {}
+        by_label: dict[str | None, list[PueueTask]] = {}
+        by_group: dict[str, list[PueueTask]] = {}
         for task in sorted(self.tasks.values(), key=lambda t: t.id):
             by_label.setdefault(task.label, []).append(task)
             by_group.setdefault(task.group, []).append(task)
         object.__setattr__(self, "_by_label", by_label)
         object.__setattr__(self, "_by_group", by_group)
 
-    def tasks_with_label(self, label: str) -> list[RemoteTask]:
+    def tasks_with_label(self, label: str) -> list[PueueTask]:
         """Tasks carrying ``label``, by ascending id (labels need not be unique)."""
         return list(self._by_label.get(label, ()))
 
-    def tasks_in_group(self, group: str) -> list[RemoteTask]:
+    def tasks_in_group(self, group: str) -> list[PueueTask]:
         """Tasks of ``group``, by ascending id.
 
         Filtering happens here, never on the node: pueue before 3.4.0 ignored
@@ -108,58 +112,51 @@ class StatusSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskLog:
+class PueueLog:
     """A task together with the tail of its output, as ``log`` returned them."""
 
-    task: RemoteTask
+    task: PueueTask
     output: str
 
 
-# --- finding our task by its label ------------------------------------------------
+# --- into the core's terms ----------------------------------------------------------
+
+_NEUTRAL_RESULTS: dict[TaskResult, RemoteResult] = {
+    "success": "succeeded",
+    "failed": "failed",
+    "failed_to_spawn": "failed_to_start",
+    "killed": "killed",
+    "errored": "lost",
+    "dependency_failed": "lost",
+}
+_LOST_BECAUSE = {"errored": "errored", "dependency_failed": "a task it depends on failed"}
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    task: RemoteTask
+def to_snapshot(state: PueueState) -> StatusSnapshot:
+    """pueue's state in neutral terms: a group is a slot, open while it runs; a task queued
+    in a paused group is held (``pueue start -g`` releases it); a paused task is suspended;
+    an errored task, or one whose dependency failed, was lost."""
+    paused = {name for name, group in state.groups.items() if group.status != "running"}
+    slots = {name: RemoteSlot(open=name not in paused) for name in state.groups}
+    return StatusSnapshot({key: _task(task, paused) for key, task in state.tasks.items()}, slots)
 
 
-@dataclass(frozen=True, slots=True)
-class NotFound:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class LookupUnknown:
-    reason: str
-
-
-LabelLookup = Found | NotFound | LookupUnknown
-
-_OLDEST = datetime.min.replace(tzinfo=UTC)
-
-
-def find_task_by_label(
-    snapshot: StatusSnapshot | None,
-    label: str,
-    *,
-    created_at: datetime | None = None,
-    unknown_reason: str = "no status snapshot of the node",
-) -> LabelLookup:
-    """Find the task we submitted under ``label``.
-
-    Without a snapshot the answer is ``LookupUnknown``: not being able to look is not
-    "absent". pueue reuses ids after ``clean`` and does not keep labels unique, so
-    ``created_at``, when known, must match too. When several tasks carry the label and
-    no ``created_at`` is given, the newest by ``created_at`` wins: ``pueue restart``
-    copies a task with its label, and the copy is the live one; ids cannot tell age
-    since they are reused. Callers that must alarm on duplicates can use
-    ``snapshot.tasks_with_label``.
-    """
-    if snapshot is None:
-        return LookupUnknown(unknown_reason)
-    candidates = snapshot.tasks_with_label(label)
-    if created_at is not None:
-        candidates = [task for task in candidates if task.created_at == created_at]
-    if not candidates:
-        return NotFound()
-    return Found(max(candidates, key=lambda t: (t.created_at or _OLDEST, t.id)))
+def _task(task: PueueTask, paused: set[str]) -> RemoteTask:
+    match task.state:
+        case "queued":
+            state: RemoteState = "held" if task.group in paused else "waiting"
+        case "stashed" | "locked":
+            state = "waiting"  # not ours to enqueue: it waits for whoever stashed it
+        case "running":
+            state = "running"
+        case "paused":
+            state = "suspended"
+        case _:
+            state = "ended"
+    result = _NEUTRAL_RESULTS[task.result] if task.result is not None else None
+    detail = _LOST_BECAUSE.get(task.result or "", task.detail)
+    return RemoteTask(
+        id=task.id, label=task.label, slot=task.group, state=state, result=result,
+        exit_code=task.exit_code, created_at=task.created_at, start=task.start, end=task.end,
+        detail=detail,
+    )  # fmt: skip
