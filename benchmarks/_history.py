@@ -20,7 +20,7 @@ from pathlib import Path
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
 from mqi_es.core.states import FailureCategory, HostState
-from mqi_es.domain import Case, GpuSlot, Host
+from mqi_es.domain import Case, Host, Slot
 from mqi_es.domain.recorded import Recorded
 
 NODES = {"node1": "10.0.0.11", "node2": "10.0.0.12"}
@@ -48,7 +48,7 @@ class Installation:
     def __init__(self) -> None:
         self.hosts = {name: Host(name=name, address=ip, actor=ACTOR) for name, ip in NODES.items()}
         self.slots = [
-            GpuSlot(host=name, group=group, actor=ACTOR) for name in NODES for group in GROUPS
+            Slot(host=name, name=group, actor=ACTOR) for name in NODES for group in GROUPS
         ]
         self._cases = 0
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
@@ -120,9 +120,9 @@ class Installation:
             )
         return case
 
-    def _start(self, case: Case, slot: GpuSlot) -> int:
+    def _start(self, case: Case, slot: Slot) -> int:
         case.start_submission(
-            host=slot.host, group=slot.group, remote_base_dir="~/mqi_cases", actor=ACTOR
+            host=slot.host, slot=slot.group, remote_base_dir="~/mqi_cases", actor=ACTOR
         )
         slot.allocate(case_id=case.case_id, attempt=case.attempt, actor=ACTOR)
         case.record_upload(
@@ -135,7 +135,7 @@ class Installation:
         case.record_started(attempt=case.attempt, started_at=self._clock, actor=ACTOR)
         return case.attempt
 
-    def _lose_first_attempt(self, case: Case, slot: GpuSlot) -> None:
+    def _lose_first_attempt(self, case: Case, slot: Slot) -> None:
         host = self.hosts[slot.host]
         self._start(case, slot)
         reason = "ssh: connection timed out"

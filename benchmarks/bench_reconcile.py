@@ -26,7 +26,7 @@ from mqi_es.core.actions import Memory
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reconcile import World, reconcile
 from mqi_es.core.remote import RemoteSlot, RemoteTask, Seen, StatusSnapshot
-from mqi_es.domain import Case, GpuSlot, Host
+from mqi_es.domain import Case, Host, Slot
 from projections import runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader
@@ -46,11 +46,11 @@ def add_active(ledger: Ledger, count: int) -> None:
         batch.append(host)
     for i in range(count):
         host, group = f"bench{i % HOSTS}", f"g{i // HOSTS}"
-        slot = GpuSlot(host=host, group=group, actor="daemon")
+        slot = Slot(host=host, name=group, actor="daemon")
         case = Case(
             case_id=f"active-{i:05d}", file_count=3, total_bytes=9, fingerprint="f", actor="daemon"
         )
-        case.start_submission(host=host, group=group, remote_base_dir="~/mqi", actor="daemon")
+        case.start_submission(host=host, slot=group, remote_base_dir="~/mqi", actor="daemon")
         slot.allocate(case_id=case.case_id, attempt=1, actor="daemon")
         case.record_enqueued(attempt=1, task_id=i, created_at=T0, actor="daemon")
         case.record_started(attempt=1, started_at=T0, actor="daemon")
@@ -78,7 +78,7 @@ def measure(root: Path, history_events: int, active: int) -> list[float]:
                 RemoteTask(
                     id=case.task_id,
                     label=case.label,
-                    slot=case.group,
+                    slot=case.slot,
                     state="running",
                     result=None,
                     exit_code=None,

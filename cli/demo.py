@@ -232,7 +232,7 @@ def _explain_keep(context: Context) -> None:
 
 
 def _progress(case: CaseView) -> str:
-    where = f"{case.host}/{case.group}"
+    where = f"{case.host}/{case.slot}"
     match case.state:
         case CaseState.WAITING:
             return "registered, waiting for a free GPU"

@@ -62,7 +62,7 @@ def cases_table(cases: Sequence[CaseView]) -> Table:
             c.case_id,
             _styled(state) if not c.failure else f"[red]{state}[/]",
             str(c.attempt),
-            f"{c.host}/{c.group}" if c.host else "",
+            f"{c.host}/{c.slot}" if c.host else "",
             str(c.task_id) if c.task_id is not None else "",
             when(c.detected_at),
             when(c.updated_at),

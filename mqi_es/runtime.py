@@ -459,7 +459,7 @@ class Daemon:
     async def _submit(self, action: Submit, host: RemoteHost) -> Unknown | Refused | None:
         base = self.policy.hosts_by_name[action.host].remote_base_dir
         started = Record.of(
-            "start_submission", case_id=action.case_id, host=action.host, group=action.slot,
+            "start_submission", case_id=action.case_id, host=action.host, slot=action.slot,
             remote_base_dir=base,
         )  # fmt: skip
         if self._apply([started]):
@@ -639,8 +639,8 @@ def _subject(record: Record) -> str:
     args = record.kwargs
     if "case_id" in args:
         return f"case {args['case_id']}"
-    if "group" in args:
-        return f"gpu {args['host']}/{args['group']}"
+    if "slot" in args:
+        return f"gpu {args['host']}/{args['slot']}"
     return f"host {args.get('name', '?')}"
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mqi_es.core.states import CaseState, FailureCategory, HostState, SlotState
-from mqi_es.domain import Case, CaseName, EventLog, GpuSlot, Host, Refusal
+from mqi_es.domain import Case, CaseName, EventLog, Host, Refusal, Slot
 
 Row = dict[str, Any]
 Fields = dict[str, Any]  # an event's fields, as stored (see MsgspecMapper.state_from)
@@ -64,7 +64,7 @@ class Batch:
 Handler = Callable[[Batch, Row, Fields, int], None]
 _HANDLERS: dict[type, tuple[Handler, str, bool]] = {}
 _TABLE_OF = {
-    "Case": "cases", "GpuSlot": "gpu_slots", "Host": "hosts", "Refusal": "refusals",
+    "Case": "cases", "Slot": "slots", "Host": "hosts", "Refusal": "refusals",
     "CaseName": "case_names", "EventLog": "event_log",
 }  # fmt: skip
 
@@ -81,9 +81,9 @@ def _on(event_class: type, *, creates: bool = False) -> Callable[[Handler], None
 # --- cases -----------------------------------------------------------------------------
 
 _CLEAR_ATTEMPT: Row = {
-    "host": None, "grp": None, "label": None, "remote_dir": None, "task_id": None,
-    "task_created_at": None, "cancel_requested": 0, "kill_cause": None, "uploaded": 0,
-    "started_at": None, "seen_running_at": None,
+    "host": None, "slot": None, "label": None, "remote_dir": None, "task_id": None,
+    "task_created_at": None, "cancel_requested": 0, "kill_cause": None, "started_at": None,
+    "seen_running_at": None,
 }  # fmt: skip
 
 
@@ -143,11 +143,10 @@ def _submission_started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(
         attempt=e["attempt"],
         host=e["host"],
-        grp=e["group"],
+        slot=e["slot"],
         label=e["label"],
         remote_dir=e["remote_dir"],
         not_before=None,
-        uploaded=0,
         started_at=None,
         seen_running_at=None,
     )
@@ -156,7 +155,6 @@ def _submission_started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 @_on(Case.Uploaded)
 def _uploaded(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e)
-    row["uploaded"] = 1
 
 
 @_on(Case.TaskEnqueued)
@@ -241,26 +239,26 @@ def _slot_touch(batch: Batch, row: Row, e: Fields, nid: int, case_id: str | None
         batch.links.append((case_id, nid))
 
 
-@_on(GpuSlot.Registered, creates=True)
+@_on(Slot.Registered, creates=True)
 def _slot_registered(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(_FREE_SLOT)
-    row.update(host=e["host"], grp=e["group"])
+    row.update(host=e["host"], name=e["name"])
     _slot_touch(batch, row, e, nid, None)
 
 
-@_on(GpuSlot.Allocated)
+@_on(Slot.Allocated)
 def _allocated(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(state=SlotState.ALLOCATED, case_id=e["case_id"], attempt=e["attempt"])
     _slot_touch(batch, row, e, nid, e["case_id"])
 
 
-@_on(GpuSlot.Released)
+@_on(Slot.Released)
 def _released(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(_FREE_SLOT)
     _slot_touch(batch, row, e, nid, e["case_id"])
 
 
-@_on(GpuSlot.Quarantined)
+@_on(Slot.Quarantined)
 def _quarantined(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(
         state=SlotState.QUARANTINED, task_id=e["task_id"], task_label=e["task_label"],
@@ -269,27 +267,27 @@ def _quarantined(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _slot_touch(batch, row, e, nid, e["case_id"])
 
 
-@_on(GpuSlot.QuarantineLifted)
+@_on(Slot.QuarantineLifted)
 def _quarantine_lifted(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     case_id = row["case_id"]
     row.update(_FREE_SLOT)
     _slot_touch(batch, row, e, nid, case_id)
 
 
-@_on(GpuSlot.BusyElsewhere)
+@_on(Slot.BusyElsewhere)
 def _busy(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row["state"] = SlotState.BUSY
     _slot_touch(batch, row, e, nid, None)
 
 
-@_on(GpuSlot.FreedElsewhere)
+@_on(Slot.FreedElsewhere)
 def _freed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row["state"] = SlotState.FREE
     _slot_touch(batch, row, e, nid, None)
 
 
-@_on(GpuSlot.GroupResumed)
-def _group_resumed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+@_on(Slot.Resumed)
+def _slot_resumed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _slot_touch(batch, row, e, nid, row["case_id"])
 
 

@@ -116,7 +116,7 @@ class Snapshot:
 
     def slots(self) -> list[SlotView]:
         rows = self._c.execute(
-            f"SELECT {', '.join(SLOT_COLUMNS)} FROM gpu_slots ORDER BY host, grp"  # noqa: S608
+            f"SELECT {', '.join(SLOT_COLUMNS)} FROM slots ORDER BY host, name"  # noqa: S608
         )
         return [_slot(row) for row in rows]
 
@@ -152,8 +152,8 @@ class Snapshot:
     def subject_names(self) -> dict[str, str]:
         """Printable names of GPU slots and hosts by aggregate id (hex)."""
         names = {
-            key: f"gpu {host}/{group}"
-            for key, host, group in self._c.execute("SELECT aggregate_id, host, grp FROM gpu_slots")
+            key: f"gpu {host}/{slot}"
+            for key, host, slot in self._c.execute("SELECT aggregate_id, host, name FROM slots")
         }
         names.update(
             (key, f"host {name}")
@@ -196,12 +196,11 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         total_bytes,
         fingerprint,
         host,
-        group,
+        slot,
         label,
         remote_dir,
         task_id,
         task_created_at,
-        uploaded,
         started_at,
         seen_running_at,
         not_before,
@@ -226,12 +225,11 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         total_bytes=total_bytes,
         fingerprint=fingerprint,
         host=host,
-        group=group,
+        slot=slot,
         label=label,
         remote_dir=remote_dir,
         task_id=task_id,
         task_created_at=_time(task_created_at),
-        uploaded=bool(uploaded),
         started_at=_time(started_at),
         seen_running_at=_time(seen_running_at),
         not_before=_time(not_before),
@@ -250,7 +248,7 @@ def _slot(row: tuple[Any, ...]) -> SlotView:
     (
         _,
         host,
-        group,
+        name,
         state,
         updated_at,
         case_id,
@@ -262,7 +260,7 @@ def _slot(row: tuple[Any, ...]) -> SlotView:
     ) = row  # in SLOT_COLUMNS order
     return SlotView(
         host=host,
-        group=group,
+        name=name,
         state=_SLOT_STATE[state],
         updated_at=_fromiso(updated_at),
         case_id=case_id,

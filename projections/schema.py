@@ -7,19 +7,19 @@ from pathlib import Path
 
 # Kept in the file (PRAGMA user_version). Raise it with any change below: views built by
 # another release are then rebuilt from the log instead of being misread.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 CASE_COLUMNS = (
     "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
     "updated_at",
-    "file_count", "total_bytes", "fingerprint", "host", "grp", "label", "remote_dir",
-    "task_id", "task_created_at", "uploaded", "started_at", "seen_running_at", "not_before",
+    "file_count", "total_bytes", "fingerprint", "host", "slot", "label", "remote_dir",
+    "task_id", "task_created_at", "started_at", "seen_running_at", "not_before",
     "timeout_hours",
     "cancel_requested", "kill_cause", "failure", "exit_code", "infra_failures", "results_dir",
     "reason",
 )  # fmt: skip
 SLOT_COLUMNS = (
-    "aggregate_id", "host", "grp", "state", "updated_at", "case_id", "attempt", "task_id",
+    "aggregate_id", "host", "name", "state", "updated_at", "case_id", "attempt", "task_id",
     "task_label", "task_created_at", "reason",
 )  # fmt: skip
 HOST_COLUMNS = (
@@ -39,7 +39,7 @@ TIME_COLUMNS = frozenset({
 
 TABLES = {
     "cases": CASE_COLUMNS,
-    "gpu_slots": SLOT_COLUMNS,
+    "slots": SLOT_COLUMNS,
     "hosts": HOST_COLUMNS,
     "refusals": REFUSAL_COLUMNS,
     "case_names": CASE_NAME_COLUMNS,

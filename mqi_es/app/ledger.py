@@ -29,7 +29,7 @@ from mqi_es.core.ids import (
     slot_uuid,
 )
 from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
-from mqi_es.domain import Case, CaseName, EventLog, GpuSlot, Host, Refusal
+from mqi_es.domain import Case, CaseName, EventLog, Host, Refusal, Slot
 from mqi_es.domain.recorded import Recorded
 
 
@@ -79,11 +79,11 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             raise CaseNotFound(f"no case named {case_id!r} has been registered") from None
 
-    def slot(self, host: str, group: str) -> GpuSlot:
+    def slot(self, host: str, name: str) -> Slot:
         try:
-            return self.repository.get(slot_uuid(host, group))
+            return self.repository.get(slot_uuid(host, name))
         except AggregateNotFoundError:
-            raise SlotNotFound(f"no GPU slot {slot_key(host, group)} is registered") from None
+            raise SlotNotFound(f"no GPU slot {slot_key(host, name)} is registered") from None
 
     def host(self, name: str) -> Host:
         return self.repository.get(host_uuid(name))
@@ -107,10 +107,10 @@ class Ledger(Application[UUID]):
             return None
         return self._commit(Host(name=name, address=address, actor=actor))
 
-    def register_slot(self, host: str, group: str, *, actor: str) -> int | None:
-        if self.knows(slot_uuid(host, group)):
+    def register_slot(self, host: str, slot: str, *, actor: str) -> int | None:
+        if self.knows(slot_uuid(host, slot)):
             return None
-        return self._commit(GpuSlot(host=host, group=group, actor=actor))
+        return self._commit(Slot(host=host, name=slot, actor=actor))
 
     def record_host_unavailable(
         self, name: str, *, state: HostState, since: datetime, actor: str, reason: str
@@ -129,26 +129,26 @@ class Ledger(Application[UUID]):
         return self._commit(host)
 
     def mark_slot_busy(
-        self, host: str, group: str, *, task_ids: list[int], actor: str, reason: str
+        self, host: str, slot: str, *, task_ids: list[int], actor: str, reason: str
     ) -> int | None:
-        slot = self.slot(host, group)
-        slot.mark_busy(task_ids=task_ids, actor=actor, reason=reason)
-        return self._commit(slot)
+        found = self.slot(host, slot)
+        found.mark_busy(task_ids=task_ids, actor=actor, reason=reason)
+        return self._commit(found)
 
-    def mark_slot_free(self, host: str, group: str, *, actor: str, reason: str) -> int | None:
-        slot = self.slot(host, group)
-        slot.mark_free(actor=actor, reason=reason)
-        return self._commit(slot)
+    def mark_slot_free(self, host: str, slot: str, *, actor: str, reason: str) -> int | None:
+        found = self.slot(host, slot)
+        found.mark_free(actor=actor, reason=reason)
+        return self._commit(found)
 
-    def record_group_resumed(self, host: str, group: str, *, actor: str, reason: str) -> int | None:
-        slot = self.slot(host, group)
-        slot.record_group_resumed(actor=actor, reason=reason)
-        return self._commit(slot)
+    def record_slot_resumed(self, host: str, slot: str, *, actor: str, reason: str) -> int | None:
+        found = self.slot(host, slot)
+        found.record_resumed(actor=actor, reason=reason)
+        return self._commit(found)
 
-    def lift_quarantine(self, host: str, group: str, *, actor: str, reason: str) -> int | None:
-        slot = self.slot(host, group)
-        slot.lift_quarantine(actor=actor, reason=reason)
-        return self._commit(slot)
+    def lift_quarantine(self, host: str, slot: str, *, actor: str, reason: str) -> int | None:
+        found = self.slot(host, slot)
+        found.lift_quarantine(actor=actor, reason=reason)
+        return self._commit(found)
 
     # --- intake ----------------------------------------------------------------------
 
@@ -250,14 +250,14 @@ class Ledger(Application[UUID]):
     # --- submission ------------------------------------------------------------------
 
     def start_submission(
-        self, case_id: str, *, host: str, group: str, remote_base_dir: str, actor: str
+        self, case_id: str, *, host: str, slot: str, remote_base_dir: str, actor: str
     ) -> int | None:
         """Allocate the GPU slot and start the case's next attempt, atomically."""
         case = self.case(case_id)
-        slot = self.slot(host, group)
-        case.start_submission(host=host, group=group, remote_base_dir=remote_base_dir, actor=actor)
-        slot.allocate(case_id=case_id, attempt=case.attempt, actor=actor)
-        return self._commit(case, slot)
+        found = self.slot(host, slot)
+        case.start_submission(host=host, slot=slot, remote_base_dir=remote_base_dir, actor=actor)
+        found.allocate(case_id=case_id, attempt=case.attempt, actor=actor)
+        return self._commit(case, found)
 
     def record_upload(
         self,
@@ -412,14 +412,14 @@ class Ledger(Application[UUID]):
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _slot_to_release(self, case: Case) -> GpuSlot | None:
+    def _slot_to_release(self, case: Case) -> Slot | None:
         """The slot this case's current attempt holds, read before the case lets go of it."""
-        if case.host is None or case.group is None:
+        if case.host is None or case.slot is None:
             return None
-        slot = self.slot(case.host, case.group)
+        slot = self.slot(case.host, case.slot)
         return slot if slot.is_held_by(case.case_id, case.attempt) else None
 
     @staticmethod
-    def _release(slot: GpuSlot | None, case: Case, *, actor: str, reason: str) -> None:
+    def _release(slot: Slot | None, case: Case, *, actor: str, reason: str) -> None:
         if slot is not None and slot.state is SlotState.ALLOCATED:
             slot.release(case_id=case.case_id, attempt=case.attempt, actor=actor, reason=reason)

@@ -60,7 +60,7 @@ class SlotError(MqiError):
 
 
 class SlotNotFound(SlotError):
-    """Raised when no GPU slot with the given host and group is configured."""
+    """Raised when no GPU slot with the given host and name is registered."""
 
 
 class SlotUnavailable(SlotError):

@@ -17,8 +17,8 @@ def case_uuid(case_id: str) -> UUID:
     return uuid5(NAMESPACE, f"case/{case_id}")
 
 
-def slot_uuid(host: str, group: str) -> UUID:
-    return uuid5(NAMESPACE, f"slot/{host}/{group}")
+def slot_uuid(host: str, slot: str) -> UUID:
+    return uuid5(NAMESPACE, f"slot/{host}/{slot}")
 
 
 def host_uuid(name: str) -> UUID:
@@ -47,9 +47,9 @@ def event_log_uuid() -> UUID:
     return uuid5(NAMESPACE, "event-log")
 
 
-def slot_key(host: str, group: str) -> str:
-    """The human-readable name of a GPU slot, as shown by the CLI: ``host/group``."""
-    return f"{host}/{group}"
+def slot_key(host: str, slot: str) -> str:
+    """The human-readable name of a GPU slot, as shown by the CLI: ``host/slot``."""
+    return f"{host}/{slot}"
 
 
 TASK_LABEL_PREFIX = "mqi:"

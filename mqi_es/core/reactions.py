@@ -149,9 +149,9 @@ def after_release(action: Release, outcome: Ok | RemoteFailure | Unknown) -> lis
     if isinstance(outcome, Ok):
         return [
             Record.of(
-                "record_group_resumed",
+                "record_slot_resumed",
                 host=action.host,
-                group=action.slot,
+                slot=action.slot,
                 reason="the slot's queue was paused while our task waited in it",
             )
         ]

@@ -129,9 +129,7 @@ class _Cycle:
         active = [c for c in self.world.cases if c.state in _ACTIVE]
         live = {(c.case_id, c.attempt) for c in active}
         may_kill = {f"{c.case_id}#{c.attempt}" for c in active}
-        may_kill |= {
-            f"slot:{s.host}/{s.group}" for s in self.world.slots if s.state is SlotState.QUARANTINED
-        }
+        may_kill |= {f"slot:{s.key}" for s in self.world.slots if s.state is SlotState.QUARANTINED}
         killing = {(c.case_id, c.attempt) for c in active if c.state is CaseState.KILLING}
         alarms = {
             key: host
@@ -418,7 +416,7 @@ class _Cycle:
         ):
             self._alarm(
                 f"kill of task {task.id} not confirmed after {self.policy.kill_confirm_timeout};"
-                f" GPU slot {case.host}/{case.group} quarantined",
+                f" GPU slot {case.host}/{case.slot} quarantined",
                 case,
             )
             self._fail(
@@ -462,11 +460,11 @@ class _Cycle:
         for slot in self.world.slots:
             seen = self.seen.get(slot.host)
             if seen is None:
-                self.taken.add((slot.host, slot.group))
+                self.taken.add((slot.host, slot.name))
                 continue
             snapshot = seen.snapshot
-            remote = snapshot.slots.get(slot.group)
-            tasks = snapshot.tasks_in_slot(slot.group)
+            remote = snapshot.slots.get(slot.name)
+            tasks = snapshot.tasks_in_slot(slot.name)
             ours = self.ours.get(slot.host, set())
             foreign = [t for t in tasks if t.state in STARTED and t.label not in ours]
             if remote is None:
@@ -478,13 +476,13 @@ class _Cycle:
                 )
             if remote is None or not remote.open or any(t.state != "ended" for t in tasks):
                 # missing, paused (perhaps by an operator, for maintenance) or busy
-                self.taken.add((slot.host, slot.group))
+                self.taken.add((slot.host, slot.name))
             if slot.state is SlotState.FREE and foreign:
                 self._alarm_strays(slot, foreign)
                 self._record(
                     "mark_slot_busy",
                     host=slot.host,
-                    group=slot.group,
+                    slot=slot.name,
                     task_ids=[t.id for t in foreign],
                     reason="the slot runs tasks this daemon did not submit",
                 )
@@ -492,7 +490,7 @@ class _Cycle:
                 self._record(
                     "mark_slot_free",
                     host=slot.host,
-                    group=slot.group,
+                    slot=slot.name,
                     reason="the other tasks are gone",
                 )
             elif slot.state is SlotState.QUARANTINED:
@@ -522,11 +520,11 @@ class _Cycle:
             self._record(
                 "lift_quarantine",
                 host=slot.host,
-                group=slot.group,
+                slot=slot.name,
                 reason="the task we could not kill is gone",
             )
             return
-        self._send_kill(f"slot:{slot.host}/{slot.group}", slot.host, task, None)
+        self._send_kill(f"slot:{slot.key}", slot.host, task, None)
         self._alarm(
             f"GPU slot {slot.key} quarantined: task {task.id} still {task.state}",
             key=f"quarantine:{slot.key}",
@@ -538,8 +536,8 @@ class _Cycle:
     def allocate(self) -> None:
         free = [
             s
-            for s in sorted(self.world.slots, key=lambda s: (s.host, s.group))
-            if s.state is SlotState.FREE and (s.host, s.group) not in self.taken
+            for s in sorted(self.world.slots, key=lambda s: (s.host, s.name))
+            if s.state is SlotState.FREE and (s.host, s.name) not in self.taken
         ]
         waiting = sorted(
             (
@@ -553,7 +551,7 @@ class _Cycle:
             key=lambda c: c.arrival,
         )
         for case, slot in zip(waiting, free, strict=False):
-            self.actions.append(Submit(case.case_id, slot.host, slot.group))
+            self.actions.append(Submit(case.case_id, slot.host, slot.name))
 
     def _backoff_over(self, case: CaseView) -> bool:
         """Whether a case's retry backoff (``not_before``, recorded in wall time) is over.

@@ -13,7 +13,7 @@ class CaseState(StrEnum):
     WAITING = "waiting"  # registered, waiting for a free GPU slot (or for its retry backoff)
     HELD = "held"  # registered but held back (content changed, link outside the case, ...)
     SUBMITTING = "submitting"  # slot allocated, attempt started: upload and submission under way
-    QUEUED = "queued"  # the remote task exists and waits in its group
+    QUEUED = "queued"  # the remote task exists and waits in its slot's queue
     RUNNING = "running"  # the remote task runs
     KILLING = "killing"  # a kill was asked for (timeout or cancel), not yet confirmed
     RETRIEVING = "retrieving"  # the remote task succeeded, results are being fetched
@@ -50,7 +50,7 @@ class KillCause(StrEnum):
 class SlotState(StrEnum):
     FREE = "free"
     ALLOCATED = "allocated"  # held by one of our cases
-    BUSY = "busy"  # the remote group runs tasks that this daemon did not submit
+    BUSY = "busy"  # the slot runs tasks that this daemon did not submit
     QUARANTINED = "quarantined"  # a kill could not be confirmed: not reusable until it is
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from mqi_es.core.errors import ConfigError
 from mqi_es.core.shell import checked_env_name, quote, remote_path
 
-_PLACEHOLDERS = ("case_dir", "case_id", "attempt", "group", "gpu_index", "label")
+# {group} is what a slot was called first (a pueue group): the same value as {slot}.
+_PLACEHOLDERS = ("case_dir", "case_id", "attempt", "slot", "group", "gpu_index", "label")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class RemoteCommandTemplate:
         object.__setattr__(self, "_pieces", _template_pieces(self.text))
 
     def render(
-        self, *, case_dir: str, case_id: str, attempt: int, group: str, gpu_index: str, label: str
+        self, *, case_dir: str, case_id: str, attempt: int, slot: str, gpu_index: str, label: str
     ) -> str:
         """The task command for one case attempt (a ``sh -c`` script).
 
@@ -49,7 +50,8 @@ class RemoteCommandTemplate:
             "case_dir": remote_path(case_dir),
             "case_id": quote(case_id),
             "attempt": quote(str(attempt)),
-            "group": quote(group),
+            "slot": quote(slot),
+            "group": quote(slot),
             "gpu_index": quote(gpu_index),
             "label": quote(label),
         }
@@ -62,12 +64,12 @@ RESERVED_TASK_ENV = frozenset(
     {"HOME", "PATH", "USER", "LOGNAME", "LANG", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
      "XDG_DATA_HOME"}
 )  # fmt: skip
-_ENV_PLACEHOLDERS = ("case_id", "attempt", "group", "gpu_index", "label")
+_ENV_PLACEHOLDERS = ("case_id", "attempt", "slot", "group", "gpu_index", "label")
 
 
 @dataclass(frozen=True, slots=True)
 class TaskEnvironment:
-    """A host's ``task_env`` (values may use ``{gpu_index}``, ``{group}``, ``{case_id}``,
+    """A host's ``task_env`` (values may use ``{gpu_index}``, ``{slot}``, ``{case_id}``,
     ``{attempt}``, ``{label}``) and ``task_env_from_node`` (names copied from the node
     user's SSH environment). Each value is passed as one quoted word.
 
@@ -95,11 +97,11 @@ class TaskEnvironment:
             self._pieces(name, value)
 
     def render(
-        self, *, case_id: str, attempt: int, group: str, gpu_index: str, label: str
+        self, *, case_id: str, attempt: int, slot: str, gpu_index: str, label: str
     ) -> dict[str, str]:
         """The explicit variables of one case attempt."""
         known = {
-            "case_id": case_id, "attempt": str(attempt), "group": group,
+            "case_id": case_id, "attempt": str(attempt), "slot": slot, "group": slot,
             "gpu_index": gpu_index, "label": label,
         }  # fmt: skip
         return {

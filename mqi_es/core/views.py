@@ -26,12 +26,11 @@ class CaseView(msgspec.Struct, frozen=True, kw_only=True):
     total_bytes: int
     fingerprint: str
     host: str | None = None
-    group: str | None = None
+    slot: str | None = None  # the slot of the current attempt, on ``host``
     label: str | None = None
     remote_dir: str | None = None
     task_id: int | None = None
     task_created_at: datetime | None = None
-    uploaded: bool = False
     started_at: datetime | None = None  # the task's start, by the node's clock
     seen_running_at: datetime | None = None  # when we first saw it run, by our clock
     not_before: datetime | None = None
@@ -47,7 +46,7 @@ class CaseView(msgspec.Struct, frozen=True, kw_only=True):
 
 class SlotView(msgspec.Struct, frozen=True, kw_only=True):
     host: str
-    group: str
+    name: str
     state: SlotState
     updated_at: datetime
     case_id: str | None = None
@@ -59,7 +58,7 @@ class SlotView(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def key(self) -> str:
-        return f"{self.host}/{self.group}"
+        return f"{self.host}/{self.name}"
 
 
 class HostView(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,8 +3,8 @@
 from mqi_es.domain.case import Case
 from mqi_es.domain.case_name import CaseName
 from mqi_es.domain.event_log import EventLog
-from mqi_es.domain.gpu_slot import GpuSlot
 from mqi_es.domain.host import Host
 from mqi_es.domain.refusal import Refusal
+from mqi_es.domain.slot import Slot
 
-__all__ = ["Case", "CaseName", "EventLog", "GpuSlot", "Host", "Refusal"]
+__all__ = ["Case", "CaseName", "EventLog", "Host", "Refusal", "Slot"]

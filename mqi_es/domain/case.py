@@ -51,7 +51,7 @@ class Case(Recorded):
         self.fingerprint = fingerprint
         self.attempt = 0
         self.host: str | None = None
-        self.group: str | None = None
+        self.slot: str | None = None
         self.label: str | None = None
         self.remote_dir: str | None = None
         self.task_id: int | None = None
@@ -106,14 +106,19 @@ class Case(Recorded):
     # --- submission ------------------------------------------------------------------
 
     class SubmissionStarted(Recorded.Event):
+        class_version = 2
         attempt: int
         host: str
-        group: str
+        slot: str
         label: str
         remote_dir: str
 
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state["slot"] = state.pop("group")  # slots were called groups
+
     def start_submission(
-        self, *, host: str, group: str, remote_base_dir: str, actor: str, reason: str = ""
+        self, *, host: str, slot: str, remote_base_dir: str, actor: str, reason: str = ""
     ) -> None:
         """Begin the next attempt on a GPU slot (saved together with the slot's allocation).
 
@@ -125,7 +130,7 @@ class Case(Recorded):
         self._start_submission(
             attempt=attempt,
             host=host,
-            group=group,
+            slot=slot,
             label=task_label(self.case_id, attempt),
             remote_dir=posixpath.join(remote_base_dir, self.case_id, f"attempt-{attempt}"),
             actor=actor,
@@ -137,7 +142,7 @@ class Case(Recorded):
         self,
         attempt: int,
         host: str,
-        group: str,
+        slot: str,
         label: str,
         remote_dir: str,
         actor: str,
@@ -146,7 +151,7 @@ class Case(Recorded):
         self.state = CaseState.SUBMITTING
         self.attempt = attempt
         self.host = host
-        self.group = group
+        self.slot = slot
         self.label = label
         self.remote_dir = remote_dir
         self.not_before = None
@@ -448,7 +453,7 @@ class Case(Recorded):
     def _clear_attempt(self) -> None:
         # The current view must not keep a GPU or task of an attempt that is over;
         # the history keeps them in the events above.
-        self.host = self.group = self.label = self.remote_dir = None
+        self.host = self.slot = self.label = self.remote_dir = None
         self.task_id = None
         self.task_created_at = None
         self.cancel_requested = False

@@ -43,7 +43,7 @@ def record_history(folder: Path) -> None:
     ledger.detect_case("patient-7", file_count=4, total_bytes=400, fingerprint="f", actor="daemon")
     ledger.detect_case("patient-8", file_count=1, total_bytes=1, fingerprint="g", actor="daemon")
     ledger.start_submission(
-        "patient-7", host="node1", group="gpu0", remote_base_dir="~/mqi", actor="daemon"
+        "patient-7", host="node1", slot="gpu0", remote_base_dir="~/mqi", actor="daemon"
     )
     ledger.record_enqueued("patient-7", attempt=1, task_id=12, created_at=NOW, actor="daemon")
     ledger.fail_case(
@@ -104,7 +104,7 @@ def test_cases_and_gpus_show_the_current_state_without_stale_associations(folder
     waiting = json.loads(mqi(folder, "cases", "--state", "failed", "--json").output)
     assert waiting == []
     gpus = json.loads(mqi(folder, "gpus", "--json").output)
-    assert [(g["host"], g["group"], g["state"]) for g in gpus] == [("node1", "gpu0", "free")]
+    assert [(g["host"], g["name"], g["state"]) for g in gpus] == [("node1", "gpu0", "free")]
     assert "patient-8" in mqi(folder, "cases").output
 
 
@@ -117,12 +117,12 @@ def test_replay_rebuilds_and_check_finds_a_tampered_view(folder):
     assert mqi(folder, "replay", "--check").exit_code == 0
     link = folder / "var" / "views.sqlite"
     connection = sqlite3.connect(generations.current(link))
-    connection.execute("UPDATE gpu_slots SET state = 'quarantined'")
+    connection.execute("UPDATE slots SET state = 'quarantined'")
     connection.commit()
     connection.close()
     checked = mqi(folder, "replay", "--check")
     assert checked.exit_code == 1
-    assert "gpu_slots: 1 rows only in the live views" in checked.output
+    assert "slots: 1 rows only in the live views" in checked.output
 
 
 def test_replay_is_refused_while_a_daemon_holds_the_folder(folder):
@@ -209,7 +209,7 @@ def test_history_shows_the_sha256_of_every_file_sent_and_fetched(folder):
     ledger.register_host("node1", "127.0.0.1", actor="daemon")
     ledger.register_slot("node1", "gpu0", actor="daemon")
     ledger.detect_case("p9", file_count=2, total_bytes=30, fingerprint="f", actor="daemon")
-    ledger.start_submission("p9", host="node1", group="gpu0", remote_base_dir="~/m", actor="d")
+    ledger.start_submission("p9", host="node1", slot="gpu0", remote_base_dir="~/m", actor="d")
     sent = [["RP.dcm", 10, "a" * 64], ["delivery/PlanInfo.txt", 20, "b" * 64]]
     ledger.record_upload("p9", attempt=1, files=2, bytes=30, seconds=0.2, digests=sent,
                          manifest_sha256="c" * 64, actor="daemon")  # fmt: skip

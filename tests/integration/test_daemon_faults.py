@@ -100,7 +100,7 @@ def retrieving_case(daemon: Daemon, case_id: str = "c1") -> None:
     """A case whose task succeeded on host ``n1``: the next step is fetching its results."""
     ledger = daemon.ledger
     ledger.detect_case(case_id, file_count=1, total_bytes=1, fingerprint="f", actor="t")
-    ledger.start_submission(case_id, host="n1", group="gpu0", remote_base_dir="~/m", actor="t")
+    ledger.start_submission(case_id, host="n1", slot="gpu0", remote_base_dir="~/m", actor="t")
     ledger.record_upload(
         case_id, attempt=1, files=1, bytes=1, seconds=0.1, digests=[], manifest_sha256="", actor="t"
     )
@@ -169,7 +169,7 @@ def test_a_refused_record_without_a_case_does_not_hold_back_another_slots_releas
     daemon = make_daemon(tmp_path, host, groups=("gpu0", "gpu1"))
     ledger = daemon.ledger
     ledger.detect_case("c1", file_count=1, total_bytes=1, fingerprint="f", actor="t")
-    ledger.start_submission("c1", host="n1", group="gpu1", remote_base_dir="~/m", actor="t")
+    ledger.start_submission("c1", host="n1", slot="gpu1", remote_base_dir="~/m", actor="t")
     ledger.record_enqueued("c1", attempt=1, task_id=1, created_at=CREATED, actor="t")
 
     def refuse(*args, **kwargs):

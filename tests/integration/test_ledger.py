@@ -48,7 +48,7 @@ def test_allocation_and_submission_are_one_transaction(ledger):
     detect(ledger, "c1")
     before = ledger.recorder.max_notification_id()
     last = ledger.start_submission(
-        "c1", host="n1", group="gpu0", remote_base_dir="~/mqi", actor="daemon"
+        "c1", host="n1", slot="gpu0", remote_base_dir="~/mqi", actor="daemon"
     )
     new = ledger.recorder.select_notifications(before + 1, 10)
     assert [n.topic.rsplit(".", 1)[-1] for n in new] == ["SubmissionStarted", "Allocated"]
@@ -59,17 +59,17 @@ def test_allocation_and_submission_are_one_transaction(ledger):
 def test_a_refused_allocation_records_nothing_for_either_aggregate(ledger):
     detect(ledger, "c1")
     detect(ledger, "c2")
-    ledger.start_submission("c1", host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
+    ledger.start_submission("c1", host="n1", slot="gpu0", remote_base_dir="~", actor="daemon")
     before = ledger.recorder.max_notification_id()
     with pytest.raises(SlotUnavailable):
-        ledger.start_submission("c2", host="n1", group="gpu0", remote_base_dir="~", actor="d")
+        ledger.start_submission("c2", host="n1", slot="gpu0", remote_base_dir="~", actor="d")
     assert ledger.recorder.max_notification_id() == before
     assert ledger.case("c2").state is CaseState.WAITING
 
 
 def test_failing_a_case_releases_its_slot_in_the_same_save(ledger):
     detect(ledger, "c1")
-    ledger.start_submission("c1", host="n1", group="gpu1", remote_base_dir="~", actor="daemon")
+    ledger.start_submission("c1", host="n1", slot="gpu1", remote_base_dir="~", actor="daemon")
     ledger.record_enqueued("c1", attempt=1, task_id=3, created_at=NOW, actor="daemon")
     before = ledger.recorder.max_notification_id()
     ledger.fail_case(
@@ -82,7 +82,7 @@ def test_failing_a_case_releases_its_slot_in_the_same_save(ledger):
 
 def test_an_unconfirmed_kill_quarantines_the_slot_instead_of_freeing_it(ledger):
     detect(ledger, "c1")
-    ledger.start_submission("c1", host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
+    ledger.start_submission("c1", host="n1", slot="gpu0", remote_base_dir="~", actor="daemon")
     ledger.fail_case(
         "c1", category=FailureCategory.TIMEOUT, actor="daemon", reason="kill unconfirmed",
         quarantine=True, quarantine_task_id=9,
@@ -117,7 +117,7 @@ def _allocate_after_barrier(path: str, case_id: str, barrier, results) -> None:
     ledger = open_ledger(Path(path))
     case = ledger.case(case_id)
     slot = ledger.slot("n1", "gpu0")
-    case.start_submission(host="n1", group="gpu0", remote_base_dir="~", actor=case_id)
+    case.start_submission(host="n1", slot="gpu0", remote_base_dir="~", actor=case_id)
     slot.allocate(case_id=case_id, attempt=case.attempt, actor=case_id)
     barrier.wait(timeout=30)  # both hold the same slot version now
     try:

@@ -43,7 +43,7 @@ def run_cases(ledger: Ledger, count: int) -> None:
     for i in range(count):
         case_id = f"c{i}"
         ledger.detect_case(case_id, file_count=1, total_bytes=2, fingerprint="f", actor="daemon")
-        ledger.start_submission(case_id, host="n1", group="gpu0", remote_base_dir="~", actor="d")
+        ledger.start_submission(case_id, host="n1", slot="gpu0", remote_base_dir="~", actor="d")
         ledger.record_enqueued(case_id, attempt=1, task_id=i, created_at=NOW, actor="daemon")
         ledger.fail_case(
             case_id, category=FailureCategory.CASE_FAILURE, actor="daemon", reason="exit 2",
@@ -67,7 +67,7 @@ def test_no_stale_gpu_or_task_association_on_a_terminal_case_while_its_history_k
         assert (case.state, case.failure, case.exit_code) == (
             CaseState.FAILED, FailureCategory.CASE_FAILURE, 2,
         )  # fmt: skip
-        assert (case.host, case.group, case.task_id, case.label) == (None, None, None, None)
+        assert (case.host, case.slot, case.task_id, case.label) == (None, None, None, None)
         assert views.slots()[0].state is SlotState.FREE
         assert views.hosts()[0].state is HostState.UNREACHABLE
         trail = case_history(world.feed, views, "c0")
@@ -80,7 +80,7 @@ def test_no_stale_gpu_or_task_association_on_a_terminal_case_while_its_history_k
         ("gpu n1/gpu0", "Released"),
     ]
     started = trail[1]
-    assert (started.details["host"], started.details["group"]) == ("n1", "gpu0")
+    assert (started.details["host"], started.details["slot"]) == ("n1", "gpu0")
     assert trail[3].details["task_id"] == 0
 
 
@@ -88,7 +88,7 @@ def test_host_events_during_an_attempt_appear_in_its_history(world):
     world.ledger.register_host("n1", "127.0.0.1", actor="daemon")
     world.ledger.register_slot("n1", "gpu0", actor="daemon")
     world.ledger.detect_case("c0", file_count=1, total_bytes=2, fingerprint="f", actor="d")
-    world.ledger.start_submission("c0", host="n1", group="gpu0", remote_base_dir="~", actor="d")
+    world.ledger.start_submission("c0", host="n1", slot="gpu0", remote_base_dir="~", actor="d")
     world.catch_up()  # the outage is applied in a later batch than the allocation
     world.ledger.record_host_unavailable(
         "n1", state=HostState.UNREACHABLE, since=NOW, actor="daemon", reason="timed out"

@@ -256,7 +256,7 @@ class Lifecycle(RuleBasedStateMachine):
     def _submit(self, action: Submit, luck: str) -> None:
         self.settled_at[action.case_id] = self.true + POLICY.submit_settle.total_seconds()
         self._apply([Record.of("start_submission", case_id=action.case_id, host=action.host,
-                               group=action.slot, remote_base_dir="~/mqi")])  # fmt: skip
+                               slot=action.slot, remote_base_dir="~/mqi")])  # fmt: skip
         case = self._case(action.case_id)
         if case is None or case.state is not CaseState.SUBMITTING:
             return
@@ -346,7 +346,7 @@ class Lifecycle(RuleBasedStateMachine):
                 assert s.reason, s
         for c in cases.values():
             if c.state.holds_slot:
-                assert any(s.case_id == c.case_id and s.group == c.group for s in slots), c
+                assert any(s.case_id == c.case_id and s.name == c.slot for s in slots), c
             if c.state.is_terminal:
                 assert c.host is None and c.task_id is None
 

@@ -35,7 +35,7 @@ def _commands(ledger: Ledger):
         "restabilize": lambda c, s, i: ledger.restabilize_case(
             c, file_count=i, total_bytes=i, fingerprint=f"g{i}", actor="daemon", reason="ok"),
         "submit": lambda c, s, i: ledger.start_submission(
-            c, host=s[0], group=s[1], remote_base_dir="~/mqi", actor="daemon"),
+            c, host=s[0], slot=s[1], remote_base_dir="~/mqi", actor="daemon"),
         "upload": lambda c, s, i: ledger.record_upload(
             c, attempt=case_attempt(c), files=i, bytes=i, seconds=0.5, digests=[["a", i, "0" * 64]],
             manifest_sha256="1" * 64, actor="daemon"),
@@ -69,7 +69,7 @@ def _commands(ledger: Ledger):
             s[0], s[1], task_ids=[i], actor="daemon", reason="foreign task"),
         "free": lambda c, s, i: ledger.mark_slot_free(s[0], s[1], actor="daemon", reason="gone"),
         "lift": lambda c, s, i: ledger.lift_quarantine(s[0], s[1], actor="daemon", reason="ok"),
-        "resumed": lambda c, s, i: ledger.record_group_resumed(
+        "resumed": lambda c, s, i: ledger.record_slot_resumed(
             s[0], s[1], actor="daemon", reason="paused"),
     }  # fmt: skip
 
@@ -130,11 +130,11 @@ def test_incremental_views_equal_replayed_views_and_the_aggregates(data):
         with ViewReader(link, application_name=ledger.name).snapshot() as views:
             for row in views.cases():
                 case = ledger.case(row.case_id)
-                assert (row.state, row.attempt, row.host, row.group, row.label, row.task_id) == (
+                assert (row.state, row.attempt, row.host, row.slot, row.label, row.task_id) == (
                     case.state,
                     case.attempt,
                     case.host,
-                    case.group,
+                    case.slot,
                     case.label,
                     case.task_id,
                 )
@@ -149,7 +149,7 @@ def test_incremental_views_equal_replayed_views_and_the_aggregates(data):
                     case.timeout_hours,
                 )
             for row in views.slots():
-                slot = ledger.slot(row.host, row.group)
+                slot = ledger.slot(row.host, row.name)
                 assert (row.state, row.case_id, row.attempt, row.task_id) == (
                     slot.state,
                     slot.case_id,

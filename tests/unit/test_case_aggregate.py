@@ -7,7 +7,7 @@ import pytest
 from mqi_es.core.errors import InvalidTransition, SlotUnavailable
 from mqi_es.core.ids import case_uuid, task_label
 from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
-from mqi_es.domain import Case, GpuSlot, Host
+from mqi_es.domain import Case, Host, Slot
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -18,7 +18,7 @@ def new_case(case_id: str = "c1") -> Case:
 
 def running_case() -> Case:
     case = new_case()
-    case.start_submission(host="n1", group="gpu0", remote_base_dir="~/mqi", actor="daemon")
+    case.start_submission(host="n1", slot="gpu0", remote_base_dir="~/mqi", actor="daemon")
     case.record_enqueued(attempt=1, task_id=7, created_at=NOW, actor="daemon")
     case.record_started(attempt=1, started_at=NOW, actor="daemon")
     return case
@@ -44,12 +44,12 @@ def test_every_event_carries_actor_reason_and_utc_time():
 
 def test_submission_numbers_attempts_and_gives_each_a_label_and_folder():
     case = new_case()
-    case.start_submission(host="n1", group="gpu0", remote_base_dir="~/mqi", actor="daemon")
+    case.start_submission(host="n1", slot="gpu0", remote_base_dir="~/mqi", actor="daemon")
     assert (case.attempt, case.label, case.remote_dir) == (
         1, task_label("c1", 1), "~/mqi/c1/attempt-1",
     )  # fmt: skip
     case.abandon_attempt(not_before=NOW, charged=True, actor="daemon", reason="lost")
-    case.start_submission(host="n1", group="gpu1", remote_base_dir="~/mqi", actor="daemon")
+    case.start_submission(host="n1", slot="gpu1", remote_base_dir="~/mqi", actor="daemon")
     assert (case.attempt, case.label) == (2, task_label("c1", 2))
 
 
@@ -57,7 +57,7 @@ def test_a_terminal_case_keeps_no_gpu_or_task():
     case = running_case()
     case.fail(category=FailureCategory.TIMEOUT, actor="daemon", reason="24 h")
     assert case.state is CaseState.FAILED
-    assert (case.host, case.group, case.task_id, case.label) == (None, None, None, None)
+    assert (case.host, case.slot, case.task_id, case.label) == (None, None, None, None)
 
 
 def test_results_are_recorded_only_for_the_current_attempt():
@@ -95,7 +95,7 @@ def test_results_are_recorded_only_for_the_current_attempt():
         (running_case, lambda c: c.restabilize(
             file_count=1, total_bytes=1, fingerprint="x", actor="d", reason="")),
         (running_case, lambda c: c.start_submission(
-            host="n1", group="gpu0", remote_base_dir="~", actor="d")),
+            host="n1", slot="gpu0", remote_base_dir="~", actor="d")),
     ],
 )  # fmt: skip
 def test_commands_that_make_no_sense_are_refused_and_record_nothing(prepare, command):
@@ -120,24 +120,24 @@ def test_retry_gives_a_failed_case_a_new_attempt_with_a_fresh_budget():
     case.abandon_attempt(
         not_before=None, charged=True, actor="daemon", reason="killed by a restart"
     )
-    case.start_submission(host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
+    case.start_submission(host="n1", slot="gpu0", remote_base_dir="~", actor="daemon")
     case.fail(category=FailureCategory.INFRASTRUCTURE, actor="daemon", reason="max attempts")
     assert case.infra_failures == 2
     case.retry(actor="user:alice", reason="node fixed")
     assert (case.state, case.infra_failures, case.failure) == (CaseState.WAITING, 0, None)
-    case.start_submission(host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
+    case.start_submission(host="n1", slot="gpu0", remote_base_dir="~", actor="daemon")
     assert case.attempt == 3
 
 
 def test_naive_times_are_refused():
     case = new_case()
-    case.start_submission(host="n1", group="gpu0", remote_base_dir="~", actor="daemon")
+    case.start_submission(host="n1", slot="gpu0", remote_base_dir="~", actor="daemon")
     with pytest.raises(ValueError, match="timezone-aware"):
         case.record_enqueued(attempt=1, task_id=1, created_at=datetime(2026, 1, 1), actor="d")
 
 
 def test_a_slot_is_never_held_by_two_cases():
-    slot = GpuSlot(host="n1", group="gpu0", actor="daemon")
+    slot = Slot(host="n1", name="gpu0", actor="daemon")
     slot.allocate(case_id="c1", attempt=1, actor="daemon")
     with pytest.raises(SlotUnavailable, match="held by case c1"):
         slot.allocate(case_id="c2", attempt=1, actor="daemon")
@@ -149,7 +149,7 @@ def test_a_slot_is_never_held_by_two_cases():
 
 
 def test_a_quarantined_slot_is_not_allocated_until_lifted():
-    slot = GpuSlot(host="n1", group="gpu0", actor="daemon")
+    slot = Slot(host="n1", name="gpu0", actor="daemon")
     slot.allocate(case_id="c1", attempt=1, actor="daemon")
     slot.quarantine(task_id=7, task_label="mqi:c1:a1", task_created_at=NOW, actor="daemon",
                     reason="kill not confirmed")  # fmt: skip

@@ -37,7 +37,7 @@ from mqi_es.core.shell import (
     remote_path,
     split_home,
 )
-from mqi_es.core.task_command import RemoteCommandTemplate
+from mqi_es.core.task_command import RemoteCommandTemplate, TaskEnvironment
 
 SHELL_BOOKKEEPING = {"PWD", "OLDPWD", "SHLVL", "_"}  # set by the shells themselves
 NASTY = [
@@ -152,7 +152,7 @@ def check_add_round_trip(
         case_dir=case_dir,
         case_id=case_id,
         attempt=attempt,
-        group=group,
+        slot=group,
         gpu_index=gpu_index(group),
         label=label,
     )
@@ -221,7 +221,7 @@ def test_nasty_values_survive_both_levels_under_dash_and_bash(
         case_dir=f"~/{value}",
         case_id=value,
         attempt=1,
-        group=f"gpu{value}",
+        slot=f"gpu{value}",
         gpu_index=gpu_index(f"gpu{value}"),
         label=label,
     )
@@ -405,7 +405,7 @@ def test_placeholders_in_plain_word_positions_receive_the_exact_value(
 ) -> None:
     value = "a b'c\"$(touch pwned)`touch pwned`;*\\ é"
     rendered = RemoteCommandTemplate(template).render(
-        case_dir="~", case_id=value, attempt=1, group="gpu0", gpu_index="0", label="l"
+        case_dir="~", case_id=value, attempt=1, slot="gpu0", gpu_index="0", label="l"
     )
 
     done = node.run(rendered)
@@ -482,7 +482,7 @@ def test_gpu_index_is_the_trailing_digits_of_the_group(group: str, index: str) -
 def test_a_nul_character_in_a_case_value_is_refused() -> None:
     with pytest.raises(ValueError, match="NUL"):
         task_template().render(
-            case_dir="~/c", case_id="a\0b", attempt=1, group="g", gpu_index="", label="l"
+            case_dir="~/c", case_id="a\0b", attempt=1, slot="g", gpu_index="", label="l"
         )
 
 
@@ -533,3 +533,16 @@ def test_bad_configured_values_are_config_errors(build: object) -> None:
 def test_the_version_query_runs_pueue_in_the_minimal_environment():
     assert build_version().endswith(" 'pueue' --version")
     assert build_version().startswith("env -i ")
+
+
+def test_the_slot_is_given_as_slot_and_as_group_its_first_name(node: FakeNode) -> None:
+    rendered = RemoteCommandTemplate("record-argv {slot} {group} {gpu_index}").render(
+        case_dir="~", case_id="c", attempt=1, slot="gpu3", gpu_index="3", label="l"
+    )
+    env = TaskEnvironment({"A": "{slot}", "B": "{group}"}).render(
+        case_id="c", attempt=1, slot="gpu3", gpu_index="3", label="l"
+    )
+
+    assert node.run(rendered).returncode == 0
+    assert node.argv("task") == ["gpu3", "gpu3", "3"]
+    assert env == {"A": "gpu3", "B": "gpu3"}

@@ -39,7 +39,7 @@ def test_unreachable_host_is_not_a_failed_job(reason):
 
 
 def test_a_parse_error_of_pueue_status_is_not_a_failed_job_and_is_recorded_as_unreadable():
-    cases = [case("c1", CaseState.RUNNING), case("c2", CaseState.QUEUED, group="gpu1")]
+    cases = [case("c1", CaseState.RUNNING), case("c2", CaseState.QUEUED, slot="gpu1")]
     decision = decide(cases, Unseen("status could not be parsed", Blindness.UNREADABLE))
     (record,) = decision.records
     assert record.command == "record_host_unavailable"
@@ -94,12 +94,12 @@ def test_a_case_waiting_for_its_backoff_is_not_submitted_yet():
     assert decide([later], now=T0 + timedelta(seconds=30)).actions == (Submit("c1", "n1", "gpu0"),)
 
 
-def test_a_group_running_tasks_we_did_not_submit_is_busy_not_allocated():
+def test_a_slot_running_tasks_we_did_not_submit_is_busy_not_allocated():
     foreign = task(3, label="someone-else", slot="gpu0")
     decision = decide([case("c1", CaseState.WAITING)], seen(foreign))
     assert decision.records == (
         Record.of(
-            "mark_slot_busy", host="n1", group="gpu0", task_ids=[3],
+            "mark_slot_busy", host="n1", slot="gpu0", task_ids=[3],
             reason="the slot runs tasks this daemon did not submit",
         ),
     )  # fmt: skip
@@ -348,7 +348,7 @@ def test_a_slot_holding_our_queued_tasks_is_released_once():
 
 def test_the_same_input_gives_the_same_decision():
     cases = [case("c1"), case("c2", CaseState.WAITING), case("c3", CaseState.SUBMITTING,
-                                                             group="gpu1")]  # fmt: skip
+                                                             slot="gpu1")]  # fmt: skip
     observation = seen(task(state="ended", result="killed", end=T0))
     assert decide(cases, observation) == decide(cases, observation)
 

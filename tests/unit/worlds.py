@@ -34,7 +34,7 @@ def case(case_id: str = "c1", state: CaseState = CaseState.RUNNING, **changes) -
         case_id=case_id, state=state, arrival=int(case_id[1:] or 0), attempt=1 if active else 0,
         detected_at=T0 - timedelta(hours=2), updated_at=T0 - timedelta(minutes=20),
         state_since=T0 - timedelta(minutes=20), file_count=1, total_bytes=1, fingerprint="f",
-        host="n1" if active else None, group="gpu0" if active else None,
+        host="n1" if active else None, slot="gpu0" if active else None,
         label=task_label(case_id, 1) if active else None,
         remote_dir=f"~/mqi/{case_id}/attempt-1" if active else None,
         task_id=7 if state in (CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING) else None,
@@ -66,8 +66,8 @@ def seen(
     return Seen(StatusSnapshot({t.id: t for t in tasks}, shown), mono(taken_at), node, skew, 0.0)
 
 
-def slot(group: str = "gpu0", state: SlotState = SlotState.FREE, **kw) -> SlotView:
-    return SlotView(host="n1", group=group, state=state, updated_at=T0, **kw)
+def slot(name: str = "gpu0", state: SlotState = SlotState.FREE, **kw) -> SlotView:
+    return SlotView(host="n1", name=name, state=state, updated_at=T0, **kw)
 
 
 def decide(
@@ -76,7 +76,7 @@ def decide(
 ):  # fmt: skip
     """One cycle at wall time ``now`` and monotonic time ``at`` (default: ``mono(now)``)."""
     if slots is None:
-        holders = {c.group: c for c in cases if c.group}
+        holders = {c.slot: c for c in cases if c.slot}
         slots = [
             slot(g, SlotState.ALLOCATED, case_id=holders[g].case_id, attempt=1)
             if g in holders

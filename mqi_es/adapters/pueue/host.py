@@ -224,13 +224,12 @@ class PueueHost:
         """
         if self._unusable is not None:
             return Unknown(f"{self.name} cannot be used: {self._unusable}")
-        group = slot  # a slot is a pueue group
         values = {
-            "case_id": case_id, "attempt": attempt, "group": group,
-            "gpu_index": gpu_index(group), "label": label,
+            "case_id": case_id, "attempt": attempt, "slot": slot,
+            "gpu_index": gpu_index(slot), "label": label,
         }  # fmt: skip
         command = build_add(
-            group=group,
+            group=slot,  # a slot is a pueue group
             label=label,
             working_dir=remote_dir,
             task_command=self._template.render(case_dir=remote_dir, **values),
@@ -244,7 +243,7 @@ class PueueHost:
                 outcome = Ok(str(parse_add_output(outcome.stdout)))
             except PueueOutputError as exc:
                 outcome = Unknown(str(exc))
-        log.debug("%s: add to %s: %s", self.name, group, type(outcome).__name__)
+        log.debug("%s: add to %s: %s", self.name, slot, type(outcome).__name__)
         return outcome
 
     async def cancel(self, task: RemoteTask) -> Ok | RemoteFailure | Unknown:

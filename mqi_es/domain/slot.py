@@ -1,8 +1,12 @@
-"""The GpuSlot aggregate: one pueue group on one host, standing for one GPU.
+"""The Slot aggregate: one place on one host where a case runs, standing for one GPU.
 
 A slot is held by at most one case attempt. Allocation is saved in the same transaction
 as the case's ``SubmissionStarted``; a second writer holding a stale version of the slot
 is refused by the store, so two processes can never hand one GPU to two cases.
+
+Logs written before slots had their own name call this aggregate ``GpuSlot`` (module
+``gpu_slot``), its ``name`` a ``group`` and ``Resumed`` ``GroupResumed``: those topics
+resolve to the classes here, and ``Registered`` is upcast from its first version.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.domain import event
+from eventsourcing.utils import register_topic
 
 from mqi_es.core.errors import InvalidTransition, SlotUnavailable
 from mqi_es.core.ids import slot_key, slot_uuid
@@ -18,19 +23,24 @@ from mqi_es.core.states import SlotState
 from mqi_es.domain.recorded import Recorded
 
 
-class GpuSlot(Recorded):
+class Slot(Recorded):
     @staticmethod
-    def create_id(host: str, group: str) -> UUID:
-        return slot_uuid(host, group)
+    def create_id(host: str, name: str) -> UUID:
+        return slot_uuid(host, name)
 
     class Registered(Recorded.Created):
+        class_version = 2
         host: str
-        group: str
+        name: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state["name"] = state.pop("group")
 
     @event(Registered)
-    def __init__(self, host: str, group: str, actor: str, reason: str = "") -> None:
+    def __init__(self, host: str, name: str, actor: str, reason: str = "") -> None:
         self.host = host
-        self.group = group
+        self.name = name
         self.state = SlotState.FREE
         self.case_id: str | None = None
         self.attempt: int | None = None
@@ -40,7 +50,7 @@ class GpuSlot(Recorded):
 
     @property
     def key(self) -> str:
-        return slot_key(self.host, self.group)
+        return slot_key(self.host, self.name)
 
     class Allocated(Recorded.Event):
         case_id: str
@@ -145,7 +155,7 @@ class GpuSlot(Recorded):
         task_ids: list[int]
 
     def mark_busy(self, *, task_ids: list[int], actor: str, reason: str) -> None:
-        """The group runs tasks this daemon did not submit: do not allocate it."""
+        """The slot runs tasks this daemon did not submit: do not allocate it."""
         if self.state is not SlotState.FREE:
             raise InvalidTransition(f"GPU slot {self.key} is {self.state}, not free")
         self._busy(task_ids=sorted(task_ids), actor=actor, reason=reason)
@@ -166,15 +176,15 @@ class GpuSlot(Recorded):
     def _freed(self, actor: str, reason: str) -> None:
         self.state = SlotState.FREE
 
-    class GroupResumed(Recorded.Event):
+    class Resumed(Recorded.Event):
         pass
 
-    def record_group_resumed(self, *, actor: str, reason: str) -> None:
-        """The paused remote group was started again (`pueue start -g`)."""
-        self._group_resumed(actor=actor, reason=reason)
+    def record_resumed(self, *, actor: str, reason: str) -> None:
+        """The host was asked to start what it held in this slot again."""
+        self._resumed(actor=actor, reason=reason)
 
-    @event(GroupResumed)
-    def _group_resumed(self, actor: str, reason: str) -> None:
+    @event(Resumed)
+    def _resumed(self, actor: str, reason: str) -> None:
         pass
 
     def _clear(self) -> None:
@@ -184,3 +194,14 @@ class GpuSlot(Recorded):
         self.task_id = None
         self.task_label = None
         self.task_created_at = None
+
+
+_FORMER = "mqi_es.domain.gpu_slot:GpuSlot"
+register_topic(_FORMER, Slot)
+for _old, _new in (
+    ("Registered", Slot.Registered), ("Allocated", Slot.Allocated),
+    ("Released", Slot.Released), ("Quarantined", Slot.Quarantined),
+    ("QuarantineLifted", Slot.QuarantineLifted), ("BusyElsewhere", Slot.BusyElsewhere),
+    ("FreedElsewhere", Slot.FreedElsewhere), ("GroupResumed", Slot.Resumed),
+):  # fmt: skip
+    register_topic(f"{_FORMER}.{_old}", _new)
