@@ -30,6 +30,7 @@ from mqi_es.domain import Case, Host, Slot
 from projections import runner
 from projections.feed import EventFeed
 from projections.reader import ViewReader
+from projections.schema import is_current
 
 HOSTS = 8
 GROUPS_PER_HOST = 125  # 1,000 GPU slots: every active case runs on its own
@@ -69,6 +70,7 @@ def measure(root: Path, history_events: int, active: int) -> list[float]:
     ledger = Ledger(sqlite_event_store_env(events))
     if fresh:
         add_active(ledger, active)
+    if fresh or not is_current(link):  # views kept from another release are rebuilt
         runner.replay(link, EventFeed(ledger))
     reader = ViewReader(link, application_name=ledger.name)
     running: dict[str, list[RemoteTask]] = {}
