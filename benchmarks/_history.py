@@ -122,7 +122,7 @@ class Installation:
 
     def _start(self, case: Case, slot: Slot) -> int:
         case.start_submission(
-            host=slot.host, slot=slot.group, remote_base_dir="~/mqi_cases", actor=ACTOR
+            host=slot.host, slot=slot.name, remote_base_dir="~/mqi_cases", actor=ACTOR
         )
         slot.allocate(case_id=case.case_id, attempt=case.attempt, actor=ACTOR)
         case.record_upload(

@@ -21,6 +21,7 @@ from mqi_es.config import Config, LoadedConfig, load_config, resolve_config_path
 
 if TYPE_CHECKING:
     from mqi_es.adapters.eventstore.sqlite import LogState
+    from mqi_es.app.bus import MessageBus
     from mqi_es.app.ledger import Ledger
     from projections.feed import EventFeed
     from projections.guard import ViewsOrigin
@@ -62,6 +63,13 @@ class Context:
         self.verified_log()
         fold_case = any(host.folds_case for host in self.config.hosts)
         return Ledger(sqlite_event_store_env(self.config.database.path), fold_case=fold_case)
+
+    @cached_property
+    def bus(self) -> MessageBus:
+        """Records an operator's commands, as them."""
+        from mqi_es.app.bus import MessageBus
+
+        return MessageBus(self.ledger, actor=self.actor)
 
     @cached_property
     def feed(self) -> EventFeed:

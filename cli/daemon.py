@@ -18,12 +18,11 @@ import sys
 from collections.abc import AsyncIterator
 
 from cli.bootstrap import Context, load_context
-from mqi_es.adapters.backends import remote_host
 from mqi_es.adapters.eventstore.sqlite import LogFile
 from mqi_es.adapters.local.logs import setup_logging
+from mqi_es.bootstrap import build_daemon
 from mqi_es.config import check_config_environment
 from mqi_es.core.errors import ConfigError, MqiError
-from mqi_es.runtime import Daemon
 from projections.live import LiveViews
 
 log = logging.getLogger("mqi.daemon")
@@ -92,16 +91,12 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
         raise ConfigError("; ".join(problems))
     context.lock.acquire(user=context.actor)
     try:
-        hosts = {
-            host.name: remote_host(host, results_globs=config.results.globs)
-            for host in config.hosts
-        }
         ledger = context.ledger
         views = LiveViews(ledger, config.database.views_path)
         log_file = LogFile(config.database.path, ledger.start_log())
         daemon = asyncio.create_task(
-            Daemon(
-                config, ledger, hosts, views, check_log=lambda: log_file.verify(views.position())
+            build_daemon(
+                config, ledger, views, check_log=lambda: log_file.verify(views.position())
             ).run(stop)
         )
         try:

@@ -26,8 +26,9 @@ from rich.text import Text
 
 from cli import render
 from cli.bootstrap import load_context
-from mqi_es.adapters.backends import remote_host
-from mqi_es.config import Config, HostConfig, LoadedConfig, check_config_environment
+from mqi_es.app.ports import RemoteHost
+from mqi_es.bootstrap import remote_hosts
+from mqi_es.config import Config, LoadedConfig, check_config_environment
 from mqi_es.config.rules import local_outputs
 from mqi_es.core.checks import Finding, Verdict
 from mqi_es.core.errors import ConfigError
@@ -111,12 +112,12 @@ def _probe_local(folder: Path, keys: list[str]) -> Finding:
 
 
 async def _examine_hosts(config: Config) -> list[list[Finding]]:
-    return list(await asyncio.gather(*(examine_host(host, config) for host in config.hosts)))
+    """Every check of every host, made by its backend exactly as the daemon reaches it."""
+    nodes = remote_hosts(config).values()
+    return list(await asyncio.gather(*(_examine(node) for node in nodes)))
 
 
-async def examine_host(host: HostConfig, config: Config) -> list[Finding]:
-    """Every check of one host, made by its backend exactly as the daemon reaches it."""
-    node = remote_host(host, results_globs=config.results.globs)
+async def _examine(node: RemoteHost) -> list[Finding]:
     try:
         return await node.check()
     finally:

@@ -11,6 +11,7 @@ import typer
 from cli import failures, render
 from cli.bootstrap import Context, load_context
 from cli.json_output import as_json, emit_json
+from mqi_es.core.commands import CancelCase, RetryCase, SetCaseTimeout
 from mqi_es.core.errors import MqiError
 from mqi_es.core.states import CaseState
 
@@ -184,7 +185,7 @@ def run(ctx: typer.Context) -> None:
 def retry(ctx: typer.Context, case_id: CaseArgument, reason: ReasonOption = "") -> None:
     """Give a failed case a new attempt."""
     context = _context(ctx)
-    context.ledger.retry_case(case_id, actor=context.actor, reason=reason or "retry asked")
+    context.bus.execute(RetryCase(case_id=case_id, reason=reason or "retry asked"))
     render.console.print(f"case {case_id}: a new attempt will be made", markup=False)
 
 
@@ -192,7 +193,7 @@ def retry(ctx: typer.Context, case_id: CaseArgument, reason: ReasonOption = "") 
 def cancel(ctx: typer.Context, case_id: CaseArgument, reason: ReasonOption = "") -> None:
     """Cancel a case; a running task is killed and its GPU freed once the kill is confirmed."""
     context = _context(ctx)
-    context.ledger.cancel_case(case_id, actor=context.actor, reason=reason or "cancel asked")
+    context.bus.execute(CancelCase(case_id=case_id, reason=reason or "cancel asked"))
     state = context.ledger.case(case_id).state
     if state.is_terminal:
         render.console.print(f"case {case_id}: cancelled", markup=False)
@@ -219,8 +220,8 @@ def timeout(
     if (hours is None) == (not clear):
         raise typer.BadParameter("give HOURS, or --clear")
     context = _context(ctx)
-    context.ledger.set_case_timeout(
-        case_id, hours=hours, actor=context.actor, reason=reason or "timeout set by an operator"
+    context.bus.execute(
+        SetCaseTimeout(case_id=case_id, hours=hours, reason=reason or "timeout set by an operator")
     )
     shown = f"{hours:g} h" if hours is not None else "the configured default"
     render.console.print(f"case {case_id}: timeout is now {shown}", markup=False)

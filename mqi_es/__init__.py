@@ -3,10 +3,12 @@
 Layers, each allowed to import only those below it (pyproject.toml's import contracts,
 checked by ``lint-imports`` in the test suite):
 
+    bootstrap.py the composition root: a configuration in, a daemon wired to adapters out
     runtime.py   the tick: poll, decide, record, act, with every fault contained
-    app/         the application: the Ledger over the event log, the ports, the command bus
-    adapters/    the world: pueue and Slurm hosts, SSH and transfers, the watch folder, the
-                 event store, local files
+    app/         the application: the Ledger over the event log, the ports, the message
+                 bus, remote dispatch, the intake's recorder
+    adapters/    the world: pueue hosts, SSH and transfers, the watch folder, the event
+                 store, local files (clock, lock, logs, progress)
     config/      the strict configuration
     domain/      the aggregates: what may happen to a case, a slot, a host
     core/        the pure decision core and its vocabulary: no I/O, no clock, no randomness

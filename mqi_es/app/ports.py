@@ -77,6 +77,28 @@ class RemoteHost(Protocol):
     async def close(self) -> None: ...
 
 
+class CaseFolders(Protocol):
+    """The local case folders the daemon sends."""
+
+    def path(self, case_id: str) -> Path: ...
+
+    def changed(self, case_id: str, registered: str) -> str | None:
+        """Why the case must not be sent as it is now (its files differ from the
+        fingerprint it was ``registered`` with, or cannot be read), if it must not.
+        Blocking: it reads the whole folder."""
+        ...
+
+
+class Intake(Protocol):
+    """The watch folder's intake: reports stable case folders to its sink until cancelled."""
+
+    async def run(self) -> None: ...
+
+    def reconsider(self, case_id: str) -> None:
+        """Watch a registered case again until it is stable (it was put on hold)."""
+        ...
+
+
 class ViewSnapshot(Protocol):
     """One consistent reading of the views."""
 

@@ -1,38 +1,18 @@
 """What the decision core asks the shell to do.
 
-``Record`` is a fact to save now through the Ledger (its method name and arguments).
-The others are remote work, carried out asynchronously; their outcomes come back to the
-core through ``mqi_es.core.reactions``, which turns them into more records.
+A ``Decision`` holds facts to record now (typed commands, ``mqi_es.core.commands``) and
+remote work to carry out asynchronously (the actions here); their outcomes come back to
+the core through ``mqi_es.core.reactions``, which turns them into more commands.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from mqi_es.core.commands import Command
 from mqi_es.core.remote import RemoteTask
 from mqi_es.core.states import FailureCategory
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """Call ``Ledger.<command>(**args, actor=...)``."""
-
-    command: str
-    args: tuple[tuple[str, Any], ...]
-
-    @classmethod
-    def of(cls, command: str, **args: Any) -> Record:
-        return cls(command, tuple(sorted(args.items())))
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.args)
-
-    @property
-    def case_id(self) -> str | None:
-        return self.kwargs.get("case_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +108,7 @@ class Memory:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    records: tuple[Record, ...]
+    records: tuple[Command, ...]
     actions: tuple[Action, ...]
     alarms: tuple[Alarm, ...]
     memory: Memory

@@ -11,6 +11,14 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
+def delay(failures: int, *, base: float, cap: float) -> float:
+    """The one backoff formula: ``base * 2**(failures-1)``, at most ``cap``; no wait
+    before the first failure. Every retry in the program is spaced by it."""
+    if failures <= 0:
+        return 0.0
+    return min(cap, base * 2.0 ** min(failures - 1, 64))
+
+
 @dataclass(slots=True)
 class _Failing:
     failures: int
@@ -38,9 +46,9 @@ class Backoff:
         """Count a failure of ``key``; returns the seconds until it may be tried again."""
         failing = self._failing.get(key)
         failures = failing.failures + 1 if failing else 1
-        delay = min(self.cap, self.base * 2 ** min(failures - 1, 64))
-        self._failing[key] = _Failing(failures, now + delay)
-        return delay
+        wait = delay(failures, base=self.base, cap=self.cap)
+        self._failing[key] = _Failing(failures, now + wait)
+        return wait
 
     def succeeded(self, key: Hashable) -> None:
         self._failing.pop(key, None)

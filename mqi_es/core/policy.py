@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from mqi_es.core import backoff
+
 
 @dataclass(frozen=True, slots=True)
 class HostPolicy:
@@ -41,5 +43,9 @@ class Policy:
 
     def backoff(self, charged_failures: int) -> timedelta:
         """Wait before the next attempt after ``charged_failures`` charged failures."""
-        seconds = self.retry_backoff.total_seconds() * 2 ** max(0, charged_failures - 1)
-        return min(self.retry_backoff_cap, timedelta(seconds=seconds))
+        seconds = backoff.delay(
+            max(1, charged_failures),
+            base=self.retry_backoff.total_seconds(),
+            cap=self.retry_backoff_cap.total_seconds(),
+        )
+        return timedelta(seconds=seconds)

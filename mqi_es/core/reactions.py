@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mqi_es.core.actions import FailWithLog, Record, Release
+from mqi_es.core.actions import FailWithLog, Release
+from mqi_es.core.commands import (
+    AbandonAttempt,
+    CompleteCase,
+    FailCase,
+    HoldCase,
+    RecordSlotResumed,
+    RecordUpload,
+)
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.policy import Policy
 from mqi_es.core.reconcile import infrastructure_loss
@@ -60,13 +68,12 @@ class NothingToFetch:
 def after_upload(
     case: CaseView, outcome: Uploaded | Refused | RemoteFailure | Unknown, now: datetime,
     policy: Policy,
-) -> list[Record]:  # fmt: skip
+) -> list[RecordUpload | HoldCase | AbandonAttempt | FailCase]:  # fmt: skip
     """``case`` as it is after its ``SubmissionStarted`` was recorded."""
     match outcome:
         case Uploaded(files=files, bytes=size, seconds=seconds):
             return [
-                Record.of(
-                    "record_upload",
+                RecordUpload(
                     case_id=case.case_id,
                     attempt=case.attempt,
                     files=files,
@@ -77,7 +84,7 @@ def after_upload(
                 )
             ]
         case Refused(reason=reason):
-            return [Record.of("hold_case", case_id=case.case_id, reason=reason)]
+            return [HoldCase(case_id=case.case_id, reason=reason)]
         case RemoteFailure(stderr=stderr, exit_status=status):
             reason = f"upload refused by the node: {_line(stderr, status)}"
             return [infrastructure_loss(case, reason, now, policy)]  # fmt: skip
@@ -87,7 +94,7 @@ def after_upload(
 
 def after_submit(
     case: CaseView, outcome: Ok | RemoteFailure | Unknown, now: datetime, policy: Policy
-) -> list[Record]:
+) -> list[AbandonAttempt | FailCase]:
     """The task id the host answered is not recorded here: the next snapshot finds the
     task by its label and records it with its ``created_at``, the same way a task submitted
     just before a crash is found. A refusal by the host loses the attempt."""
@@ -99,12 +106,11 @@ def after_submit(
 
 def after_fetch(
     case: CaseView, outcome: Fetched | NothingToFetch | RemoteFailure | Unknown
-) -> list[Record]:
+) -> list[CompleteCase | FailCase]:
     match outcome:
         case Fetched(files=files, bytes=size, results_dir=results_dir):
             return [
-                Record.of(
-                    "complete_case",
+                CompleteCase(
                     case_id=case.case_id,
                     attempt=case.attempt,
                     files=files,
@@ -124,7 +130,7 @@ def after_fetch(
             return []
 
 
-def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> list[Record]:
+def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> list[FailCase]:
     """The task's failure is a fact from the snapshot; its log is only a detail, so the
     case fails whatever became of reading it."""
     if isinstance(outcome, Ok):
@@ -134,8 +140,7 @@ def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> lis
     else:
         tail = f"(log unavailable: {outcome.reason})"
     return [
-        Record.of(
-            "fail_case",
+        FailCase(
             case_id=action.case_id,
             category=action.category,
             reason=action.reason,
@@ -145,11 +150,12 @@ def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> lis
     ]
 
 
-def after_release(action: Release, outcome: Ok | RemoteFailure | Unknown) -> list[Record]:
+def after_release(
+    action: Release, outcome: Ok | RemoteFailure | Unknown
+) -> list[RecordSlotResumed]:
     if isinstance(outcome, Ok):
         return [
-            Record.of(
-                "record_slot_resumed",
+            RecordSlotResumed(
                 host=action.host,
                 slot=action.slot,
                 reason="the slot's queue was paused while our task waited in it",
@@ -158,8 +164,8 @@ def after_release(action: Release, outcome: Ok | RemoteFailure | Unknown) -> lis
     return []
 
 
-def _failed(case_id: str, category: FailureCategory, reason: str) -> Record:
-    return Record.of("fail_case", case_id=case_id, category=category, reason=reason)
+def _failed(case_id: str, category: FailureCategory, reason: str) -> FailCase:
+    return FailCase(case_id=case_id, category=category, reason=reason)
 
 
 def _line(stderr: str, status: int) -> str:

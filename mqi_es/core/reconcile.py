@@ -46,9 +46,22 @@ from mqi_es.core.actions import (
     FailWithLog,
     Fetch,
     Memory,
-    Record,
     Release,
     Submit,
+)
+from mqi_es.core.commands import (
+    AbandonAttempt,
+    Command,
+    FailCase,
+    LiftQuarantine,
+    MarkSlotBusy,
+    MarkSlotFree,
+    RecordEnqueued,
+    RecordHostReachable,
+    RecordHostUnavailable,
+    RecordRemoteSuccess,
+    RecordStarted,
+    RequestKill,
 )
 from mqi_es.core.ids import TASK_LABEL_PREFIX
 from mqi_es.core.policy import Policy
@@ -104,7 +117,7 @@ class _Cycle:
     def __init__(self, world: World, now: datetime, policy: Policy, memory: Memory) -> None:
         self.world, self.now, self.policy = world, now, policy
         self.mono = world.mono
-        self.records: list[Record] = []
+        self.records: list[Command] = []
         self.actions: list[Action] = []
         self.alarms: list[Alarm] = []
         self.memory = memory
@@ -209,7 +222,7 @@ class _Cycle:
             self.seen[host.name] = seen
             self._node_clock(host.name, seen)
             if view is not None and view.state is not HostState.REACHABLE:
-                self._record("record_host_reachable", name=host.name, at=self.now)
+                self._record(RecordHostReachable(name=host.name, at=self.now))
         for case in self.world.cases:
             if case.label is not None and case.host is not None:
                 self.ours.setdefault(case.host, set()).add(case.label)
@@ -219,10 +232,9 @@ class _Cycle:
         if state is None:
             return  # no answer yet, or our own fault: nothing is known about the node
         if view is not None and view.state is not state:
-            self._record(
-                "record_host_unavailable", name=name, state=state, since=self.now,
+            self._record(RecordHostUnavailable(name=name, state=state, since=self.now,
                 reason=seen.reason,
-            )  # fmt: skip
+            ))  # fmt: skip
         if seen.kind is Blindness.INCOMPATIBLE:
             self.incompatible[name] = seen.reason
             self._alarm(f"host {name} cannot be used: {seen.reason}", key=f"incompatible:{name}")
@@ -234,11 +246,10 @@ class _Cycle:
             if case.case_id in self.world.busy or case.host is None:
                 continue
             if case.state is CaseState.SUBMITTING and case.host in self.incompatible:
-                self._record(
-                    "abandon_attempt", case_id=case.case_id, not_before=None, charged=False,
+                self._record(AbandonAttempt(case_id=case.case_id, not_before=None, charged=False,
                     reason=f"host {case.host} cannot be used: {self.incompatible[case.host]};"
                     " the case waits until a host can take it",
-                )  # fmt: skip
+                ))  # fmt: skip
                 continue
             seen = self.seen.get(case.host)
             if seen is None:
@@ -262,12 +273,13 @@ class _Cycle:
                     case,
                 )
             self._record(
-                "record_enqueued",
-                case_id=case.case_id,
-                attempt=case.attempt,
-                task_id=task.id,
-                created_at=task.created_at,
-                reason="task found in the queue by its label",
+                RecordEnqueued(
+                    case_id=case.case_id,
+                    attempt=case.attempt,
+                    task_id=task.id,
+                    created_at=task.created_at,
+                    reason="task found in the queue by its label",
+                )
             )
             return
         if isinstance(lookup, Found):
@@ -281,11 +293,12 @@ class _Cycle:
             self._fail(case, FailureCategory.CANCELLED, "cancelled before it reached the queue")
             return
         self._record(
-            "abandon_attempt",
-            case_id=case.case_id,
-            not_before=self.now,
-            charged=False,
-            reason="the task never reached the queue; submitting a new attempt",
+            AbandonAttempt(
+                case_id=case.case_id,
+                not_before=self.now,
+                charged=False,
+                reason="the task never reached the queue; submitting a new attempt",
+            )
         )
 
     def _active(self, case: CaseView, seen: Seen) -> None:
@@ -325,10 +338,11 @@ class _Cycle:
     def _running(self, case: CaseView, task: RemoteTask, seen: Seen) -> None:
         if case.state is CaseState.QUEUED:
             self._record(
-                "record_started",
-                case_id=case.case_id,
-                attempt=case.attempt,
-                started_at=task.start,
+                RecordStarted(
+                    case_id=case.case_id,
+                    attempt=case.attempt,
+                    started_at=task.start,
+                )
             )
         if case.state is CaseState.KILLING:
             self._kill(case, task, case.kill_cause or KillCause.CANCEL, "")
@@ -375,10 +389,11 @@ class _Cycle:
                 self._fail(case, FailureCategory.CANCELLED, "cancelled by an operator")
             else:
                 self._record(
-                    "record_remote_success",
-                    case_id=case.case_id,
-                    attempt=case.attempt,
-                    ended_at=task.end,
+                    RecordRemoteSuccess(
+                        case_id=case.case_id,
+                        attempt=case.attempt,
+                        ended_at=task.end,
+                    )
                 )
         elif task.result in ("failed", "failed_to_start"):
             reason = (
@@ -408,7 +423,7 @@ class _Cycle:
     def _kill(self, case: CaseView, task: RemoteTask, cause: KillCause, reason: str) -> None:
         key = (case.case_id, case.attempt)
         if case.state is not CaseState.KILLING:
-            self._record("request_kill", case_id=case.case_id, cause=cause, reason=reason)
+            self._record(RequestKill(case_id=case.case_id, cause=cause, reason=reason))
         started_killing = self.killing_since.setdefault(key, self.mono)
         waited = self.mono - started_killing
         if waited > self.policy.kill_confirm_timeout.total_seconds() and not self._timing_unsafe(
@@ -480,18 +495,20 @@ class _Cycle:
             if slot.state is SlotState.FREE and foreign:
                 self._alarm_strays(slot, foreign)
                 self._record(
-                    "mark_slot_busy",
-                    host=slot.host,
-                    slot=slot.name,
-                    task_ids=[t.id for t in foreign],
-                    reason="the slot runs tasks this daemon did not submit",
+                    MarkSlotBusy(
+                        host=slot.host,
+                        slot=slot.name,
+                        task_ids=[t.id for t in foreign],
+                        reason="the slot runs tasks this daemon did not submit",
+                    )
                 )
             elif slot.state is SlotState.BUSY and not foreign:
                 self._record(
-                    "mark_slot_free",
-                    host=slot.host,
-                    slot=slot.name,
-                    reason="the other tasks are gone",
+                    MarkSlotFree(
+                        host=slot.host,
+                        slot=slot.name,
+                        reason="the other tasks are gone",
+                    )
                 )
             elif slot.state is SlotState.QUARANTINED:
                 self._quarantined(slot, snapshot)
@@ -518,10 +535,11 @@ class _Cycle:
             task = None  # the id now names another task (ids are reused): ours is gone
         if task is None or task.state == "ended":
             self._record(
-                "lift_quarantine",
-                host=slot.host,
-                slot=slot.name,
-                reason="the task we could not kill is gone",
+                LiftQuarantine(
+                    host=slot.host,
+                    slot=slot.name,
+                    reason="the task we could not kill is gone",
+                )
             )
             return
         self._send_kill(f"slot:{slot.key}", slot.host, task, None)
@@ -566,8 +584,8 @@ class _Cycle:
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _record(self, command: str, **args: object) -> None:
-        self.records.append(Record.of(command, **args))
+    def _record(self, command: Command) -> None:
+        self.records.append(command)
 
     def _alarm(
         self,
@@ -590,7 +608,9 @@ def _identify(snapshot: StatusSnapshot, case: CaseView) -> RemoteTask | None:
     return lookup.task if isinstance(lookup, Found) else None
 
 
-def infrastructure_loss(case: CaseView, reason: str, now: datetime, policy: Policy) -> Record:
+def infrastructure_loss(
+    case: CaseView, reason: str, now: datetime, policy: Policy
+) -> AbandonAttempt | FailCase:
     """The infrastructure lost an attempt: try again after a backoff, or fail the case
     once ``max_attempts`` attempts were lost (or if it is being cancelled anyway)."""
     charged = case.infra_failures + 1
@@ -602,8 +622,7 @@ def infrastructure_loss(case: CaseView, reason: str, now: datetime, policy: Poli
             FailureCategory.INFRASTRUCTURE,
             f"{reason}; {charged} attempts lost to the infrastructure",
         )
-    return Record.of(
-        "abandon_attempt",
+    return AbandonAttempt(
         case_id=case.case_id,
         not_before=now + policy.backoff(charged),
         charged=True,
@@ -613,9 +632,8 @@ def infrastructure_loss(case: CaseView, reason: str, now: datetime, policy: Poli
 
 def _failure(
     case: CaseView, category: FailureCategory, reason: str, quarantine_task_id: int | None = None
-) -> Record:
-    return Record.of(
-        "fail_case",
+) -> FailCase:
+    return FailCase(
         case_id=case.case_id,
         category=category,
         reason=reason,

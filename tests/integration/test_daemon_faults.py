@@ -14,8 +14,11 @@ import pytest
 import yaml
 
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.app.bus import HANDLERS
 from mqi_es.app.ledger import Ledger
+from mqi_es.bootstrap import build_daemon
 from mqi_es.config import load_config
+from mqi_es.core.commands import MarkSlotBusy
 from mqi_es.core.errors import SlotError
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok, Unknown
@@ -75,8 +78,8 @@ def make_daemon(tmp_path: Path, *hosts: FakeHost, groups=("gpu0",)) -> Daemon:
     config = load_config(tmp_path / "mqi.yaml").config
     ledger = Ledger(sqlite_event_store_env(config.database.path))
     views = LiveViews(ledger, config.database.views_path)
-    daemon = Daemon(config, ledger, {h.name: h for h in hosts}, views)
-    daemon._register_configuration()
+    daemon = build_daemon(config, ledger, views, {h.name: h for h in hosts})
+    daemon.register_configuration()
     return daemon
 
 
@@ -98,7 +101,7 @@ def tracebacks(caplog: pytest.LogCaptureFixture, text: str) -> int:
 
 def retrieving_case(daemon: Daemon, case_id: str = "c1") -> None:
     """A case whose task succeeded on host ``n1``: the next step is fetching its results."""
-    ledger = daemon.ledger
+    ledger = daemon.bus.ledger
     ledger.detect_case(case_id, file_count=1, total_bytes=1, fingerprint="f", actor="t")
     ledger.start_submission(case_id, host="n1", slot="gpu0", remote_base_dir="~/m", actor="t")
     ledger.record_upload(
@@ -106,7 +109,7 @@ def retrieving_case(daemon: Daemon, case_id: str = "c1") -> None:
     )
     ledger.record_enqueued(case_id, attempt=1, task_id=0, created_at=CREATED, actor="t")
     ledger.record_remote_success(case_id, attempt=1, ended_at=CREATED, actor="t")
-    daemon.projection.catch_up()
+    daemon.views.catch_up()
 
 
 def test_an_adapter_that_raises_is_contained_to_its_host_logged_once_and_retried(
@@ -120,7 +123,7 @@ def test_an_adapter_that_raises_is_contained_to_its_host_logged_once_and_retried
     assert good.calls["observe"] == count  # the other host is polled every cycle
     assert 2 <= bad.calls["observe"] < count  # retried, with backoff
     assert tracebacks(caplog, "the status query failed unexpectedly") == 1
-    with daemon.projection.snapshot() as views:
+    with daemon.views.snapshot() as views:
         states = {h.name: h.state for h in views.hosts()}
     # Our own fault says nothing about the node: no outage is recorded for it.
     assert states == {"good": HostState.REACHABLE, "bad": HostState.UNKNOWN}
@@ -151,7 +154,7 @@ def test_results_that_cannot_be_written_here_are_fetched_again_with_backoff(
     assert 2 <= host.calls["fetch"] <= 6 < count
     said = [r for r in caplog.records if "No space left on device" in r.getMessage()]
     assert len(said) == 1  # then counted, not repeated
-    with daemon.projection.snapshot() as views:
+    with daemon.views.snapshot() as views:
         assert views.case("c1").state.value == "retrieving"  # unknown changes nothing
 
 
@@ -167,7 +170,7 @@ def test_a_refused_record_without_a_case_does_not_hold_back_another_slots_releas
     groups = {"gpu0": RemoteSlot(open=True), "gpu1": RemoteSlot(open=False)}
     host = FakeHost("n1", StatusSnapshot({1: ours, 2: foreign}, groups))
     daemon = make_daemon(tmp_path, host, groups=("gpu0", "gpu1"))
-    ledger = daemon.ledger
+    ledger = daemon.bus.ledger
     ledger.detect_case("c1", file_count=1, total_bytes=1, fingerprint="f", actor="t")
     ledger.start_submission("c1", host="n1", slot="gpu1", remote_base_dir="~/m", actor="t")
     ledger.record_enqueued("c1", attempt=1, task_id=1, created_at=CREATED, actor="t")
@@ -175,7 +178,7 @@ def test_a_refused_record_without_a_case_does_not_hold_back_another_slots_releas
     def refuse(*args, **kwargs):
         raise SlotError("another process changed the slot first")
 
-    monkeypatch.setattr(ledger, "mark_slot_busy", refuse)  # the record about gpu0 is refused
+    monkeypatch.setitem(HANDLERS, MarkSlotBusy, refuse)  # the record about gpu0 is refused
     asyncio.run(cycles(daemon, 0.3))
     assert host.calls.get("release", 0) >= 1  # gpu1's release still went out
 
@@ -184,7 +187,7 @@ def test_a_failing_cycle_is_logged_once_and_retried_with_backoff(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     daemon = make_daemon(tmp_path, FakeHost("n1"))
-    real_catch_up = daemon.projection.catch_up
+    real_catch_up = daemon.views.catch_up
     calls = []
 
     def failing_catch_up() -> int:
@@ -193,7 +196,7 @@ def test_a_failing_cycle_is_logged_once_and_retried_with_backoff(
             return real_catch_up()  # start-up succeeds; every cycle after it fails
         raise OSError(28, "No space left on device")
 
-    daemon.projection.catch_up = failing_catch_up  # type: ignore[method-assign]
+    daemon.views.catch_up = failing_catch_up  # type: ignore[method-assign]
 
     async def run_for(seconds: float) -> None:
         stop = asyncio.Event()
@@ -212,8 +215,8 @@ def test_a_query_without_an_answer_yet_records_no_outage(tmp_path: Path) -> None
     host.answers["observe"] = Unseen("no answer yet", Blindness.PENDING)
     daemon = make_daemon(tmp_path, host)
     asyncio.run(cycles(daemon, 0.3))
-    assert daemon.ledger.host("n1").version == 1  # registered, nothing since
-    with daemon.projection.snapshot() as views:
+    assert daemon.bus.ledger.host("n1").version == 1  # registered, nothing since
+    with daemon.views.snapshot() as views:
         assert views.hosts()[0].state is HostState.UNKNOWN
 
 
@@ -238,7 +241,7 @@ def test_a_host_that_never_answers_does_not_hold_up_the_others_from_the_first_cy
     config = load_config(tmp_path / "mqi.yaml").config
     ledger = Ledger(sqlite_event_store_env(config.database.path))
     views = LiveViews(ledger, config.database.views_path)
-    daemon = Daemon(config, ledger, {"fast": fast, "hung": hung}, views, query_wait=0.5)
+    daemon = build_daemon(config, ledger, views, {"fast": fast, "hung": hung}, query_wait=0.5)
 
     async def run_for(seconds: float) -> None:
         stop = asyncio.Event()

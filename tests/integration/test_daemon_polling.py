@@ -9,6 +9,7 @@ import yaml
 
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
+from mqi_es.bootstrap import build_daemon
 from mqi_es.config import load_config
 from mqi_es.core.remote import Seen, StatusSnapshot, Unseen
 from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon
@@ -49,8 +50,8 @@ def make_daemon(tmp_path: Path, hosts: dict[str, QuietHost]) -> Daemon:
     (tmp_path / "mqi.yaml").write_text(yaml.safe_dump(settings))
     config = load_config(tmp_path / "mqi.yaml").config
     ledger = Ledger(sqlite_event_store_env(config.database.path))
-    daemon = Daemon(config, ledger, hosts, LiveViews(ledger, config.database.views_path))
-    daemon._register_configuration()
+    daemon = build_daemon(config, ledger, LiveViews(ledger, config.database.views_path), hosts)
+    daemon.register_configuration()
     return daemon
 
 

@@ -1,5 +1,6 @@
-"""Model-based test of the lifecycle: the decision core, the ledger and the views driven
-against a simulated pueue node that misbehaves in every way we know of.
+"""Model-based test of the lifecycle: the decision core, the message bus, remote dispatch,
+the ledger and the views (the daemon's own parts, only the node is simulated) driven
+against a node that misbehaves in every way we know of.
 
 The node loses replies, is unreachable or prints garbage, restarts (killing what runs and
 pausing groups), reuses ids after ``clean``, and runs tasks that succeed, fail or get killed.
@@ -10,6 +11,7 @@ before it really ran that long); at the end, with the node behaving, every case 
 an end.
 """
 
+import asyncio
 import contextlib
 import tempfile
 from dataclasses import dataclass
@@ -21,28 +23,29 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+from mqi_es.adapters.local.progress import ProgressBoard
+from mqi_es.app.bus import REFUSALS, MessageBus
+from mqi_es.app.dispatch import Dispatcher
 from mqi_es.app.ledger import Ledger
-from mqi_es.core.actions import Cancel, FailWithLog, Fetch, Memory, Record, Release, Submit
-from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, InvalidTransition, SlotError
+from mqi_es.core.actions import Memory
+from mqi_es.core.commands import (
+    CancelCase,
+    DetectCase,
+    RegisterHost,
+    RegisterSlot,
+    RequestKill,
+    RetryCase,
+    case_of,
+)
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.policy import HostPolicy, Policy
-from mqi_es.core.reactions import (
-    Fetched,
-    NothingToFetch,
-    Uploaded,
-    after_fetch,
-    after_log,
-    after_release,
-    after_submit,
-    after_upload,
-)
+from mqi_es.core.reactions import Fetched, NothingToFetch, Uploaded
 from mqi_es.core.reconcile import World, reconcile
 from mqi_es.core.remote import Blindness, RemoteSlot, RemoteTask, Seen, StatusSnapshot, Unseen
-from mqi_es.core.states import CaseState, KillCause, SlotState
+from mqi_es.core.states import KillCause, SlotState
 from mqi_es.domain.recorded import Recorded
-from projections import runner
 from projections.feed import EventFeed
-from projections.reader import ViewReader
+from projections.live import LiveViews
 
 GROUPS = ("gpu0", "gpu1")
 EPOCH = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -136,6 +139,63 @@ class FakeNode:
         self.tasks = {i: t for i, t in self.tasks.items() if t.state != "ended"}
 
 
+class ModelHost:
+    """The node behind the daemon's remote port (``RemoteHost``): each call's outcome is
+    the ``luck`` of the step that performs it."""
+
+    name = "n1"
+
+    def __init__(self, model: "Lifecycle") -> None:
+        self.model = model
+        self.luck = "ok"
+
+    async def upload(self, local_dir, remote_dir, *, still_registered=None, progress=None):
+        return {"failure": RemoteFailure(1, "disk full"), "unknown": Unknown("cut")}.get(
+            self.luck, Uploaded(1, 10, 0.1)
+        )
+
+    async def submit(self, *, slot, label, remote_dir, case_id, attempt):
+        if self.luck not in ("ok", "lost"):
+            return Unknown("timed out")
+        task_id = self.model.node.add(label, slot, self.model.node_now())
+        return Ok(str(task_id)) if self.luck == "ok" else Unknown("connection lost")
+
+    async def cancel(self, task):
+        if self.luck in ("ok", "lost"):
+            self.model.node.kill(task.id, self.model.node_now())
+        return Ok("") if self.luck == "ok" else Unknown("connection lost")
+
+    async def release(self, slot):
+        if self.luck in ("ok", "lost"):
+            self.model.node.paused.discard(slot)
+        return Ok("") if self.luck == "ok" else Unknown("x")
+
+    async def log_tail(self, task):
+        return Ok("error: dose grid") if self.luck == "ok" else Unknown("timed out")
+
+    async def fetch(self, remote_dir, local_dir, *, progress=None):
+        return {
+            "ok": Fetched(2, 100, "/results"), "unknown": Unknown("cut"),
+            "failure": NothingToFetch(("*.dcm",)), "lost": Unknown("cut"),
+        }[self.luck]  # fmt: skip
+
+    async def close(self) -> None:
+        return None
+
+
+class UnchangedFolders:
+    """Case folders that stay as they were registered."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, case_id: str) -> Path:
+        return self.root / case_id
+
+    def changed(self, case_id: str, registered: str) -> str | None:
+        return None
+
+
 class Lifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -145,21 +205,33 @@ class Lifecycle(RuleBasedStateMachine):
         self.jumping: str | None = None  # whose clock jumps in this example
         Recorded.Event.create_timestamp = classmethod(lambda cls: self.now)  # type: ignore[method-assign]
         self.root = tempfile.TemporaryDirectory()
-        self.ledger = Ledger(sqlite_event_store_env(Path(self.root.name) / "events.sqlite"))
-        self.ledger.register_host("n1", "127.0.0.1", actor="daemon")
-        for group in GROUPS:
-            self.ledger.register_slot("n1", group, actor="daemon")
-        self.feed = EventFeed(self.ledger)
-        self.link = Path(self.root.name) / "views.sqlite"
-        self.views = runner.open_views(self.link, self.feed)
-        self.reader = ViewReader(self.link, application_name=self.ledger.name)
+        root = Path(self.root.name)
+        self.loop = asyncio.new_event_loop()
+        self.ledger = Ledger(sqlite_event_store_env(root / "events.sqlite"))
+        self.views = LiveViews(self.ledger, root / "views.sqlite")
+        self.host = ModelHost(self)
         self.node = FakeNode()
+        self._start_daemon()
+        self.bus.handle([RegisterHost(name="n1", address="127.0.0.1")])
+        self.bus.handle([RegisterSlot(host="n1", slot=group) for group in GROUPS])
+        self.operator_bus = MessageBus(self.ledger, actor="user:op")
+        self.feed = EventFeed(self.ledger)
         self.cases = 0
+        self.log: list[tuple[int, str]] = []
+
+    def _start_daemon(self) -> None:
+        """The daemon's process: its bus and dispatcher, with nothing pending yet."""
+        self.bus = MessageBus(self.ledger, actor="daemon", views=self.views)
+        self.dispatcher = Dispatcher(
+            self.bus, {"n1": self.host}, self.views, POLICY,
+            folders=UnchangedFolders(Path(self.root.name) / "incoming"),
+            results_dir=Path(self.root.name) / "results",
+            progress=ProgressBoard(Path(self.root.name) / "live.json"),
+            clock=lambda: self.now, monotonic=lambda: self.true,
+        )  # fmt: skip
         self.pending: list = []
         self.memory = Memory()
-        self.settled_at: dict[str, float] = {}
         self.started_at = self.true
-        self.log: list[tuple[int, str]] = []
 
     @property
     def now(self) -> datetime:
@@ -176,18 +248,11 @@ class Lifecycle(RuleBasedStateMachine):
             self.views.close()
             self.feed.close()
             self.ledger.close()
+            self.loop.close()
             self.root.cleanup()
             del Recorded.Event.create_timestamp
 
     # --- the daemon's side -------------------------------------------------------------
-
-    def _apply(self, records) -> None:
-        for record in records:
-            if record.command == "request_kill" and record.kwargs["cause"] is KillCause.TIMEOUT:
-                self._check_ran_its_timeout(record.kwargs["case_id"])
-            with contextlib.suppress(InvalidTransition, SlotError, ConcurrentUpdate, CaseNotFound):
-                getattr(self.ledger, record.command)(**record.kwargs, actor="daemon")
-        runner.catch_up(self.views, self.feed)
 
     def _check_ran_its_timeout(self, case_id: str) -> None:
         """However the clocks jumped, a timeout kill comes after the timeout, truly."""
@@ -197,13 +262,13 @@ class Lifecycle(RuleBasedStateMachine):
         assert self.true - task.started_true >= POLICY.timeout.total_seconds(), (task, self.true)
 
     def _world(self, observation) -> World:
-        runner.catch_up(self.views, self.feed)
-        with self.reader.snapshot() as views:
+        self.views.catch_up()
+        with self.views.snapshot() as views:
             return World(
                 cases=views.cases(active_only=True), slots=views.slots(), hosts=views.hosts(),
                 observations={"n1": observation}, started_at=self.started_at, mono=self.true,
                 busy=frozenset(a.case_id for a in self.pending if getattr(a, "case_id", None)),
-                settled_at=dict(self.settled_at),
+                settled_at=dict(self.dispatcher.settled_at),
             )  # fmt: skip
 
     @rule(view=st.sampled_from(["seen", "seen", "seen", "unreachable", "garbage"]))
@@ -217,11 +282,13 @@ class Lifecycle(RuleBasedStateMachine):
             observation = Unseen("bad JSON", Blindness.UNREADABLE)
         decision = reconcile(self._world(observation), self.now, POLICY, self.memory)
         if isinstance(observation, Unseen):  # an unknown check never changes a case
-            assert all(r.case_id is None for r in decision.records), decision.records
+            assert all(case_of(r) is None for r in decision.records), decision.records
             assert decision.actions == ()
         self.memory = decision.memory
-        self._apply(decision.records)
-        for action in decision.actions:
+        for record in decision.records:
+            if isinstance(record, RequestKill) and record.cause is KillCause.TIMEOUT:
+                self._check_ran_its_timeout(record.case_id)
+        for action in self.bus.decide(decision):
             if action not in self.pending:
                 self.pending.append(action)
 
@@ -231,60 +298,21 @@ class Lifecycle(RuleBasedStateMachine):
     )
     def perform(self, index: int, luck: str) -> None:
         action = self.pending.pop(index % len(self.pending))
-        if isinstance(action, Submit):
-            self._submit(action, luck)
-        elif isinstance(action, Cancel):
-            if luck in ("ok", "lost"):
-                self.node.kill(action.task.id, self.node_now())
-        elif isinstance(action, Release):
-            if luck in ("ok", "lost"):
-                self.node.paused.discard(action.slot)
-            self._apply(after_release(action, Ok("") if luck == "ok" else Unknown("x")))
-        elif isinstance(action, FailWithLog):
-            outcome = Ok("error: dose grid") if luck == "ok" else Unknown("timed out")
-            self._apply(after_log(action, outcome))
-        elif isinstance(action, Fetch):
-            case = self._case(action.case_id)
-            if case is None or case.state is not CaseState.RETRIEVING:
-                return
-            outcome = {
-                "ok": Fetched(2, 100, "/results"), "unknown": Unknown("cut"),
-                "failure": NothingToFetch(("*.dcm",)), "lost": Unknown("cut"),
-            }[luck]  # fmt: skip
-            self._apply(after_fetch(case, outcome))
-
-    def _submit(self, action: Submit, luck: str) -> None:
-        self.settled_at[action.case_id] = self.true + POLICY.submit_settle.total_seconds()
-        self._apply([Record.of("start_submission", case_id=action.case_id, host=action.host,
-                               slot=action.slot, remote_base_dir="~/mqi")])  # fmt: skip
-        case = self._case(action.case_id)
-        if case is None or case.state is not CaseState.SUBMITTING:
-            return
-        upload = {"failure": RemoteFailure(1, "disk full"), "unknown": Unknown("cut")}.get(
-            luck, Uploaded(1, 10, 0.1)
-        )
-        self._apply(after_upload(case, upload, self.now, POLICY))
-        if not isinstance(upload, Uploaded):
-            return
-        if luck in ("ok", "lost"):
-            task_id = self.node.add(case.label, action.slot, self.node_now())
-            added = Ok(str(task_id)) if luck == "ok" else Unknown("connection lost")
-        else:
-            added = Unknown("timed out")
-        self._apply(after_submit(case, added, self.now, POLICY))
+        self.host.luck = luck
+        self.loop.run_until_complete(self.dispatcher.perform(action))
 
     def _case(self, case_id: str):
-        runner.catch_up(self.views, self.feed)
-        with self.reader.snapshot() as views:
-            return views.case(case_id)
+        self.views.catch_up()
+        return self.views.case(case_id)
 
     # --- the world's side --------------------------------------------------------------
 
     @precondition(lambda self: self.cases < 5)
     @rule()
     def new_case(self) -> None:
-        self.ledger.detect_case(f"c{self.cases}", file_count=1, total_bytes=1, fingerprint="f",
-                                actor="daemon")  # fmt: skip
+        self.bus.execute(
+            DetectCase(case_id=f"c{self.cases}", file_count=1, total_bytes=1, fingerprint="f")
+        )
         self.cases += 1
 
     @rule(result=st.sampled_from(["succeeded", "succeeded", "failed", "failed_to_start", "killed"]))
@@ -317,23 +345,20 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule()
     def daemon_crashes(self) -> None:
-        self.pending.clear()
-        self.memory = Memory()
-        self.settled_at.clear()
-        self.started_at = self.true
+        self._start_daemon()
 
     @precondition(lambda self: self.cases > 0)
-    @rule(which=st.integers(0, 4), command=st.sampled_from(["cancel_case", "retry_case"]))
-    def operator(self, which: int, command: str) -> None:
-        with contextlib.suppress(InvalidTransition, CaseNotFound, SlotError, ConcurrentUpdate):
-            getattr(self.ledger, command)(f"c{which % self.cases}", actor="user:op", reason="op")
+    @rule(which=st.integers(0, 4), command=st.sampled_from([CancelCase, RetryCase]))
+    def operator(self, which: int, command: type[CancelCase | RetryCase]) -> None:
+        with contextlib.suppress(*REFUSALS):
+            self.operator_bus.execute(command(case_id=f"c{which % self.cases}", reason="op"))
 
     # --- invariants ----------------------------------------------------------------------
 
     @invariant()
     def a_gpu_is_never_held_by_two_cases_and_no_ended_case_holds_one(self) -> None:
-        runner.catch_up(self.views, self.feed)
-        with self.reader.snapshot() as views:
+        self.views.catch_up()
+        with self.views.snapshot() as views:
             cases = {c.case_id: c for c in views.cases()}
             slots = views.slots()
         holders = [s.case_id for s in slots if s.state is SlotState.ALLOCATED]
@@ -377,10 +402,10 @@ class Lifecycle(RuleBasedStateMachine):
             self.cycle("seen")
             while self.pending:
                 self.perform(0, "ok")
-            with self.reader.snapshot() as views:
+            with self.views.snapshot() as views:
                 if all(c.state.is_terminal for c in views.cases()):
                     break
-        with self.reader.snapshot() as views:
+        with self.views.snapshot() as views:
             unfinished = [c for c in views.cases() if not c.state.is_terminal]
             slots = views.slots()
         assert not unfinished, unfinished

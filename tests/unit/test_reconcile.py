@@ -4,7 +4,18 @@ from datetime import timedelta
 
 import pytest
 
-from mqi_es.core.actions import Cancel, FailWithLog, Fetch, Memory, Record, Release, Submit
+from mqi_es.core.actions import Cancel, FailWithLog, Fetch, Memory, Release, Submit
+from mqi_es.core.commands import (
+    AbandonAttempt,
+    FailCase,
+    MarkSlotBusy,
+    RecordEnqueued,
+    RecordHostReachable,
+    RecordHostUnavailable,
+    RecordRemoteSuccess,
+    RecordStarted,
+    RequestKill,
+)
 from mqi_es.core.ids import task_label
 from mqi_es.core.remote import Blindness, Unseen
 from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
@@ -30,8 +41,7 @@ def test_unreachable_host_is_not_a_failed_job(reason):
     running = case(state=CaseState.RUNNING)
     decision = decide([running], Unseen(reason))
     assert decision.records == (
-        Record.of(
-            "record_host_unavailable", name="n1", state=HostState.UNREACHABLE, since=T0,
+        RecordHostUnavailable(name="n1", state=HostState.UNREACHABLE, since=T0,
             reason=reason,
         ),
     )  # fmt: skip
@@ -42,16 +52,16 @@ def test_a_parse_error_of_pueue_status_is_not_a_failed_job_and_is_recorded_as_un
     cases = [case("c1", CaseState.RUNNING), case("c2", CaseState.QUEUED, slot="gpu1")]
     decision = decide(cases, Unseen("status could not be parsed", Blindness.UNREADABLE))
     (record,) = decision.records
-    assert record.command == "record_host_unavailable"
-    assert record.kwargs["state"] is HostState.UNREADABLE
+    assert isinstance(record, RecordHostUnavailable)
+    assert record.state is HostState.UNREADABLE
     assert decision.actions == ()
 
 
 def test_a_queue_service_that_is_down_is_recorded_as_such_not_as_an_unreachable_node():
     decision = decide([case()], Unseen("pueue daemon not running", Blindness.QUEUE_DOWN))
     (record,) = decision.records
-    assert record.kwargs["state"] is HostState.QUEUE_DOWN
-    assert record.kwargs["reason"] == "pueue daemon not running"
+    assert record.state is HostState.QUEUE_DOWN
+    assert record.reason == "pueue daemon not running"
     assert decision.actions == ()
 
 
@@ -59,7 +69,7 @@ def test_what_is_seen_of_a_host_is_recorded_again_only_when_it_changes():
     down = Unseen("pueue daemon not running", Blindness.QUEUE_DOWN)
     assert decide([case()], down, host_state=HostState.QUEUE_DOWN).records == ()
     changed = decide([case()], Unseen("refused"), host_state=HostState.QUEUE_DOWN)
-    assert [r.kwargs["state"] for r in changed.records] == [HostState.UNREACHABLE]
+    assert [r.state for r in changed.records] == [HostState.UNREACHABLE]
 
 
 @pytest.mark.parametrize("kind", [Blindness.PENDING, Blindness.FAULT, Blindness.NOT_POLLED])
@@ -75,7 +85,7 @@ def test_an_outage_is_recorded_once_not_once_per_poll():
 
 def test_a_host_that_answers_again_is_recorded_reachable_once():
     decision = decide([case()], seen(task()), host_state=HostState.UNREACHABLE)
-    assert decision.records == (Record.of("record_host_reachable", name="n1", at=T0),)
+    assert decision.records == (RecordHostReachable(name="n1", at=T0),)
     assert decide([case()], seen(task())).records == ()
 
 
@@ -98,8 +108,7 @@ def test_a_slot_running_tasks_we_did_not_submit_is_busy_not_allocated():
     foreign = task(3, label="someone-else", slot="gpu0")
     decision = decide([case("c1", CaseState.WAITING)], seen(foreign))
     assert decision.records == (
-        Record.of(
-            "mark_slot_busy", host="n1", slot="gpu0", task_ids=[3],
+        MarkSlotBusy(host="n1", slot="gpu0", task_ids=[3],
             reason="the slot runs tasks this daemon did not submit",
         ),
     )  # fmt: skip
@@ -108,7 +117,7 @@ def test_a_slot_running_tasks_we_did_not_submit_is_busy_not_allocated():
 
 def test_a_busy_slot_is_free_again_once_the_other_tasks_are_gone():
     decision = decide([], seen(), slots=[slot("gpu0", SlotState.BUSY), slot("gpu1")])
-    assert commands(decision) == ["mark_slot_free"]
+    assert commands(decision) == ["MarkSlotFree"]
 
 
 def test_no_slot_is_allocated_on_a_host_we_cannot_see():
@@ -127,8 +136,7 @@ def test_a_submitting_case_adopts_its_task_found_by_label():
     submitting = case(state=CaseState.SUBMITTING)
     decision = decide([submitting], seen(task(12, state="waiting")))
     assert decision.records == (
-        Record.of(
-            "record_enqueued", case_id="c1", attempt=1, task_id=12, created_at=CREATED,
+        RecordEnqueued(case_id="c1", attempt=1, task_id=12, created_at=CREATED,
             reason="task found in the queue by its label",
         ),
     )  # fmt: skip
@@ -144,8 +152,7 @@ def test_a_task_that_never_reached_the_queue_gives_a_new_uncharged_attempt():
     submitting = case(state=CaseState.SUBMITTING)
     decision = decide([submitting], seen(), settled_at={"c1": mono(T0 - timedelta(seconds=1))})
     assert decision.records == (
-        Record.of(
-            "abandon_attempt", case_id="c1", not_before=T0, charged=False,
+        AbandonAttempt(case_id="c1", not_before=T0, charged=False,
             reason="the task never reached the queue; submitting a new attempt",
         ),
     )  # fmt: skip
@@ -162,17 +169,13 @@ def test_after_a_restart_an_interrupted_submission_waits_for_stragglers():
 
 def test_a_queued_case_whose_task_runs_is_recorded_as_started():
     decision = decide([case(state=CaseState.QUEUED)], seen(task(start=CREATED)))
-    assert decision.records == (
-        Record.of("record_started", case_id="c1", attempt=1, started_at=CREATED),
-    )
+    assert decision.records == (RecordStarted(case_id="c1", attempt=1, started_at=CREATED),)
 
 
 def test_success_records_the_remote_success_and_a_retrieving_case_is_fetched():
     done = task(state="ended", result="succeeded", end=T0)
     decision = decide([case()], seen(done))
-    assert decision.records == (
-        Record.of("record_remote_success", case_id="c1", attempt=1, ended_at=T0),
-    )
+    assert decision.records == (RecordRemoteSuccess(case_id="c1", attempt=1, ended_at=T0),)
     retrieving = case(state=CaseState.RETRIEVING, task_id=None, task_created_at=None)
     fetch = decide([retrieving], seen(done), slots=[slot("gpu0"), slot("gpu1")])
     assert fetch.actions == (Fetch("c1", 1, "n1", "~/mqi/c1/attempt-1"),)
@@ -197,17 +200,17 @@ def test_a_task_killed_by_others_is_resubmitted_with_backoff():
     killed = task(state="ended", result="killed", end=T0)
     decision = decide([case()], seen(killed))
     (record,) = decision.records
-    assert record.command == "abandon_attempt"
-    assert record.kwargs["charged"] is True
-    assert record.kwargs["not_before"] == T0 + POLICY.retry_backoff
+    assert isinstance(record, AbandonAttempt)
+    assert record.charged is True
+    assert record.not_before == T0 + POLICY.retry_backoff
 
 
 def test_infrastructure_losses_end_the_case_after_max_attempts():
     killed = task(state="ended", result="killed", end=T0)
     decision = decide([case(infra_failures=POLICY.max_attempts - 1)], seen(killed))
     (record,) = decision.records
-    assert record.command == "fail_case"
-    assert record.kwargs["category"] is FailureCategory.INFRASTRUCTURE
+    assert isinstance(record, FailCase)
+    assert record.category is FailureCategory.INFRASTRUCTURE
 
 
 def test_a_missing_task_is_lost_only_after_the_grace_polls():
@@ -217,7 +220,7 @@ def test_a_missing_task_is_lost_only_after_the_grace_polls():
         assert decision.records == (), poll
         memory = decision.memory
     decision = decide([case()], seen(), memory=memory)
-    assert commands(decision) == ["abandon_attempt"]
+    assert commands(decision) == ["AbandonAttempt"]
     assert decision.alarms
 
 
@@ -242,8 +245,7 @@ def test_a_case_over_its_timeout_is_killed_and_its_gpu_kept_until_confirmed():
     running = task(start=started)
     decision = decide([case(state_since=started)], seen(running))
     assert decision.records == (
-        Record.of(
-            "request_kill", case_id="c1", cause=KillCause.TIMEOUT,
+        RequestKill(case_id="c1", cause=KillCause.TIMEOUT,
             reason=f"running longer than {POLICY.timeout}",
         ),
     )  # fmt: skip
@@ -260,7 +262,7 @@ def test_time_a_task_ran_unseen_counts_towards_its_timeout():
     """Seen running only now (after an outage), but started on the node long ago."""
     late = case(state=CaseState.QUEUED)
     decision = decide([late], seen(task(start=T0 - POLICY.timeout - timedelta(minutes=1))))
-    assert commands(decision) == ["record_started", "request_kill"]
+    assert commands(decision) == ["RecordStarted", "RequestKill"]
 
 
 def test_a_suspended_task_is_cancelled_like_a_running_one():
@@ -283,8 +285,7 @@ def test_a_kill_is_resent_at_most_every_interval_and_ends_the_case_when_confirme
     assert again.actions == ()
     confirmed = decide([killing], seen(task(state="ended", result="killed", end=T0)))
     assert confirmed.records == (
-        Record.of(
-            "fail_case", case_id="c1", category=FailureCategory.TIMEOUT,
+        FailCase(case_id="c1", category=FailureCategory.TIMEOUT,
             reason="the task was killed as asked", quarantine=False, quarantine_task_id=None,
         ),
     )  # fmt: skip
@@ -297,8 +298,8 @@ def test_a_kill_that_is_never_confirmed_quarantines_the_slot():
     later = T0 + POLICY.kill_confirm_timeout + timedelta(seconds=1)
     decision = decide([stuck], seen(task(), taken_at=later), now=later, memory=first.memory)
     (record,) = decision.records
-    assert record.command == "fail_case" and record.kwargs["quarantine"] is True
-    assert record.kwargs["quarantine_task_id"] == 7
+    assert isinstance(record, FailCase) and record.quarantine is True
+    assert record.quarantine_task_id == 7
     assert decision.alarms
 
 
@@ -314,7 +315,7 @@ def test_a_quarantined_slot_is_killed_again_and_lifted_once_its_task_is_gone():
     assert again.actions == (Cancel("n1", task(), None),)
     assert again.alarms == ()  # raised once while the slot stays quarantined
     gone = decide([], seen(), slots=[quarantined, slot("gpu1")])
-    assert commands(gone) == ["lift_quarantine"]
+    assert commands(gone) == ["LiftQuarantine"]
 
 
 def test_a_quarantined_slot_never_kills_another_task_that_got_the_same_id():
@@ -323,12 +324,12 @@ def test_a_quarantined_slot_never_kills_another_task_that_got_the_same_id():
     stranger = task(7, label="someone-else", created_at=T0)  # ids are reused after clean
     decision = decide([], seen(stranger), slots=[quarantined, slot("gpu1")])
     assert decision.actions == ()
-    assert commands(decision) == ["lift_quarantine"]
+    assert commands(decision) == ["LiftQuarantine"]
 
 
 def test_an_operator_cancel_kills_the_running_task():
     decision = decide([case(cancel_requested=True)], seen(task()))
-    assert decision.records[0].kwargs["cause"] is KillCause.CANCEL
+    assert decision.records[0].cause is KillCause.CANCEL
     assert decision.actions == (Cancel("n1", task(), "c1"),)
 
 
@@ -357,15 +358,13 @@ def test_a_task_that_succeeds_while_its_timeout_kill_is_pending_is_a_success():
     killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
     done = task(state="ended", result="succeeded", end=T0)
     decision = decide([killing], seen(done))
-    assert decision.records == (
-        Record.of("record_remote_success", case_id="c1", attempt=1, ended_at=T0),
-    )
+    assert decision.records == (RecordRemoteSuccess(case_id="c1", attempt=1, ended_at=T0),)
 
 
 def test_a_stray_task_with_our_label_keeps_its_gpu_busy_and_raises_an_alarm():
     stray = task(5, label=task_label("c9", 1), created_at=T0)  # an abandoned attempt's task
     decision = decide([], seen(stray))
-    assert commands(decision) == ["mark_slot_busy"]
+    assert commands(decision) == ["MarkSlotBusy"]
     (alarm,) = decision.alarms
     assert "belongs to no live attempt" in alarm.message
     assert "cancel it on the host" in alarm.message

@@ -3,7 +3,8 @@ hosts that cannot be used: nothing is killed, failed or quarantined for a clock'
 
 from datetime import timedelta
 
-from mqi_es.core.actions import Cancel, Record, Submit
+from mqi_es.core.actions import Cancel, Submit
+from mqi_es.core.commands import AbandonAttempt, FailCase, RecordHostUnavailable
 from mqi_es.core.remote import Blindness, Unseen
 from mqi_es.core.states import CaseState, HostState, KillCause
 from tests.unit.worlds import MONO0, POLICY, T0, case, commands, decide, mono, seen, slot, task
@@ -19,14 +20,14 @@ def test_a_node_clock_far_behind_ours_does_not_make_a_short_run_look_over_its_ti
     node_now = T0 - 30 * HOUR
     running = task(start=node_now - HOUR)
     decision = decide([case()], seen(running, node_time=node_now, skew=-30 * 3600))
-    assert "request_kill" not in commands(decision)
+    assert "RequestKill" not in commands(decision)
 
 
 def test_a_node_clock_far_ahead_of_ours_does_not_hide_a_run_over_its_timeout():
     node_now = T0 + 30 * HOUR
     running = task(start=node_now - POLICY.timeout - timedelta(minutes=1))
     decision = decide([case()], seen(running, node_time=node_now, skew=30 * 3600))
-    assert commands(decision) == ["request_kill"]
+    assert commands(decision) == ["RequestKill"]
 
 
 def test_a_node_clock_that_jumps_during_a_run_neither_kills_it_nor_stretches_it():
@@ -36,12 +37,12 @@ def test_a_node_clock_that_jumps_during_a_run_neither_kills_it_nor_stretches_it(
     # The node's clock jumps 48 h ahead: the run still started an hour and a minute ago.
     jumped = seen(running, taken_at=later, node_time=later + 48 * HOUR, skew=48 * 3600)
     decision = decide([case()], jumped, now=later, memory=first.memory)
-    assert "request_kill" not in commands(decision)
+    assert "RequestKill" not in commands(decision)
     assert any("jumped" in a.message for a in decision.alarms)
     # Once it is really over its timeout (on our monotonic clock), it is killed.
     over = T0 + POLICY.timeout
     overdue = seen(running, taken_at=over, node_time=over + 48 * HOUR, skew=48 * 3600)
-    assert commands(decide([case()], overdue, now=over, memory=decision.memory)) == ["request_kill"]
+    assert commands(decide([case()], overdue, now=over, memory=decision.memory)) == ["RequestKill"]
 
 
 # --- our own clock jumping ----------------------------------------------------------------
@@ -57,14 +58,14 @@ def test_our_clock_jumping_ahead_kills_nothing_in_that_cycle():
         [case()], seen(overdue, taken_at=ten_seconds_later), now=jumped, at=MONO0 + 10,
         memory=first.memory,
     )  # fmt: skip
-    assert "request_kill" not in commands(decision)
+    assert "RequestKill" not in commands(decision)
     (alarm,) = decision.alarms
     assert "this machine's clock jumped by +172790 s" in alarm.message
     later = decide(
         [case()], seen(overdue, taken_at=T0 + timedelta(seconds=20)),
         now=jumped + timedelta(seconds=10), at=MONO0 + 20, memory=decision.memory,
     )  # fmt: skip
-    assert commands(later) == ["request_kill"]
+    assert commands(later) == ["RequestKill"]
 
 
 def test_our_clock_jumping_back_neither_extends_a_kill_confirmation_nor_stops_it():
@@ -80,7 +81,7 @@ def test_our_clock_jumping_back_neither_extends_a_kill_confirmation_nor_stops_it
         memory=second.memory,
     )  # fmt: skip
     (record,) = third.records
-    assert record.command == "fail_case" and record.kwargs["quarantine"] is True
+    assert isinstance(record, FailCase) and record.quarantine is True
 
 
 def test_a_task_first_seen_as_the_nodes_clock_jumps_is_timed_from_its_true_start():
@@ -93,12 +94,12 @@ def test_a_task_first_seen_as_the_nodes_clock_jumps_is_timed_from_its_true_start
     jumped = seen(task(start=started), taken_at=later, node_time=later + 30 * HOUR,
                   skew=30 * 3600)  # fmt: skip
     decision = decide([queued], jumped, now=later, memory=first.memory)
-    assert "request_kill" not in commands(decision)
+    assert "RequestKill" not in commands(decision)
     running = case(state=CaseState.RUNNING)
     again_at = later + timedelta(seconds=10)
     again = seen(task(start=started), taken_at=again_at, node_time=again_at + 30 * HOUR,
                  skew=30 * 3600)  # fmt: skip
-    assert "request_kill" not in commands(
+    assert "RequestKill" not in commands(
         decide([running], again, now=again_at, memory=decision.memory)
     )
 
@@ -152,8 +153,7 @@ OLD = Unseen("its pueue 2.1.0 is older than 3.0", Blindness.INCOMPATIBLE)
 def test_an_incompatible_host_is_recorded_once_with_one_alarm_and_gets_no_case():
     decision = decide([case("c1", CaseState.WAITING)], OLD)
     assert decision.records == (
-        Record.of(
-            "record_host_unavailable", name="n1", state=HostState.INCOMPATIBLE, since=T0,
+        RecordHostUnavailable(name="n1", state=HostState.INCOMPATIBLE, since=T0,
             reason=OLD.reason,
         ),
     )  # fmt: skip
@@ -169,9 +169,9 @@ def test_a_case_submitting_to_an_incompatible_host_gets_its_slot_back_and_waits_
     submitting = case(state=CaseState.SUBMITTING)
     decision = decide([submitting], OLD, host_state=HostState.INCOMPATIBLE)
     (record,) = decision.records
-    assert record.command == "abandon_attempt"
-    assert record.kwargs["charged"] is False and record.kwargs["not_before"] is None
-    assert "pueue 2.1.0" in record.kwargs["reason"]
+    assert isinstance(record, AbandonAttempt)
+    assert record.charged is False and record.not_before is None
+    assert "pueue 2.1.0" in record.reason
 
 
 def test_a_missing_group_is_alarmed_once_and_its_slot_not_handed_out():

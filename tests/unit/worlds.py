@@ -93,4 +93,4 @@ def decide(
 
 
 def commands(decision) -> list[str]:
-    return [r.command for r in decision.records]
+    return [type(r).__name__ for r in decision.records]

@@ -11,15 +11,15 @@ import os
 ENV = "MQI_FAILPOINT"
 EXIT_CODE = 86
 
-# Every recorded fact is also a step, named ``after:<Ledger command>``; these are the ones
+# Every recorded fact is also a step, named ``after:<command type>``; these are the ones
 # the crash tests go through, in lifecycle order.
 STEPS = (
-    "after:start_submission",  # the attempt and its GPU are recorded, nothing uploaded
-    "after:record_upload",  # the case is on the node, `pueue add` not sent
-    "after_submit",  # `pueue add` returned; nothing recorded about the task yet
-    "after:record_enqueued",  # the task id is recorded
-    "after:record_started",
-    "after:record_remote_success",  # success recorded, GPU released, results not fetched
+    "after:StartSubmission",  # the attempt and its GPU are recorded, nothing uploaded
+    "after:RecordUpload",  # the case is on the node, the task not submitted
+    "after_submit",  # the submission returned; nothing recorded about the task yet
+    "after:RecordEnqueued",  # the task id is recorded
+    "after:RecordStarted",
+    "after:RecordRemoteSuccess",  # success recorded, GPU released, results not fetched
     "during_download",  # part of the results downloaded
     "after_download",  # results complete locally, completion not recorded
 )

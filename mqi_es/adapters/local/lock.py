@@ -12,9 +12,9 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from mqi_es.adapters.local.clock import utcnow
 from mqi_es.core.errors import MqiError
 
 
@@ -57,7 +57,7 @@ class DaemonLock:
             pid=os.getpid(),
             user=user,
             host=socket.gethostname(),
-            since=datetime.now(UTC).isoformat(timespec="seconds"),
+            since=utcnow().isoformat(timespec="seconds"),
         )
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(me.__dict__).encode())

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.pueue.checks import groups_finding, status_finding, version_finding
 from mqi_es.adapters.pueue.commands import (
     DAEMON_DOWN_REASON,
@@ -72,10 +73,6 @@ log = logging.getLogger(__name__)
 _REFUSED_BY_TRANSFER = 1  # the exit status a RemoteFailure from a refused transfer carries
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class PueueHost:
     """One GPU node: pueue over ``connection``, implementing ``mqi_es.app.ports.RemoteHost``.
 
@@ -94,7 +91,7 @@ class PueueHost:
         connection: HostConnection,
         *,
         results_globs: tuple[str, ...],
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = host.name
@@ -118,7 +115,7 @@ class PueueHost:
         host: HostConfig,
         *,
         results_globs: tuple[str, ...],
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> PueueHost:
         """The node of ``host`` with a connection of its own (opened by the first call)."""
         connection = HostConnection(ssh_target(host))

@@ -37,12 +37,14 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import asyncssh
 
+from mqi_es.adapters.local.clock import utcnow
 from mqi_es.config import HostConfig
+from mqi_es.core import backoff
 from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown
 
 __all__ = [
@@ -119,7 +121,6 @@ class Connected:
 @dataclass(frozen=True, slots=True)
 class Reconnecting:
     last_error: str
-    next_attempt_at: datetime
     failures: int
 
 
@@ -161,9 +162,7 @@ def backoff_delay(
     Full jitter: uniform(0, min(cap, base * 2**(failures - 1))), so that daemons that lost
     a node together do not reconnect in lockstep.
     """
-    if failures <= 0:
-        return 0.0
-    return rand() * min(cap, base * 2.0 ** min(failures - 1, 64))
+    return rand() * backoff.delay(failures, base=base, cap=cap)
 
 
 def with_remote_timeout(command: str, seconds: float) -> str:
@@ -425,7 +424,7 @@ class HostConnection:
         self._conn = conn
         self._failures = 0
         cipher = str(conn.get_extra_info("send_cipher"))
-        self._state = Connected(since=datetime.now(UTC), cipher=cipher)
+        self._state = Connected(since=utcnow(), cipher=cipher)
         log.info("%s: connected (%s)", target.name, cipher)
         return conn
 
@@ -536,11 +535,7 @@ class HostConnection:
         self._failures += 1
         delay = backoff_delay(self._failures, cap=self.target.backoff_cap, rand=self._rand)
         self._next_attempt = self._now() + delay
-        self._state = Reconnecting(
-            last_error=reason,
-            next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
-            failures=self._failures,
-        )
+        self._state = Reconnecting(last_error=reason, failures=self._failures)
         # WARNING when the node goes away; the retries of a long outage only at INFO.
         log.log(
             logging.WARNING if self._failures == 1 else logging.INFO,
@@ -560,7 +555,7 @@ class HostConnection:
         # The first reconnect is immediate; backoff starts if it fails.
         self._failures = 0
         self._next_attempt = self._now()
-        self._state = Reconnecting(reason, datetime.now(UTC), 0)
+        self._state = Reconnecting(reason, 0)
         log.warning("%s: %s", self.target.name, reason)
 
     async def _forget_sftp_when_closed(self, client: asyncssh.SFTPClient) -> None:

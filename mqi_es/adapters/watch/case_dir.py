@@ -332,6 +332,32 @@ def verify_unchanged(
     return fingerprint(path, ready_marker=ready_marker).digest == expected_digest
 
 
+@dataclass(frozen=True, slots=True)
+class CaseFolders:
+    """The case folders of the watch folder, as the daemon sends them
+    (``mqi_es.app.ports.CaseFolders``)."""
+
+    root: Path
+    ready_marker: str | None = None
+
+    def path(self, case_id: str) -> Path:
+        return self.root / case_id
+
+    def changed(self, case_id: str, registered: str) -> str | None:
+        """Why the case must not be sent as it is now, if it must not: its files differ
+        from the fingerprint it was ``registered`` with, or cannot be read (a full scan
+        of the folder: run it off the event loop)."""
+        try:
+            unchanged = verify_unchanged(
+                self.path(case_id), registered, ready_marker=self.ready_marker
+            )
+        except OSError as e:
+            return f"the case folder cannot be read: {e.strerror or e}"
+        if unchanged:
+            return None
+        return "its content changed after registration; waiting until it is stable again"
+
+
 # --- stability gate ----------------------------------------------------------------------
 
 

@@ -60,6 +60,7 @@ from mqi_es.adapters.watch.case_dir import (
     validate_case_name,
     verify_unchanged,
 )
+from mqi_es.core import backoff
 from mqi_es.core.errors import ConfigError
 
 __all__ = ["Arrival", "Intake", "IntakeSink", "verify_unchanged"]
@@ -212,7 +213,7 @@ class Intake:
 
     async def _await_root(self) -> _RootIdentity:
         """Wait, with a bounded backoff, until the lost watch folder exists again."""
-        delay = _RETRY_FIRST_SECONDS
+        failures = 0
         reported = False
         while True:
             identity, problem = self._probe_root()
@@ -223,8 +224,10 @@ class Intake:
             if not reported:
                 logger.error("watch folder %s %s; retrying", self._root_str, problem)
                 reported = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_CAP_SECONDS)
+            failures += 1
+            await asyncio.sleep(
+                backoff.delay(failures, base=_RETRY_FIRST_SECONDS, cap=_RETRY_CAP_SECONDS)
+            )
 
     async def _serve(self, identity: _RootIdentity) -> None:
         """Watch the folder with this identity until it is replaced or gone."""
@@ -299,9 +302,9 @@ class Intake:
                     last_failure = failure
                 self._root_touched = self._listing_due = True
                 self._wake.set()
-                delay = min(_RETRY_FIRST_SECONDS * 2 ** (failures - 1), _RETRY_CAP_SECONDS)
+                wait = backoff.delay(failures, base=_RETRY_FIRST_SECONDS, cap=_RETRY_CAP_SECONDS)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
+                    async with asyncio.timeout(wait):
                         await stop.wait()
 
     def _top_name(self, path: str) -> str | None:

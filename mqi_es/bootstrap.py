@@ -1,0 +1,113 @@
+"""The composition root: a configuration in, a daemon wired to its parts out.
+
+The only module that knows which adapter serves which port: ``mqi run`` and ``mqi demo``
+build their daemon here, ``mqi doctor`` reaches the hosts through the same
+``remote_hosts``. The views are given (``projections`` sits above the service), so is the
+ledger (the command line opens it once, after checking the log is the right one).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from mqi_es.adapters.backends import remote_host, slots_of
+from mqi_es.adapters.local.clock import utcnow
+from mqi_es.adapters.local.progress import ProgressBoard, live_file
+from mqi_es.adapters.watch.case_dir import CaseFolders
+from mqi_es.adapters.watch.intake import Intake
+from mqi_es.app.arrivals import ArrivalRecorder
+from mqi_es.app.bus import MessageBus
+from mqi_es.app.dispatch import Dispatcher
+from mqi_es.app.ledger import Ledger
+from mqi_es.app.ports import RemoteHost, Views
+from mqi_es.config import Config
+from mqi_es.core.commands import Command, RegisterHost, RegisterSlot
+from mqi_es.core.policy import HostPolicy, Policy
+from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon, Pace
+
+DAEMON = "daemon"  # the actor of everything the daemon records
+
+
+def policy_from(config: Config) -> Policy:
+    """The lifecycle's settings, read once from the configuration."""
+    loop = config.main_loop
+    return Policy(
+        hosts=tuple(HostPolicy(h.name, slots_of(h), h.remote_base_dir) for h in config.hosts),
+        timeout=timedelta(hours=loop.running_case_timeout_hours),
+        max_attempts=loop.max_attempts,
+        missing_grace=loop.missing_task_grace_polls,
+        retry_backoff=timedelta(seconds=loop.retry_backoff_seconds),
+        retry_backoff_cap=timedelta(seconds=loop.retry_backoff_cap_seconds),
+        kill_confirm_timeout=timedelta(seconds=loop.kill_confirm_timeout_seconds),
+        kill_resend_interval=timedelta(seconds=max(loop.sleep_interval_seconds, 5.0)),
+        submit_settle=timedelta(
+            seconds=max((h.command_timeout_seconds for h in config.hosts), default=30.0) + 10
+        ),
+        max_skew=timedelta(seconds=loop.max_clock_skew_seconds),
+    )
+
+
+def remote_hosts(config: Config) -> dict[str, RemoteHost]:
+    """Each configured host, reached through the adapter its ``backend`` names."""
+    return {h.name: remote_host(h, results_globs=config.results.globs) for h in config.hosts}
+
+
+def configuration(config: Config) -> list[Command]:
+    """What the daemon registers at start: every configured host and its slots."""
+    commands: list[Command] = []
+    for host in config.hosts:
+        commands.append(RegisterHost(name=host.name, address=host.host))
+        commands += [RegisterSlot(host=host.name, slot=slot) for slot in slots_of(host)]
+    return commands
+
+
+def build_daemon(
+    config: Config,
+    ledger: Ledger,
+    views: Views,
+    hosts: Mapping[str, RemoteHost] | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    monotonic: Callable[[], float] = time.monotonic,
+    check_log: Callable[[], None] = lambda: None,
+    query_wait: float = QUERY_WAIT_SECONDS,
+) -> Daemon:
+    """The daemon of ``config``, recording in ``ledger`` and reading ``views``; ``hosts``
+    default to the configured ones (``remote_hosts``)."""
+    hosts = dict(hosts) if hosts is not None else remote_hosts(config)
+    policy = policy_from(config)
+    progress = ProgressBoard(live_file(config.database.path))
+    bus = MessageBus(ledger, actor=DAEMON, views=views)
+    scanner = config.scanner
+    dispatcher = Dispatcher(
+        bus, hosts, views, policy,
+        folders=CaseFolders(scanner.watch_path, ready_marker=scanner.ready_marker),
+        results_dir=config.results.local_path, progress=progress, clock=clock,
+        monotonic=monotonic,
+    )  # fmt: skip
+    arrivals = ArrivalRecorder(bus)
+
+    def intake() -> Intake:
+        return Intake(
+            scanner.watch_path,
+            quiescence=scanner.quiescence_period_seconds,
+            force_polling=scanner.force_polling,
+            poll_delay_ms=scanner.poll_delay_ms,
+            ready_marker=scanner.ready_marker,
+            rescan_interval=scanner.rescan_interval_seconds,
+            is_known=arrivals.is_known,
+            sink=arrivals,
+        )
+
+    pace = Pace(
+        interval=config.main_loop.sleep_interval_seconds,
+        reconnect_cap={h.name: h.reconnect_backoff_cap_seconds for h in config.hosts},
+        query_wait=query_wait,
+    )
+    return Daemon(
+        bus, dispatcher, policy=policy, pace=pace, configuration=configuration(config),
+        intake=intake, progress=progress, clock=clock, monotonic=monotonic,
+        check_log=check_log,
+    )  # fmt: skip
