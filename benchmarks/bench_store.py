@@ -51,7 +51,9 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from mqi_es.adapters.eventstore.sqlite import LEDGER_NAME, sqlite_event_store_env
+from mqi_es.adapters.eventstore.log import LEDGER_NAME
+from mqi_es.adapters.eventstore.recorder_rows import RecorderRows
+from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
 from projections.feed import EventFeed
 from projections.reader import ViewReader
@@ -73,7 +75,8 @@ REPLAYS = 2
 STATUS_RUNS = 10
 QUERY_RUNS = 50
 READERS = {
-    "ours": "EventFeed + MsgspecMapper (projections.feed)",
+    "ours": "EventFeed over SQLite's own reader (what replay folds)",
+    "generic": "EventFeed over RecorderRows (public API, any store)",
     "es-msgpack": "select_notifications + MsgspecMapper",
     "es-json": "select_notifications + default JSON Mapper",
 }
@@ -150,16 +153,16 @@ def prepared_cache(base: Path, events: int) -> tuple[Cache, float | None]:
 def copy_as_json(log: Path, json_log: Path) -> None:
     """Write every event of ``log`` again into ``json_log`` with the default mapper."""
     ledger = Ledger(sqlite_event_store_env(log))
-    feed = EventFeed(ledger)
     target = Application[UUID](env=sqlite_event_store_env(json_log))
-    encode = default_mapper().to_stored_event
+    encode, decode = default_mapper().to_stored_event, ledger.mapper.to_domain_event
     try:
         position = 0
-        while items := feed.read(after=position, limit=REPLAY_BATCH):
-            target.recorder.insert_events([encode(event) for _, _, event in items])
-            position = items[-1][0]
+        while notes := ledger.recorder.select_notifications(
+            position, REPLAY_BATCH, inclusive_of_start=False
+        ):
+            target.recorder.insert_events([encode(decode(n)) for n in notes])
+            position = notes[-1].id
     finally:
-        feed.close()
         ledger.close()
         target.close()
 
@@ -284,9 +287,8 @@ def bench_appends(scratch: Path) -> None:
 
 def bench_codec(cache: Cache) -> None:
     ledger = Ledger(sqlite_event_store_env(cache.log))
-    feed = EventFeed(ledger)
-    events = [event for _, _, event in feed.read(after=0, limit=CODEC_SAMPLE)]
-    feed.close()
+    notes = ledger.recorder.select_notifications(0, CODEC_SAMPLE, inclusive_of_start=False)
+    events = [ledger.mapper.to_domain_event(n) for n in notes]
     ours, default = ledger.mapper, default_mapper()
     print(f"\n2. Codec on {len(events):,} logged events (best of 3, GC paused)")
     print(f"   {'':<28}{'encode ev/s':>13}{'decode ev/s':>13}{'bytes/event':>13}")
@@ -315,11 +317,12 @@ def bench_codec(cache: Cache) -> None:
 def read_all(reader: str, cache: Cache) -> dict[str, float]:
     """In a worker process: read and decode the whole log the ``reader`` way."""
     gc.disable()  # as the replay does while it reads
-    if reader == "ours":
+    if reader in ("ours", "generic"):
         ledger = Ledger(sqlite_event_store_env(cache.log))
-        feed = EventFeed(ledger)
+        rows = RecorderRows(ledger.recorder, where="bench") if reader == "generic" else None
+        feed = EventFeed(ledger, rows)
         started, position, events = time.perf_counter(), 0, 0
-        while items := feed.read(after=position, limit=REPLAY_BATCH):
+        while items := feed.states(after=position, limit=REPLAY_BATCH):
             position, events = items[-1][0], events + len(items)
     else:
         if reader == "es-json":
@@ -383,6 +386,8 @@ def bench_replay(cache: Cache) -> None:
         )
     ours, default = (reads[r][0]["seconds"] / reads[r][0]["events"] for r in ("ours", "es-json"))
     print(f"   ours / eventsourcing default, reading + decoding: {default / ours:.1f}x")
+    generic = reads["generic"][0]["seconds"] / reads["generic"][0]["events"]
+    print(f"   SQLite's own reader / the recorder's public API: {generic / ours:.1f}x")
     print(
         "   whole mqi replay / eventsourcing default reading + decoding alone: "
         f"{default * events / seconds:.1f}x"

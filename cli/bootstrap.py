@@ -15,12 +15,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mqi_es.adapters.eventstore.sqlite import LEDGER_NAME
+from mqi_es.adapters.eventstore.log import LEDGER_NAME
 from mqi_es.adapters.local.lock import DaemonLock
 from mqi_es.config import Config, LoadedConfig, load_config, resolve_config_path
 
 if TYPE_CHECKING:
-    from mqi_es.adapters.eventstore.sqlite import LogState
+    from mqi_es.adapters.eventstore.log import LogState
     from mqi_es.app.bus import MessageBus
     from mqi_es.app.ledger import Ledger
     from projections.feed import EventFeed
@@ -57,12 +57,12 @@ class Context:
     @cached_property
     def ledger(self) -> Ledger:
         """The ledger, once the log is known to be the one the views were built from."""
-        from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
+        from mqi_es.adapters.eventstore import stores
         from mqi_es.app.ledger import Ledger
 
         self.verified_log()
         fold_case = any(host.folds_case for host in self.config.hosts)
-        return Ledger(sqlite_event_store_env(self.config.database.path), fold_case=fold_case)
+        return Ledger(stores.environment(self.config.database), fold_case=fold_case)
 
     @cached_property
     def bus(self) -> MessageBus:
@@ -83,7 +83,7 @@ class Context:
 
         :raises LogRefused: what happened, and how to restore the log.
         """
-        from mqi_es.adapters.eventstore.sqlite import inspect_log
+        from mqi_es.adapters.eventstore import stores
         from projections.guard import DAMAGED, check_log, views_origin
         from projections.reader import ViewsUnreadable
 
@@ -93,7 +93,7 @@ class Context:
             origin = views_origin(self.views_link, application_name=LEDGER_NAME)
         except ViewsUnreadable:
             origin = DAMAGED  # rebuilt from the log, if there is one to rebuild from
-        log = inspect_log(self.config.database.path)
+        log = stores.inspect(self.config.database)
         check_log(log, origin, self.config.database.path, self.views_link, accept=self.accept_log)
         return log, (None if origin is DAMAGED else origin)
 

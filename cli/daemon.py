@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator
 
 from cli.bootstrap import Context, load_context
-from mqi_es.adapters.eventstore.sqlite import LogFile
+from mqi_es.adapters.eventstore import stores
 from mqi_es.adapters.local.logs import setup_logging
 from mqi_es.bootstrap import build_daemon
 from mqi_es.config import check_config_environment
@@ -93,7 +93,7 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
     try:
         ledger = context.ledger
         views = LiveViews(ledger, config.database.views_path)
-        log_file = LogFile(config.database.path, ledger.start_log())
+        log_file = stores.guard(config.database, ledger.start_log())
         daemon = asyncio.create_task(
             build_daemon(
                 config, ledger, views, check_log=lambda: log_file.verify(views.position())

@@ -9,14 +9,13 @@ one (the daemon would register and submit every folder again).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqi_es.adapters.eventstore.sqlite import LogState
+from mqi_es.adapters.eventstore.log import LogState
 from mqi_es.core.errors import LogRefused
+from projections import database
 from projections.reader import ViewsUnreadable
-from projections.schema import views_damage
 
 _RESTORE = (
     "Restore events.sqlite from your newest backup (docs/operations.md, 'Restoring the "
@@ -46,33 +45,21 @@ def views_origin(link: Path, *, application_name: str) -> ViewsOrigin | None:
     path = link.parent / link.readlink()
     if not path.exists() or not path.stat().st_size:
         return None
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection = database.read_only(path)
     try:
-        return ViewsOrigin(_position(connection, application_name), _log_id(connection))
-    except sqlite3.DatabaseError as exc:
-        if (damage := views_damage(exc)) is None:
+        return ViewsOrigin(database.tracked(connection, application_name), _log_id(connection))
+    except database.DatabaseError as exc:
+        if (damage := database.views_damage(exc)) is None:
             raise
         raise ViewsUnreadable(path, damage) from None
     finally:
         connection.close()
 
 
-def _position(connection: sqlite3.Connection, name: str) -> int:
-    try:
-        row = connection.execute(
-            "SELECT notification_id FROM tracking WHERE application_name = ?", (name,)
-        ).fetchone()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return 0  # created, nothing applied yet
-        raise
-    return row[0] if row else 0
-
-
-def _log_id(connection: sqlite3.Connection) -> str | None:
+def _log_id(connection: database.Connection) -> str | None:
     try:
         row = connection.execute("SELECT log_id FROM event_log").fetchone()
-    except sqlite3.OperationalError as exc:
+    except database.OperationalError as exc:
         if "no such table" in str(exc):
             return None  # views of an earlier release
         raise

@@ -47,19 +47,13 @@ class HistoryEntry:
 
 
 def case_history(feed: EventFeed, views: Snapshot, case_id: str) -> list[HistoryEntry]:
-    """Every event of the case, with the GPU and host events that concern it, oldest first.
-
-    The case's own events come from the log itself; which slot and host events concern it
-    is known from the views (``case_links``).
-    """
-    own = feed.aggregate(case_uuid(case_id))
-    if not own:
+    """Every event of the case, with the slot and host events that concern it, oldest
+    first: the views know which events these are (``case_links``), the log holds them."""
+    if views.case(case_id) is None:
         raise CaseNotFound(f"no case named {case_id!r} has been registered")
-    related = feed.by_ids(views.linked_notifications(case_id))
-    merged = sorted({item[0]: item for item in [*own, *related]}.values(), key=lambda i: i[0])
     names = views.subject_names()
-    names[own[0][1]] = f"case {case_id}"
-    return [_entry(item, names) for item in merged]
+    names[case_uuid(case_id).hex] = f"case {case_id}"
+    return [_entry(item, names) for item in feed.by_ids(views.linked_notifications(case_id))]
 
 
 def _entry(item: FeedItem, names: dict[str, str]) -> HistoryEntry:

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from eventsourcing.persistence import PersistenceError
-
 from mqi_es.app.ledger import Ledger
 from mqi_es.core.views import CaseView
-from projections import generations
+from projections import database, generations
 from projections.feed import EventFeed
 from projections.reader import Snapshot, ViewReader, ViewsOutdated, ViewsUnreadable
 from projections.runner import catch_up, open_views, replay
-from projections.schema import views_damage
 from projections.store import ViewStore
 
 log = logging.getLogger("mqi.views")
@@ -39,7 +35,7 @@ class LiveViews:
     def catch_up(self) -> int:
         try:
             return catch_up(self.store, self.feed)
-        except (PersistenceError, sqlite3.DatabaseError, ViewsUnreadable) as exc:
+        except (database.DatabaseError, ViewsUnreadable) as exc:
             self._rebuild_if_damaged(exc)
             return catch_up(self.store, self.feed)
 
@@ -74,7 +70,7 @@ class LiveViews:
         elif isinstance(exc, ViewsOutdated):
             damage = str(exc)
         else:
-            damage = views_damage(exc)
+            damage = database.views_damage(exc)
         if damage is None:
             raise exc
         log.error("ALARM the views %s cannot be read (%s): rebuilding them from the log",

@@ -59,6 +59,8 @@ class Batch:
         else:
             row = self.row(table, key)
         fn(self, row, event, notification_id)
+        if table == "cases":  # `mqi history` finds a case's own events by these links too
+            self.links.append((row["case_id"], notification_id))
 
 
 Handler = Callable[[Batch, Row, Fields, int], None]

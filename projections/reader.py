@@ -6,7 +6,6 @@ and always sees a consistent snapshot as of its last commit.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,13 +15,12 @@ from typing import Any
 from mqi_es.core.errors import MqiError
 from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.core.views import CaseView, HostView, RefusalView, SlotView
-from projections import generations
+from projections import database, generations
 from projections.schema import (
     CASE_COLUMNS,
     HOST_COLUMNS,
     SCHEMA_VERSION,
     SLOT_COLUMNS,
-    views_damage,
 )
 
 
@@ -54,7 +52,7 @@ class ViewReader:
     def snapshot(self) -> Iterator[Snapshot]:
         """One consistent read transaction over every view."""
         path = generations.current(self._link)
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = database.read_only(path)
         try:
             (version,) = connection.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:
@@ -64,8 +62,8 @@ class ViewReader:
                 )
             connection.execute("BEGIN")
             yield Snapshot(connection, self._name)
-        except sqlite3.DatabaseError as exc:
-            if (damage := views_damage(exc)) is None:
+        except database.DatabaseError as exc:
+            if (damage := database.views_damage(exc)) is None:
                 raise
             raise ViewsUnreadable(path, damage) from None
         finally:
@@ -73,15 +71,12 @@ class ViewReader:
 
 
 class Snapshot:
-    def __init__(self, connection: sqlite3.Connection, application_name: str) -> None:
+    def __init__(self, connection: database.Connection, application_name: str) -> None:
         self._c = connection
         self._name = application_name
 
     def position(self) -> int:
-        row = self._c.execute(
-            "SELECT notification_id FROM tracking WHERE application_name = ?", (self._name,)
-        ).fetchone()
-        return row[0] if row else 0
+        return database.tracked(self._c, self._name)
 
     def cases(self, state: CaseState | None = None, *, active_only: bool = False) -> list[CaseView]:
         columns = ", ".join(CASE_COLUMNS)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mqi_es.core.outcome import Progress
-from projections import generations
+from projections import database, generations
 from projections.feed import EventFeed
 from projections.reader import ViewsUnreadable
-from projections.schema import TABLES, is_current, views_damage
+from projections.schema import TABLES, is_current
 from projections.store import ViewStore
 
 CATCH_UP_BATCH = 2_000
@@ -107,8 +106,8 @@ def check(link: Path, feed: EventFeed, *, progress: Progress | None = None) -> C
     aside = generations.scratch(link, "check")
     try:
         return _check(live, aside, feed, progress)
-    except sqlite3.DatabaseError as exc:
-        if (damage := views_damage(exc)) is None:
+    except database.DatabaseError as exc:
+        if (damage := database.views_damage(exc)) is None:
             raise
         raise ViewsUnreadable(live, damage) from None
     finally:
@@ -118,12 +117,12 @@ def check(link: Path, feed: EventFeed, *, progress: Progress | None = None) -> C
 
 def _check(live: Path, aside: Path, feed: EventFeed, progress: Progress | None) -> CheckReport:
     rebuild(aside, feed, stop=_position(live, feed.name), progress=progress)
-    connection = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
+    connection = database.read_only(live)
     try:
         connection.execute("ATTACH DATABASE ? AS aside", (f"file:{aside}?mode=ro",))
         connection.execute("BEGIN")
-        position = _tracked(connection, "main", feed.name)
-        rebuilt_position = _tracked(connection, "aside", feed.name)
+        position = database.tracked(connection, feed.name)
+        rebuilt_position = database.tracked(connection, feed.name, schema="aside")
         if position > rebuilt_position:
             # The daemon moved on while we rebuilt: bring the copy to the same point.
             connection.execute("ROLLBACK")
@@ -135,7 +134,7 @@ def _check(live: Path, aside: Path, feed: EventFeed, progress: Progress | None) 
                 store.close()
             connection.execute("ATTACH DATABASE ? AS aside", (f"file:{aside}?mode=ro",))
             connection.execute("BEGIN")
-            position = _tracked(connection, "main", feed.name)
+            position = database.tracked(connection, feed.name)
         differences = [d for table in _KEYS if (d := _compare(connection, table))]
         connection.execute("ROLLBACK")
     finally:
@@ -144,19 +143,11 @@ def _check(live: Path, aside: Path, feed: EventFeed, progress: Progress | None) 
 
 
 def _position(path: Path, name: str) -> int:
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection = database.read_only(path)
     try:
-        return _tracked(connection, "main", name)
+        return database.tracked(connection, name)
     finally:
         connection.close()
-
-
-def _tracked(connection: sqlite3.Connection, schema: str, name: str) -> int:
-    row = connection.execute(
-        f"SELECT notification_id FROM {schema}.tracking WHERE application_name = ?",  # noqa: S608
-        (name,),
-    ).fetchone()
-    return row[0] if row else 0
 
 
 _KEYS = {table: "aggregate_id" for table in TABLES} | {
@@ -164,7 +155,7 @@ _KEYS = {table: "aggregate_id" for table in TABLES} | {
 }
 
 
-def _compare(connection: sqlite3.Connection, table: str) -> Difference | None:
+def _compare(connection: database.Connection, table: str) -> Difference | None:
     """Rows of ``table`` that differ between the live views and the rebuilt copy."""
 
     def only(left: str, right: str) -> list[str]:

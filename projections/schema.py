@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+from projections import database
 
 # Kept in the file (PRAGMA user_version). Raise it with any change below: views built by
 # another release are then rebuilt from the log instead of being misread.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 CASE_COLUMNS = (
     "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
@@ -51,8 +52,8 @@ TABLE_STATEMENTS = [
         f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)}, UNIQUE (aggregate_id))"
         for table, columns in TABLES.items()
     ),
-    # Slot and host events that concern a case, for `mqi history` (the case's own events
-    # are read from the log by its aggregate id).
+    # The events that concern a case, for `mqi history`: its own, and the slot and host
+    # events about it.
     "CREATE TABLE IF NOT EXISTS case_links (case_id TEXT, notification_id INTEGER,"
     " PRIMARY KEY (case_id, notification_id)) WITHOUT ROWID",
     # Kept from the start even by a replay: host events ask which cases run on the host.
@@ -68,27 +69,4 @@ INDEX_STATEMENTS = [
 def is_current(path: Path) -> bool:
     """Whether the views file at ``path`` has this release's schema (a damaged file has
     none: it is rebuilt like another release's)."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    except sqlite3.DatabaseError as exc:
-        if views_damage(exc) is None:
-            raise
-        return False
-    finally:
-        connection.close()
-
-
-_DAMAGE_SIGNS = ("file is not a database", "malformed", "no such table", "no such column")
-
-
-def views_damage(exc: BaseException) -> str | None:
-    """What an exception from SQLite (or eventsourcing's wrapping of it) says is wrong
-    with a views file itself: not a database, malformed, a table or column missing. None
-    for anything else (a lock, a full disk, a constraint, a closed connection: not the
-    file's content, and not cured by rebuilding it)."""
-    cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
-    if not isinstance(cause, sqlite3.DatabaseError):
-        return None
-    text = str(cause)
-    return text if any(sign in text for sign in _DAMAGE_SIGNS) else None
+    return database.user_version(path) == SCHEMA_VERSION

@@ -15,11 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import Tracking
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
-
-from mqi_es.adapters.eventstore.sqlite import SQLITE_LOCK_TIMEOUT_SECONDS, ensure_private_file
+from mqi_es.adapters.eventstore.sqlite import ensure_private_file
 from mqi_es.core.outcome import Progress
+from projections import database
 from projections.feed import EventFeed
 from projections.projector import Batch, Row
 from projections.schema import (
@@ -31,21 +29,22 @@ from projections.schema import (
 )
 
 
-class ViewStore(SQLiteTrackingRecorder):
-    """Writes the views of one event log (named ``application_name``) into an SQLite file."""
+class ViewStore:
+    """Writes the views of one event log (named ``application_name``) into an SQLite file,
+    the rows and the position of the last event applied in one transaction."""
 
     def __init__(self, path: Path, *, application_name: str) -> None:
         ensure_private_file(path)
         self.path = path
         self.application_name = application_name
-        super().__init__(
-            SQLiteDatastore(str(path), lock_timeout=SQLITE_LOCK_TIMEOUT_SECONDS, pool_size=1)
-        )
         fresh = not path.stat().st_size
-        self.create_table()
-        if fresh:
-            with self.datastore.transaction(commit=True) as cursor:
+        self._connection = database.writer(path)
+        with self._transaction() as cursor:
+            for statement in (database.TRACKING_TABLE, *TABLE_STATEMENTS):
+                cursor.execute(statement)
+            if fresh:
                 cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._indexed = False
         self._upserts = {
             table: f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) "  # noqa: S608
             f"VALUES ({', '.join('?' * len(cols))})"
@@ -56,35 +55,25 @@ class ViewStore(SQLiteTrackingRecorder):
             for table, cols in TABLES.items()
         }
 
-    def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *TABLE_STATEMENTS]
-
     def position(self) -> int:
-        return self.max_tracking_id(self.application_name) or 0
+        return database.tracked(self._connection, self.application_name)
 
     def apply_next(self, feed: EventFeed, limit: int, stop: int | None = None) -> int:
         """Apply up to ``limit`` events after the tracked position (and up to ``stop``);
         returns how many were applied."""
         self._ensure_indexes()
-        with self.datastore.get_connection(commit=True) as conn:
-            cursor = conn.cursor()
-            # WAL with synchronous=NORMAL never corrupts nor splits a batch from its
-            # position; a power cut may only lose the last batches, applied again later.
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                position = self._max_tracking_id(self.application_name, cursor) or 0
-                events = feed.states(after=position, limit=limit, stop=stop)
-                if events:
-                    batch = Batch(load=_loader(cursor), cases_on_host=_host_cases(cursor))
-                    for notification_id, key, cls, fields in events:
-                        batch.apply(key, cls, fields, notification_id)
-                    self._write(cursor, batch, events[-1][0])
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-            return len(events)
+        # WAL with synchronous=NORMAL never corrupts nor splits a batch from its
+        # position; a power cut may only lose the last batches, applied again later.
+        self._connection.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction() as cursor:
+            position = database.tracked(self._connection, self.application_name)
+            events = feed.states(after=position, limit=limit, stop=stop)
+            if events:
+                batch = Batch(load=_loader(cursor), cases_on_host=_host_cases(cursor))
+                for notification_id, key, cls, fields in events:
+                    batch.apply(key, cls, fields, notification_id)
+                self._write(cursor, batch, events[-1][0])
+        return len(events)
 
     def fill(
         self, feed: EventFeed, *, batch: int, stop: int | None, progress: Progress | None
@@ -100,22 +89,16 @@ class ViewStore(SQLiteTrackingRecorder):
             raise ValueError(f"{self.path} is not a fresh views file")
         head = feed.head() if stop is None else stop
         total = 0
-        with _gc_paused(), self.datastore.get_connection(commit=True) as conn:
-            cursor = conn.cursor()
-            cursor.execute("PRAGMA synchronous = OFF")
+        with _gc_paused():
+            self._connection.execute("PRAGMA synchronous = OFF")
             position = 0
             while events := feed.states(after=position, limit=batch, stop=head):
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction() as cursor:
                     current = Batch(load=_loader(cursor), cases_on_host=_host_cases(cursor))
                     for notification_id, key, cls, fields in events:
                         current.apply(key, cls, fields, notification_id)
                     position = events[-1][0]
                     self._write(cursor, current, position)
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
                 total += len(events)
                 if progress is not None:
                     progress(position, head)
@@ -132,19 +115,32 @@ class ViewStore(SQLiteTrackingRecorder):
                 )
         if batch.links:
             cursor.executemany("INSERT OR IGNORE INTO case_links VALUES (?, ?)", batch.links)
-        self._insert_tracking(cursor, Tracking(self.application_name, last_id))
+        database.track(cursor, self.application_name, last_id)
 
     def _ensure_indexes(self) -> None:
-        if getattr(self, "_indexed", False):
+        if self._indexed:
             return
-        with self.datastore.transaction(commit=True) as cursor:
+        with self._transaction() as cursor:
             for statement in INDEX_STATEMENTS:
                 cursor.execute(statement)
         self._indexed = True
 
+    @contextmanager
+    def _transaction(self) -> Iterator[database.Cursor]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``): the position read
+        in it stays the position the batch is written after."""
+        cursor = self._connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            self._connection.rollback()
+            raise
+        self._connection.commit()
+
     def close(self) -> None:
         """Close the file; SQLite folds the write-ahead log into it on the last close."""
-        self.datastore.close()
+        self._connection.close()
 
 
 def _stored(row: Row, columns: tuple[str, ...], times: list[int]) -> list[Any]:

@@ -16,7 +16,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, RecordConflictError
 
 from mqi_es.adapters.eventstore.codec import MsgspecMapper
-from mqi_es.adapters.eventstore.sqlite import LEDGER_NAME
+from mqi_es.adapters.eventstore.log import LEDGER_NAME
 from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
 from mqi_es.core.ids import (
     case_name_uuid,

@@ -387,7 +387,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     @invariant()
     def the_log_only_grows(self) -> None:
-        current = [(n, type(e).__qualname__) for n, _, e in self.feed.read(0, 100_000)]
+        current = [(n, cls.__qualname__) for n, _, cls, _ in self.feed.states(0, 100_000)]
         assert current[: len(self.log)] == self.log
         self.log = current
 

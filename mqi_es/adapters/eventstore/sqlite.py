@@ -1,24 +1,23 @@
-"""Where the event log lives, chosen by configuration.
+"""The SQLite event store (the default: one file under ``var/``).
 
-SQLite is the default (one file under ``var/``); the environment built here is what
-eventsourcing reads to construct its recorders, so adding PostgreSQL is a matter of
-returning ``eventsourcing.postgres`` settings for ``store: postgres``.
+The environment eventsourcing builds its recorders from, the log's state and identity
+read without opening it for writing, the guard of a daemon's log file, and a fast reader
+of its rows for the views. Chosen by ``database.store`` in ``stores``.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from mqi_es.adapters.eventstore.log import LogRow, LogState, unreadable
 from mqi_es.core.errors import LogRefused
 from mqi_es.core.ids import event_log_uuid
-
-# The ledger's name: the views track their position in its log under this name.
-LEDGER_NAME = "mqi"
 
 # Seconds a writer waits for SQLite's lock before giving up (eventsourcing wants an int).
 SQLITE_LOCK_TIMEOUT_SECONDS = 10
@@ -44,15 +43,6 @@ def sqlite_event_store_env(path: Path) -> dict[str, str]:
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
     }
-
-
-@dataclass(frozen=True, slots=True)
-class LogState:
-    """What an SQLite event log holds, read without opening it for writing."""
-
-    exists: bool
-    head: int  # the notification id of its newest event (0: empty)
-    log_id: str | None  # its identity (None: no log, or one recorded before identities)
 
 
 def inspect_log(path: Path) -> LogState:
@@ -91,11 +81,7 @@ def inspect_log(path: Path) -> LogState:
 
 def log_unreadable(path: Path, exc: Exception) -> LogRefused:
     """The refusal of a log that cannot be read."""
-    return LogRefused(
-        f"the event log {path} cannot be read ({exc}): it is damaged. Nothing was changed. "
-        "Stop the daemon and restore events.sqlite from your newest backup "
-        "(docs/operations.md, 'Restoring the event log')"
-    )
+    return unreadable(str(path), exc, restore=path.name)
 
 
 class LogFile:
@@ -135,3 +121,53 @@ class LogFile:
             "log back (docs/operations.md, 'Restoring the event log') and start the daemon "
             "again"
         )
+
+
+class SqliteLogRows:
+    """The rows of an SQLite log, read with plain queries on a private read-only
+    connection: about three times as fast as the recorder's notification objects
+    (``RecorderRows``), and replay spends most of its time here. A reader never blocks
+    the writer (WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._rows = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def after(self, position: int, limit: int, stop: int | None = None) -> list[LogRow]:
+        """Up to ``limit`` rows with ``position < notification id <= stop``."""
+        return self._query(
+            f"SELECT {_COLUMNS} FROM stored_events "  # noqa: S608
+            "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+            (position, stop if stop is not None else 2**63 - 1, limit),
+        )
+
+    def by_ids(self, notification_ids: Iterable[int]) -> list[LogRow]:
+        """The rows with these notification ids, oldest first."""
+        rows: list[LogRow] = []
+        ids = sorted(set(notification_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows += self._query(
+                f"SELECT {_COLUMNS} FROM stored_events "  # noqa: S608
+                f"WHERE rowid IN ({','.join('?' * len(chunk))}) ORDER BY rowid",
+                tuple(chunk),
+            )
+        return rows
+
+    def head(self) -> int:
+        """The notification id of the newest event (0 for an empty log)."""
+        (row,) = self._query("SELECT MAX(rowid) FROM stored_events", ())
+        return row[0] or 0
+
+    def close(self) -> None:
+        self._rows.close()
+
+    def _query(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        """Rows of the log; a log that cannot be read is refused (never blamed on views)."""
+        try:
+            return self._rows.execute(query, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise log_unreadable(self._path, exc) from None
+
+
+_COLUMNS = "rowid, originator_id, originator_version, topic, state"
