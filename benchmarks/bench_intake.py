@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mqi_es.adapters.watch.intake import Arrival, Intake
+from mqi_es.adapters.watch.intake import Intake
+from mqi_es.adapters.watch.reports import Arrival
 
 POLL_MS = 1000  # the production default
 

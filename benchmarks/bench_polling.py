@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mqi_es.adapters.pueue.host import PueueHost
-from mqi_es.adapters.ssh.connection import HostConnection, SshTarget, ssh_target
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.target import SshTarget, ssh_target
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.outcome import Ok
 from mqi_es.core.remote import Seen

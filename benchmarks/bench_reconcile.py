@@ -23,8 +23,9 @@ from _history import build_log
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
 from mqi_es.core.actions import Memory
+from mqi_es.core.cycle import World
 from mqi_es.core.policy import HostPolicy, Policy
-from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import RemoteSlot, RemoteTask, Seen, StatusSnapshot
 from mqi_es.domain import Case, Host, Slot
 from projections import runner

@@ -28,11 +28,12 @@ from mqi_es.core import backoff
 from mqi_es.core.actions import Action, Cancel, Memory, Release
 from mqi_es.core.backoff import Backoff
 from mqi_es.core.commands import ClaimNames, Command
+from mqi_es.core.cycle import World
 from mqi_es.core.errors import LogRefused
 from mqi_es.core.ids import name_key
 from mqi_es.core.outcome import Unknown
 from mqi_es.core.policy import Policy
-from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.core.states import CaseState
 

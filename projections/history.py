@@ -9,7 +9,7 @@ from typing import Any
 from mqi_es.core.errors import CaseNotFound
 from mqi_es.core.ids import case_uuid
 from projections.feed import EventFeed, FeedItem
-from projections.reader import Snapshot
+from projections.reader import ViewSnapshot
 
 # Fields every event has; the rest of an event's fields are its details.
 _COMMON = {
@@ -46,7 +46,7 @@ class HistoryEntry:
         }
 
 
-def case_history(feed: EventFeed, views: Snapshot, case_id: str) -> list[HistoryEntry]:
+def case_history(feed: EventFeed, views: ViewSnapshot, case_id: str) -> list[HistoryEntry]:
     """Every event of the case, with the slot and host events that concern it, oldest
     first: the views know which events these are (``case_links``), the log holds them."""
     if views.case(case_id) is None:

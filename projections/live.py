@@ -16,7 +16,7 @@ from mqi_es.app.ledger import Ledger
 from mqi_es.core.views import CaseView
 from projections import database, generations
 from projections.feed import EventFeed
-from projections.reader import Snapshot, ViewReader, ViewsOutdated, ViewsUnreadable
+from projections.reader import ViewReader, ViewSnapshot, ViewsOutdated, ViewsUnreadable
 from projections.runner import catch_up, open_views, replay
 from projections.store import ViewStore
 
@@ -43,11 +43,11 @@ class LiveViews:
         """How far into the log the views are."""
         return self.store.position()
 
-    def snapshot(self) -> AbstractContextManager[Snapshot]:
+    def snapshot(self) -> AbstractContextManager[ViewSnapshot]:
         return self._snapshot()
 
     @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[Snapshot]:
+    def _snapshot(self) -> Iterator[ViewSnapshot]:
         try:
             with self.reader.snapshot() as views:
                 yield views

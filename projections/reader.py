@@ -49,7 +49,7 @@ class ViewReader:
         self._name = application_name
 
     @contextmanager
-    def snapshot(self) -> Iterator[Snapshot]:
+    def snapshot(self) -> Iterator[ViewSnapshot]:
         """One consistent read transaction over every view."""
         path = generations.current(self._link)
         connection = database.read_only(path)
@@ -61,7 +61,7 @@ class ViewReader:
                     f"this one reads {SCHEMA_VERSION}): run `mqi replay`, or restart the daemon"
                 )
             connection.execute("BEGIN")
-            yield Snapshot(connection, self._name)
+            yield ViewSnapshot(connection, self._name)
         except database.DatabaseError as exc:
             if (damage := database.views_damage(exc)) is None:
                 raise
@@ -70,7 +70,10 @@ class ViewReader:
             connection.close()
 
 
-class Snapshot:
+class ViewSnapshot:
+    """One consistent reading of the views, inside one read transaction
+    (``mqi_es.app.ports.ViewSnapshot``)."""
+
     def __init__(self, connection: database.Connection, application_name: str) -> None:
         self._c = connection
         self._name = application_name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from mqi_es.adapters.watch.case_dir import Fingerprint
-from mqi_es.adapters.watch.intake import Arrival
+from mqi_es.adapters.watch.reports import Arrival
 from mqi_es.app.bus import MessageBus
 from mqi_es.core.commands import DetectCase, HoldCase, RefuseEntry, RestabilizeCase
 from mqi_es.core.errors import CaseNotFound

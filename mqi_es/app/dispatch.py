@@ -27,7 +27,7 @@ from mqi_es.core.commands import HoldCase, StartSubmission
 from mqi_es.core.outcome import Unknown
 from mqi_es.core.policy import Policy
 from mqi_es.core.reactions import (
-    Refused,
+    Unsendable,
     Uploaded,
     after_fetch,
     after_log,
@@ -43,7 +43,7 @@ TRANSFERS_PER_HOST = 2
 log = logging.getLogger("mqi.daemon")
 
 
-Setback = Unknown | Refused  # what stopped an action short: tried again with backoff
+Setback = Unknown | Unsendable  # what stopped an action short: tried again with backoff
 
 
 class Dispatcher:
@@ -140,7 +140,7 @@ class Dispatcher:
                 self.progress.finish(case.case_id)
         not_recorded = self.bus.handle(after_upload(case, uploaded, self.clock(), self.policy))
         if not isinstance(uploaded, Uploaded):
-            return uploaded if isinstance(uploaded, Unknown | Refused) else None
+            return uploaded if isinstance(uploaded, Unknown | Unsendable) else None
         if case.case_id in not_recorded:
             return None  # what was sent is not on record: nothing is queued on it
         submitted = await host.submit(

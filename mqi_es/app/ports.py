@@ -15,7 +15,7 @@ from typing import Protocol
 
 from mqi_es.core.checks import Finding
 from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Uploaded
 from mqi_es.core.remote import Observation, RemoteTask
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import CaseView, HostView, SlotView
@@ -36,11 +36,11 @@ class RemoteHost(Protocol):
         *,
         still_registered: Callable[[], str | None] | None = None,
         progress: Progress | None = None,
-    ) -> Uploaded | Refused | RemoteFailure | Unknown:
+    ) -> Uploaded | Unsendable | RemoteFailure | Unknown:
         """Copy a case folder to ``remote_dir``; it appears there only once complete and
         checked on the node against the digests of what was read. ``still_registered``
         (blocking) is asked before the copy is published: why the case no longer matches
-        its registration, if it does not (then ``Refused``)."""
+        its registration, if it does not (then ``Unsendable``)."""
         ...
 
     async def submit(

@@ -19,9 +19,9 @@ from mqi_es.core.commands import (
     RecordSlotResumed,
     RecordUpload,
 )
+from mqi_es.core.endings import infrastructure_loss
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.policy import Policy
-from mqi_es.core.reconcile import infrastructure_loss
 from mqi_es.core.states import FailureCategory
 from mqi_es.core.views import CaseView
 
@@ -43,7 +43,7 @@ class Uploaded:
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class Unsendable:
     """The case cannot be sent as it is (content changed, a link outside it, ...)."""
 
     reason: str
@@ -66,7 +66,7 @@ class NothingToFetch:
 
 
 def after_upload(
-    case: CaseView, outcome: Uploaded | Refused | RemoteFailure | Unknown, now: datetime,
+    case: CaseView, outcome: Uploaded | Unsendable | RemoteFailure | Unknown, now: datetime,
     policy: Policy,
 ) -> list[RecordUpload | HoldCase | AbandonAttempt | FailCase]:  # fmt: skip
     """``case`` as it is after its ``SubmissionStarted`` was recorded."""
@@ -83,7 +83,7 @@ def after_upload(
                     manifest_sha256=outcome.manifest_sha256,
                 )
             ]
-        case Refused(reason=reason):
+        case Unsendable(reason=reason):
             return [HoldCase(case_id=case.case_id, reason=reason)]
         case RemoteFailure(stderr=stderr, exit_status=status):
             reason = f"upload refused by the node: {_line(stderr, status)}"

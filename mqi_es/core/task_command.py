@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from mqi_es.core.errors import ConfigError
 from mqi_es.core.shell import checked_env_name, quote, remote_path
 
-# {group} is what a slot was called first (a pueue group): the same value as {slot}.
+# {group} is the older name of {slot}, kept so that configurations written for it still work.
 _PLACEHOLDERS = ("case_dir", "case_id", "attempt", "slot", "group", "gpu_index", "label")
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from mqi_es.sandbox.protocol import Reply
+
 StatusOutput = Literal["normal", "garbage", "truncated"]
 
 # Not JSON, not even UTF-8: what a broken pipe or a confused terminal can leave behind.
@@ -60,3 +62,9 @@ def corrupt(output: bytes, mode: StatusOutput) -> bytes:
     if mode == "truncated":
         return output[: len(output) // 2]
     return output
+
+
+def corrupted_reply(reply: Reply, faults: PueueFaults) -> Reply:
+    """``reply`` with its stdout damaged the way ``faults.status_output`` asks."""
+    output = corrupt(reply.stdout.encode("utf-8"), faults.status_output)
+    return Reply(output.decode("utf-8", "surrogateescape"), reply.stderr, reply.code)

@@ -206,7 +206,7 @@ class SandboxNode:
                 sys.executable,
                 "-P",
                 "-m",
-                "mqi_es.sandbox.daemon",
+                "mqi_es.sandbox.pueued",
                 "--pueue-dir",
                 str(self.pueue_dir),
                 "--parent-pid",

@@ -14,6 +14,7 @@ whoever stops the node still kills them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 from pathlib import Path
@@ -85,3 +86,11 @@ def _live_leader(record: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if start_time(pid) == ticks else None
+
+
+def exit_with_parent(parent_pid: int) -> bool:
+    """Ask Linux to SIGTERM us when the parent dies; False if it is already gone."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    return os.getppid() == parent_pid

@@ -65,7 +65,7 @@ def test_ctrl_c_stops_the_daemon_and_the_node(tmp_path: Path):
         assert process.poll() is None, output.read_text()
         assert time.monotonic() < deadline, output.read_text()
         time.sleep(0.1)
-    assert any("mqi_es.sandbox.daemon" in line for line in processes_of(tmp_path))
+    assert any("mqi_es.sandbox.pueued" in line for line in processes_of(tmp_path))
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130, output.read_text()
     assert "interrupted: the daemon and the sandbox node are stopped" in output.read_text()

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.adapters.watch.case_dir import Fingerprint, show_name
-from mqi_es.adapters.watch.intake import Arrival, Intake
+from mqi_es.adapters.watch.case_dir import Fingerprint
+from mqi_es.adapters.watch.case_names import show_name
+from mqi_es.adapters.watch.intake import Intake
+from mqi_es.adapters.watch.reports import Arrival
 from mqi_es.core.errors import ConfigError
 
 Q = 0.3  # quiescence, seconds
@@ -276,7 +278,7 @@ HOSTILE = {
 def test_hostile_names_are_refused_once_even_across_a_restart(
     root: Path, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mqi_es.adapters.watch.intake")
+    caplog.set_level(logging.INFO, logger="mqi_es.adapters.watch")
 
     async def scenario() -> None:
         sink = RecordingSink()
@@ -379,7 +381,7 @@ def test_a_symlink_leaving_the_case_holds_it(root: Path, mode: str, tmp_path: Pa
 def test_a_plain_file_or_a_symlink_is_ignored_with_one_log_line(
     root: Path, mode: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mqi_es.adapters.watch.intake")
+    caplog.set_level(logging.INFO, logger="mqi_es.adapters.watch")
 
     async def scenario() -> None:
         sink = RecordingSink()
@@ -423,7 +425,7 @@ def test_in_ready_marker_mode_a_case_waits_for_its_marker(root: Path, mode: str)
 def test_a_watch_folder_deleted_and_recreated_is_watched_again(
     root: Path, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mqi_es.adapters.watch.intake")
+    caplog.set_level(logging.INFO, logger="mqi_es.adapters.watch")
 
     async def scenario() -> None:
         sink = RecordingSink()

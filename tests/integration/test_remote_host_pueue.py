@@ -24,12 +24,13 @@ from mqi_es.adapters.pueue.commands import (
     build_parallel,
 )
 from mqi_es.adapters.pueue.host import PueueHost
-from mqi_es.adapters.ssh.connection import HostConnection, ssh_target
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.target import ssh_target
 from mqi_es.adapters.ssh.transfer import MANIFEST
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Uploaded
 from mqi_es.core.remote import Blindness, RemoteTask, Seen, StatusSnapshot, Unseen
 from mqi_es.sandbox import ThreadedSandboxNode
 from tests.fixtures.sandbox import NodeFactory
@@ -433,8 +434,8 @@ def test_a_case_that_must_not_go_is_refused_and_a_node_refusing_it_is_a_remote_f
 
     linked_out, vanished, blocked = run(host, scenario)
 
-    assert linked_out == Refused("CT.dcm is a symbolic link to outside the case")
-    assert vanished == Refused("the case folder cannot be read: No such file or directory")
+    assert linked_out == Unsendable("CT.dcm is a symbolic link to outside the case")
+    assert vanished == Unsendable("the case folder cannot be read: No such file or directory")
     assert isinstance(blocked, RemoteFailure) and blocked.exit_status == 1
     assert blocked.stderr.startswith("node1: upload: ")
 

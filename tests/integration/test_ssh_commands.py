@@ -10,13 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_es.adapters.ssh.connection import (
-    PREFERRED_CIPHER,
-    Connected,
-    ConnectionState,
-    HostConnection,
-    SshTarget,
-)
+from mqi_es.adapters.ssh.connection import PREFERRED_CIPHER, HostConnection
+from mqi_es.adapters.ssh.target import Connected, ConnectionState, SshTarget
 from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown
 from tests.fixtures.sshd import HOST_ALIAS, Sshd, processes_with_argv, ssh_target
 

@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mqi_es.adapters.ssh.connection import (
-    ConfigProblem,
-    Connected,
-    ConnectionState,
-    HostConnection,
-    Reconnecting,
-)
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.target import ConfigProblem, Connected, ConnectionState, Reconnecting
 from mqi_es.core.outcome import Ok, Outcome, Unknown
 from tests.fixtures.sshd import Sshd, processes_with_argv, ssh_target
 

@@ -37,10 +37,11 @@ from mqi_es.core.commands import (
     RetryCase,
     case_of,
 )
+from mqi_es.core.cycle import World
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reactions import Fetched, NothingToFetch, Uploaded
-from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import Blindness, RemoteSlot, RemoteTask, Seen, StatusSnapshot, Unseen
 from mqi_es.core.states import KillCause, SlotState
 from mqi_es.domain.recorded import Recorded

@@ -12,23 +12,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqi_es.adapters.watch.case_dir import (
-    GONE,
-    Accepted,
     Fingerprint,
-    Held,
-    NotYet,
     Problem,
     ProblemKind,
-    Refused,
-    StabilityGate,
-    Stable,
-    Vanished,
     fingerprint,
+    verify_unchanged,
+)
+from mqi_es.adapters.watch.case_names import (
+    Accepted,
+    NameRefused,
     is_temporary_name,
     show_name,
     validate_case_name,
-    verify_unchanged,
 )
+from mqi_es.adapters.watch.stability import GONE, Held, NotYet, StabilityGate, Stable, Vanished
 
 Q = 10.0  # quiescence used by the gate tests
 
@@ -85,7 +82,7 @@ class TestCaseNames:
         self, name: str | bytes, reason: str
     ) -> None:
         verdict = validate_case_name(name)
-        assert isinstance(verdict, Refused)
+        assert isinstance(verdict, NameRefused)
         assert verdict.reason == reason
         assert verdict.shown == show_name(name)
 
@@ -123,8 +120,8 @@ class TestCaseNames:
     def test_the_printable_form_of_a_refused_name_is_never_a_case_id(self, raw: bytes) -> None:
         # So registered case ids and recorded refusals can share one "is it known?" lookup.
         verdict = validate_case_name(raw)
-        if isinstance(verdict, Refused):
-            assert isinstance(validate_case_name(verdict.shown), Refused)
+        if isinstance(verdict, NameRefused):
+            assert isinstance(validate_case_name(verdict.shown), NameRefused)
 
     @pytest.mark.parametrize(
         ("name", "temporary"),

@@ -12,7 +12,7 @@ from mqi_es.adapters.pueue.commands import (
     classify,
     is_daemon_down,
 )
-from mqi_es.adapters.pueue.model import PueueGroup, PueueState, PueueTask
+from mqi_es.adapters.pueue.model import PueueGroup, PueueTask
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.remote import (
@@ -233,14 +233,3 @@ def test_tasks_of_a_slot_and_of_a_label_come_in_id_order() -> None:
 
     assert [t.id for t in snapshot.tasks_in_slot("gpu1")] == [2, 9]
     assert [t.id for t in snapshot.tasks_with_label(LABEL)] == [2, 9]
-
-
-def test_pueues_groups_are_filtered_client_side() -> None:
-    base = done("success")
-    state = PueueState(
-        tasks={9: PueueTask(**{**base, "id": 9, "group": "gpu1"}),  # type: ignore[arg-type]
-               2: PueueTask(**{**base, "id": 2, "group": "gpu1"}),  # type: ignore[arg-type]
-               5: PueueTask(**{**base, "id": 5})},  # type: ignore[arg-type]
-        groups={},
-    )  # fmt: skip
-    assert [t.id for t in state.tasks_in_group("gpu1")] == [2, 9]

@@ -380,10 +380,10 @@ def test_label_shared_by_three_sample_tasks_resolves_to_the_newest() -> None:
 
 
 def test_groups_are_filtered_client_side() -> None:
-    snapshot = parse_status(sample("v3_status_all_states.json"))
+    snapshot = to_snapshot(parse_status(sample("v3_status_all_states.json")))
 
-    assert [t.id for t in snapshot.tasks_in_group("gpu")] == [3, 6, 7, 8]
-    assert snapshot.tasks_in_group("io") == []
+    assert [t.id for t in snapshot.tasks_in_slot("gpu")] == [3, 6, 7, 8]
+    assert snapshot.tasks_in_slot("io") == []
 
 
 def test_unknown_extra_fields_are_ignored() -> None:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from msgspec.structs import replace
 
 from mqi_es.core.actions import Memory
+from mqi_es.core.cycle import World
 from mqi_es.core.ids import task_label
 from mqi_es.core.policy import HostPolicy, Policy
-from mqi_es.core.reconcile import World, reconcile
+from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import RemoteSlot, RemoteTask, Seen, StatusSnapshot
 from mqi_es.core.states import CaseState, HostState, SlotState
 from mqi_es.core.views import CaseView, HostView, SlotView

@@ -118,7 +118,7 @@ def build_add(
 
 
 def build_status(*, pueue: str = "pueue") -> str:
-    """``pueue status --json`` for every group: filter with ``StatusSnapshot.tasks_in_group``."""
+    """``pueue status --json`` for every group: filter with ``StatusSnapshot.tasks_in_slot``."""
     return _pueue(["status", "--json"], pueue=pueue)
 
 

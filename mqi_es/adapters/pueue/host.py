@@ -47,7 +47,8 @@ from mqi_es.adapters.pueue.parse import (
     parse_status_reading,
 )
 from mqi_es.adapters.ssh.checks import remote_folder_finding, ssh_finding
-from mqi_es.adapters.ssh.connection import HostConnection, ssh_target
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.target import ssh_target
 from mqi_es.adapters.ssh.transfer import (
     NoMatches,
     TransferFailed,
@@ -59,7 +60,7 @@ from mqi_es.adapters.ssh.transfer import (
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.checks import Finding, Verdict, clock_finding, skipped
 from mqi_es.core.outcome import Ok, Outcome, Progress, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Refused, Uploaded
+from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Uploaded
 from mqi_es.core.remote import STARTED, Blindness, Observation, RemoteTask, Seen, Unseen
 from mqi_es.core.task_command import (
     RemoteCommandTemplate,
@@ -181,7 +182,7 @@ class PueueHost:
         *,
         still_registered: Callable[[], str | None] | None = None,
         progress: Progress | None = None,
-    ) -> Uploaded | Refused | RemoteFailure | Unknown:
+    ) -> Uploaded | Unsendable | RemoteFailure | Unknown:
         """Copy a case folder to ``remote_dir`` (``~/`` is the remote home), all or nothing,
         verified on the node against the digests of what was read here."""
         try:
@@ -194,15 +195,15 @@ class PueueHost:
                 still_registered=still_registered,
             )
         except TransferRefused as exc:
-            return Refused(str(exc))
+            return Unsendable(str(exc))
         except OSError as exc:  # the local case folder, read before anything is sent
-            return Refused(f"the case folder cannot be read: {exc.strerror or exc}")
-        result: Uploaded | Refused | RemoteFailure | Unknown
+            return Unsendable(f"the case folder cannot be read: {exc.strerror or exc}")
+        result: Uploaded | Unsendable | RemoteFailure | Unknown
         match moved:
             case Transferred(files=files, bytes=size, seconds=seconds):
                 result = Uploaded(files, size, seconds, moved.digests, moved.manifest_sha256)
             case TransferFailed(reason=reason, local=True):
-                result = Refused(f"the case folder cannot be read here: {reason}")
+                result = Unsendable(f"the case folder cannot be read here: {reason}")
             case TransferFailed(reason=reason):
                 result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
             case Unknown():

@@ -7,7 +7,7 @@ finished one ended, ``exit_code`` which code a failed one returned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
@@ -78,37 +78,12 @@ class PueueGroup:
 
 @dataclass(frozen=True, slots=True)
 class PueueState:
-    """Every task and group of one node, as one status call returned them.
-
-    Tasks are indexed by label and by group once, when the snapshot is made: the decision
-    core looks up every active case and every slot in it each cycle.
-    """
+    """Every task and group of one node, as one status call returned them; the core looks
+    tasks up in its ``to_snapshot`` (filtered here, never on the node: pueue before 3.4.0
+    ignored ``status --group`` and returned every task)."""
 
     tasks: dict[int, PueueTask]
     groups: dict[str, PueueGroup]
-    _by_label: dict[str | None, list[PueueTask]] = field(init=False, repr=False, compare=False)
-    _by_group: dict[str, list[PueueTask]] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        by_label: dict[str | None, list[PueueTask]] = {}
-        by_group: dict[str, list[PueueTask]] = {}
-        for task in sorted(self.tasks.values(), key=lambda t: t.id):
-            by_label.setdefault(task.label, []).append(task)
-            by_group.setdefault(task.group, []).append(task)
-        object.__setattr__(self, "_by_label", by_label)
-        object.__setattr__(self, "_by_group", by_group)
-
-    def tasks_with_label(self, label: str) -> list[PueueTask]:
-        """Tasks carrying ``label``, by ascending id (labels need not be unique)."""
-        return list(self._by_label.get(label, ()))
-
-    def tasks_in_group(self, group: str) -> list[PueueTask]:
-        """Tasks of ``group``, by ascending id.
-
-        Filtering happens here, never on the node: pueue before 3.4.0 ignored
-        ``status --group`` and returned every task.
-        """
-        return list(self._by_group.get(group, ()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ import time
 
 import asyncssh
 
-from mqi_es.adapters.ssh.connection import ConfigProblem, Connected, HostConnection, Reconnecting
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.target import ConfigProblem, Connected, Reconnecting
 from mqi_es.config import HostConfig
 from mqi_es.core.checks import Finding, Verdict
 from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown

@@ -1,18 +1,11 @@
-"""Case directories: safe names, fingerprints and the stability gate.
+"""Case folders: what a case holds, read without trusting it.
 
 A case arrives as a top-level directory of the watch folder, often copied by another machine
 over a network share, so nothing here trusts events, clocks of other machines or file
-contents:
-
-- ``validate_case_name`` decides whether a directory name can serve as a case id, and
-  ``show_name`` renders any name (even undecodable bytes) printable for logs and events.
-- ``fingerprint`` records (relative path, size, mtime_ns) of every file without reading any
-  content, and reports what would make an upload unsafe (temporary names, symlinks leaving the
-  case, special files, unreadable entries).
-- ``StabilityGate`` is a pure state machine: it is fed observations and the time of the last
-  change signal (time is always a parameter) and answers not yet / stable / held / gone.
-
-Stdlib only: no clock reads, no watchfiles.
+contents. ``fingerprint`` records (relative path, size, mtime_ns) of every file without
+reading any content, and reports what would make an upload unsafe (temporary names, symlinks
+leaving the case, special files, unreadable entries); ``CaseFolders`` checks a case against
+the fingerprint it was registered with before it is sent. Stdlib only.
 """
 
 from __future__ import annotations
@@ -22,139 +15,12 @@ import hashlib
 import os
 import stat
 import struct
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = [
-    "GONE",
-    "MAX_NAME_LENGTH",
-    "TEMPORARY_SUFFIXES",
-    "Accepted",
-    "Fingerprint",
-    "Gone",
-    "Held",
-    "NotYet",
-    "Problem",
-    "ProblemKind",
-    "Refused",
-    "StabilityGate",
-    "Stable",
-    "Vanished",
-    "Verdict",
-    "Watching",
-    "fingerprint",
-    "is_temporary_name",
-    "show_name",
-    "unsendable_name",
-    "validate_case_name",
-    "verify_unchanged",
-]
+from mqi_es.adapters.watch.case_names import is_temporary_name, unsendable_name
 
-MAX_NAME_LENGTH = 128
-TEMPORARY_SUFFIXES = (".part", ".tmp", ".filepart", "~")
 _FILE_RECORD = struct.Struct("<qq")
-
-
-# --- names -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A name that is safe as a case id."""
-
-    case_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A name that is not a safe case id: ``shown`` is printable, ``reason`` says why."""
-
-    shown: str
-    reason: str
-
-
-def validate_case_name(name: str | bytes) -> Accepted | Refused:
-    """Accept ``name`` as a case id, or say why it is refused.
-
-    ``name`` may be bytes (``os.listdir(b'...')``) or str (``os.listdir('...')``, where
-    undecodable bytes arrive as surrogate escapes). The first rule broken gives the reason.
-    """
-    text = _decode_utf8(name)
-    if text is None:
-        return Refused(show_name(name), "name is not valid UTF-8")
-    reason = _name_problem(text)
-    return Refused(show_name(name), reason) if reason else Accepted(text)
-
-
-def _decode_utf8(name: str | bytes) -> str | None:
-    try:
-        raw = name if isinstance(name, bytes) else os.fsencode(name)
-        return raw.decode("utf-8")
-    except UnicodeError:
-        return None
-
-
-def _name_problem(text: str) -> str | None:
-    if not text:
-        return "name is empty"
-    if len(text) > MAX_NAME_LENGTH:
-        return f"name is longer than {MAX_NAME_LENGTH} characters ({len(text)})"
-    for separator in ("/", "\\"):
-        if separator in text:
-            return f"name contains a path separator ({separator!r})"
-    if ".." in text:
-        return "name contains '..'"
-    for lead in (".", "-"):
-        if text.startswith(lead):
-            return f"name starts with {lead!r}"
-    for char in text:
-        if unicodedata.category(char) == "Cc":
-            return f"name contains a control character (U+{ord(char):04X})"
-        # Format, private-use, unassigned and most space characters would show up as nothing
-        # or as something else: an accepted name must read in a log exactly as it is.
-        if not char.isprintable():
-            return f"name contains a non-printable character (U+{ord(char):04X})"
-    if text != text.strip():
-        return "name starts or ends with whitespace"
-    return None
-
-
-def show_name(name: str | bytes) -> str:
-    """Render any file name printable and unambiguous, never emitting its raw bytes.
-
-    Bytes that are not UTF-8 become ``\\xNN``, non-printable characters ``\\uNNNN`` (or
-    ``\\UNNNNNNNN``) and a backslash is doubled, so distinct names always render differently.
-    """
-    if isinstance(name, bytes):
-        raw = name
-    else:
-        try:
-            raw = os.fsencode(name)
-        except UnicodeError:  # lone surrogates that no file name can hold
-            raw = name.encode("utf-8", "surrogatepass")
-    out: list[str] = []
-    for char in raw.decode("utf-8", "surrogateescape"):
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, escaped by the decoder
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char == "\\":
-            out.append("\\\\")
-        elif char.isprintable():
-            out.append(char)
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return "".join(out)
-
-
-def is_temporary_name(name: str) -> bool:
-    """Whether ``name`` looks like a file or directory still being written or staged."""
-    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
-
-
-# --- fingerprint -------------------------------------------------------------------------
 
 
 class ProblemKind(enum.Enum):
@@ -307,17 +173,6 @@ class _Scan:
         self.entries.append((relpath, st.st_size, st.st_mtime_ns))
 
 
-def unsendable_name(name: str | bytes) -> str | None:
-    """Why a file of a case cannot be sent under this name (not UTF-8, or holding a
-    control character, which no remote tool reads back safely), or None."""
-    text = _decode_utf8(name)
-    if text is None:
-        return "has a name that is not UTF-8"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        return "has a control character in its name: rename it"
-    return None
-
-
 def verify_unchanged(
     path: str | os.PathLike[str], expected_digest: str, *, ready_marker: str | None = None
 ) -> bool:
@@ -356,115 +211,3 @@ class CaseFolders:
         if unchanged:
             return None
         return "its content changed after registration; waiting until it is stable again"
-
-
-# --- stability gate ----------------------------------------------------------------------
-
-
-class Gone(enum.Enum):
-    """The observed directory no longer exists."""
-
-    GONE = "gone"
-
-
-GONE = Gone.GONE
-
-
-@dataclass(frozen=True, slots=True)
-class Watching:
-    """Gate state of one candidate: the last fingerprint and since when nothing changed."""
-
-    fingerprint: Fingerprint
-    since: float
-
-
-@dataclass(frozen=True, slots=True)
-class NotYet:
-    """Still settling; look again at ``recheck_at`` at the latest."""
-
-    recheck_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Stable:
-    """Quiet, unchanged over a full window, clean: register it with this fingerprint."""
-
-    fingerprint: Fingerprint
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """Quiet but not acceptable as it stands (``reason``); it stays under watch."""
-
-    reason: str
-    fingerprint: Fingerprint
-
-
-@dataclass(frozen=True, slots=True)
-class Vanished:
-    """The candidate disappeared before it was registered: forget it."""
-
-
-Verdict = NotYet | Stable | Held | Vanished
-
-
-@dataclass(frozen=True, slots=True)
-class StabilityGate:
-    """Decides when a candidate directory is a complete case.
-
-    A candidate is judged only once it has been quiet for ``quiescence`` seconds: no change
-    signal (watch event) and the same fingerprint observed at both ends of that window. The
-    window starts at the first observation showing the current fingerprint, or at the last
-    change signal if later, so a first observation is never enough and the mtimes written by
-    other machines are never trusted as time. A quiet candidate is then held if it has a
-    problem, no file, or (with ``ready_marker``) no marker yet; otherwise it is stable.
-    Problems are not reported while a copy is still moving, so an ordinary transfer through
-    ``*.part`` files never produces a hold.
-    """
-
-    quiescence: float
-    ready_marker: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.quiescence > 0:
-            raise ValueError(f"quiescence must be positive, not {self.quiescence!r}")
-
-    def observe(
-        self,
-        state: Watching | None,
-        now: float,
-        seen: Fingerprint | Gone,
-        last_change: float | None = None,
-        *,
-        scan_began: float | None = None,
-    ) -> tuple[Watching | None, Verdict]:
-        """Fold one observation, completed at ``now``, into ``state``.
-
-        :param state: the state returned by the previous call, or None for a new candidate.
-        :param seen: the fingerprint taken, or ``GONE``.
-        :param last_change: time of the latest change signal for this candidate, if any.
-        :param scan_began: when the scan behind ``seen`` began (default ``now``). A write made
-            while the scan ran may be missing from it, so quiet is verified only up to here.
-        :returns: the new state (None once gone) and the verdict.
-        """
-        if seen is GONE:
-            return None, Vanished()
-        unchanged = state is not None and state.fingerprint.same_as(seen)
-        since = state.since if state is not None and unchanged else now
-        if last_change is not None:
-            since = max(since, last_change)
-        watching = Watching(seen, since)
-        verified_until = now if scan_began is None else min(scan_began, now)
-        if verified_until < since + self.quiescence:
-            return watching, NotYet(since + self.quiescence)
-        reason = self._hold_reason(seen)
-        return watching, (Held(reason, seen) if reason else Stable(seen))
-
-    def _hold_reason(self, seen: Fingerprint) -> str | None:
-        if seen.problems:
-            return seen.problems[0].kind.value
-        if seen.file_count == 0:
-            return "no files"
-        if self.ready_marker is not None and not seen.marker_present:
-            return f"waiting for ready marker {self.ready_marker!r}"
-        return None

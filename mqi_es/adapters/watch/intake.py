@@ -37,33 +37,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from watchfiles import Change, awatch
 
-from mqi_es.adapters.local.repeats import Repeats
-from mqi_es.adapters.watch.case_dir import (
+from mqi_es.adapters.watch.case_dir import Fingerprint, fingerprint
+from mqi_es.adapters.watch.case_names import (
+    NameRefused,
+    is_temporary_name,
+    show_name,
+    validate_case_name,
+)
+from mqi_es.adapters.watch.reports import IntakeSink, Reporter
+from mqi_es.adapters.watch.stability import (
     GONE,
-    Accepted,
-    Fingerprint,
     Gone,
     Held,
     NotYet,
-    Refused,
     StabilityGate,
     Stable,
     Vanished,
     Watching,
-    fingerprint,
-    is_temporary_name,
-    show_name,
-    validate_case_name,
-    verify_unchanged,
 )
 from mqi_es.core import backoff
 from mqi_es.core.errors import ConfigError
 
-__all__ = ["Arrival", "Intake", "IntakeSink", "verify_unchanged"]
+__all__ = ["Intake"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,31 +75,6 @@ _STEP_MS = 50
 _IN_TRANSIT = "temporary name, still in transit"
 
 _RootIdentity = tuple[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """A case directory found complete and stable, ready to be registered."""
-
-    case_id: str
-    path: Path
-    file_count: int
-    total_bytes: int
-    digest: str
-
-
-class IntakeSink(Protocol):
-    """Where the intake reports; the application records each report as an event.
-
-    Calls come from the event loop and should be quick. A call that raises is logged and
-    retried later: nothing counts as reported until the call returned.
-    """
-
-    def case_ready(self, arrival: Arrival) -> None: ...
-
-    def case_refused(self, raw_name_repr: str, reason: str) -> None: ...
-
-    def case_held(self, name: str, reason: str, found: Fingerprint) -> None: ...
 
 
 @dataclass(slots=True)
@@ -161,14 +134,11 @@ class Intake:
         self._probe_interval = min(_PROBE_CAP_SECONDS, quiescence / 2)
         self._held_recheck = min(rescan_interval, quiescence)
         self._root_check_interval = min(_ROOT_CHECK_CAP_SECONDS, rescan_interval)
-        self._is_known = is_known
-        self._sink = sink
-        self._repeats = Repeats(logger)  # a failing sink is logged once, not every retry
+        self._reports = Reporter(sink, is_known)
 
         self._candidates: dict[str, _Candidate] = {}
         self._settled: set[str] = set()  # registered, known or refused: never looked at again
         self._ignored: dict[str, str] = {}  # name -> reason already logged
-        self._held: dict[str, set[str]] = {}  # name -> hold reasons already reported
         self._listing_error: str | None = None
         self._wake = asyncio.Event()
         self._listing_due = False
@@ -354,7 +324,7 @@ class Intake:
             self._forget(name)
         self._settled &= present
         self._ignored = {name: why for name, why in self._ignored.items() if name in present}
-        self._held = {name: why for name, why in self._held.items() if name in present}
+        self._reports.keep_only(present)
         return True
 
     def _classify(self, name: str, ignore: str | None, now: float) -> None:
@@ -366,47 +336,15 @@ class Intake:
             return
         self._ignored.pop(name, None)
         verdict = validate_case_name(name)
-        if isinstance(verdict, Refused):
-            if self._refuse(verdict):
+        if isinstance(verdict, NameRefused):
+            if self._reports.refused(verdict):
                 self._settled.add(name)
             return
-        known = self._ask_known(verdict)
+        known = self._reports.known(verdict)
         if known:
             self._settled.add(name)
         elif known is not None:
             self._candidates[name] = _Candidate(check_at=now)
-
-    def _ask_known(self, name: Accepted | Refused) -> bool | None:
-        key = name.case_id if isinstance(name, Accepted) else name.shown
-        try:
-            known = self._is_known(key)
-        except Exception as exc:
-            self._repeats.failed(
-                ("known", key), "could not tell whether '%s' is known (%r); will ask again",
-                key, exc, level=logging.ERROR, exc_info=exc,
-            )  # fmt: skip
-            return None
-        self._repeats.ended(("known", key))
-        return known
-
-    def _refuse(self, refused: Refused) -> bool:
-        """Report a refusal unless already known; True once it needs no more attention."""
-        known = self._ask_known(refused)
-        if known is None:
-            return False
-        if known:
-            return True
-        try:
-            self._sink.case_refused(refused.shown, refused.reason)
-        except Exception as exc:
-            self._repeats.failed(
-                ("refuse", refused.shown), "could not record the refusal of '%s' (%r); will "
-                "retry", refused.shown, exc, level=logging.ERROR, exc_info=exc,
-            )  # fmt: skip
-            return False
-        self._repeats.ended(("refuse", refused.shown))
-        logger.warning("refused case directory '%s': %s", refused.shown, refused.reason)
-        return True
 
     # --- judging candidates ----------------------------------------------------------------
 
@@ -453,53 +391,15 @@ class Intake:
             case NotYet(recheck_at):
                 candidate.check_at = min(recheck_at, finished + self._probe_interval)
             case Held():
-                self._report_held(name, verdict)
+                self._reports.held(name, verdict)
                 candidate.check_at = finished + self._held_recheck
             case Stable(fp):
-                if self._register(name, fp):
+                if self._reports.ready(name, self._root / name, fp):
                     del self._candidates[name]
-                    self._held.pop(name, None)
                     self._settled.add(name)
                     return
                 candidate.check_at = finished + self._gate.quiescence
         candidate.state = state
-
-    def _report_held(self, name: str, held: Held) -> None:
-        reported = self._held.setdefault(name, set())
-        if held.reason in reported:
-            return
-        try:
-            self._sink.case_held(name, held.reason, held.fingerprint)
-        except Exception as exc:
-            self._repeats.failed(
-                ("hold", name), "could not record the hold of case '%s' (%r); will retry",
-                name, exc, level=logging.ERROR, exc_info=exc,
-            )  # fmt: skip
-            return
-        self._repeats.ended(("hold", name))
-        reported.add(held.reason)
-        logger.warning("holding case '%s': %s%s", name, held.reason, _hold_detail(held))
-
-    def _register(self, name: str, fp: Fingerprint) -> bool:
-        known = self._ask_known(Accepted(name))  # registered meanwhile by another path?
-        if known:
-            return True
-        if known is None:
-            return False
-        arrival = Arrival(name, self._root / name, fp.file_count, fp.total_bytes, fp.digest)
-        try:
-            self._sink.case_ready(arrival)
-        except Exception as exc:
-            self._repeats.failed(
-                ("ready", name), "could not record the arrival of case '%s' (%r); will retry",
-                name, exc, level=logging.ERROR, exc_info=exc,
-            )  # fmt: skip
-            return False
-        self._repeats.ended(("ready", name))
-        logger.info(
-            "case '%s' is ready (files: %d, bytes: %d)", name, fp.file_count, fp.total_bytes
-        )
-        return True
 
     def reconsider(self, case_id: str) -> None:
         """Watch a registered case again until it is stable; its next ``case_ready`` is the
@@ -511,7 +411,7 @@ class Intake:
     def _forget(self, name: str) -> None:
         """Drop a candidate that disappeared: it leaves nothing behind."""
         self._candidates.pop(name, None)
-        self._held.pop(name, None)
+        self._reports.forget(name)
 
 
 def _is_plain_file_name(name: str) -> bool:
@@ -532,15 +432,6 @@ def _ignore_reason(entry: os.DirEntry[str]) -> str | None:
     if is_temporary_name(entry.name):
         return _IN_TRANSIT  # e.g. staged under a hidden name, then renamed into place
     return None
-
-
-def _hold_detail(held: Held) -> str:
-    """Where the hold comes from: the first offending path, printable, and how many more."""
-    paths = [p.relpath for p in held.fingerprint.problems if p.kind.value == held.reason]
-    if not paths:
-        return ""
-    more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
-    return f" ('{show_name(paths[0])}'{more})"
 
 
 def _describe(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from mqi_es.adapters.watch.case_dir import show_name, unsendable_name
+from mqi_es.adapters.watch.case_names import show_name, unsendable_name
 from mqi_es.core.errors import CaseError
 
 SMALL_FILE = 1024 * 1024  # up to this size a file is read whole and sent in one write

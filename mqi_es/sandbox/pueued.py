@@ -1,6 +1,6 @@
 """The stand-in pueue daemon: a small task runner behind a Unix socket.
 
-Run as ``python -m mqi_es.sandbox.daemon --pueue-dir DIR`` (``SandboxNode`` does it). It
+Run as ``python -m mqi_es.sandbox.pueued --pueue-dir DIR`` (``SandboxNode`` does it). It
 behaves like pueued where this project depends on it:
 
 * a task runs as ``sh -c "<command>"`` in its working directory, as the leader of its own
@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
-import errno
 import json
 import logging
 import os
@@ -40,15 +38,16 @@ from typing import Any
 
 from mqi_es.sandbox import human
 from mqi_es.sandbox.dialect import Dialect, read_dialect
-from mqi_es.sandbox.faults import PueueFaults, corrupt, read_faults
+from mqi_es.sandbox.faults import corrupted_reply, read_faults
 from mqi_es.sandbox.layout import PueueFiles
-from mqi_es.sandbox.procs import forget_group, keep_as_orphans, record_group
+from mqi_es.sandbox.procs import exit_with_parent, forget_group, keep_as_orphans, record_group
 from mqi_es.sandbox.protocol import Reply, connect, short_socket_path
 from mqi_es.sandbox.render import groups_json, log_json, status_json
 from mqi_es.sandbox.state import DEFAULT_GROUP, Group, PueueState, Task, TaskResult
+from mqi_es.sandbox.task_output import log_text, rust_os_error
 from mqi_es.sandbox.timestamps import now_ns
 
-log = logging.getLogger("mqi_es.sandbox.daemon")
+log = logging.getLogger("mqi_es.sandbox.pueued")
 
 DEFAULT_LOG_LINES = 15
 KILL_GRACE_SECONDS = 10.0
@@ -69,7 +68,7 @@ class AlreadyRunning(RuntimeError):
     """Raised when another daemon already answers on the socket."""
 
 
-class Daemon:
+class Pueued:
     def __init__(self, files: PueueFiles, dialect: Dialect) -> None:
         self._files = files
         self._dialect = dialect
@@ -150,7 +149,7 @@ class Daemon:
             async with self._lock:
                 reply = await handler(request)
             if request["cmd"] == "status":
-                reply = _apply_output_fault(reply, faults)
+                reply = corrupted_reply(reply, faults)
             writer.write(reply.encode())
             await writer.drain()
         except ConnectionError:
@@ -287,7 +286,9 @@ class Daemon:
         lines = None if request["full"] else request["lines"]
         if lines is None and not request["full"]:
             lines = DEFAULT_LOG_LINES
-        outputs = {i: self._log_output(i, lines) for i in selected if i in self._state.tasks}
+        outputs = {
+            i: log_text(self._files.task_log(i), lines) for i in selected if i in self._state.tasks
+        }
         if request["json"]:
             return Reply(stdout=log_json(self._state, outputs, self._dialect) + "\n")
         return human.log_text(self._state, outputs)
@@ -363,7 +364,7 @@ class Daemon:
                     start_new_session=True,
                 )
             except OSError as error:
-                message = f"Failed to spawn child {task.id} with err: {_rust_os_error(error)}"
+                message = f"Failed to spawn child {task.id} with err: {rust_os_error(error)}"
                 if self._dialect == "v3":  # pueue 3 removes the log (clean_log_handles)
                     self._files.task_log(task.id).unlink(missing_ok=True)
                 else:
@@ -423,65 +424,12 @@ class Daemon:
             if pending:
                 log.error("%d task(s) did not die within %s s", len(pending), KILL_GRACE_SECONDS)
 
-    def _log_output(self, task_id: int, lines: int | None) -> str:
-        path = self._files.task_log(task_id)
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            return (
-                "(Pueue error) Failed to get log file handle: I/O error at path "
-                f'"{path}" while getting log file handle:\n'
-                f"{os.strerror(error.errno or errno.EIO)} (os error {error.errno})"
-            )
-        text = data.decode("utf-8", errors="replace")
-        if lines is None:
-            return text
-        # pueue reads the last lines backwards and joins them with "\n": no final newline.
-        rows = [row.removesuffix("\r") for row in text.split("\n")]
-        if rows and rows[-1] == "":
-            rows.pop()
-        return "\n".join(rows[len(rows) - lines :]) if lines else ""
-
     def _save(self) -> None:
         self._state.save(self._files.state)
 
 
-def _apply_output_fault(reply: Reply, faults: PueueFaults) -> Reply:
-    output = corrupt(reply.stdout.encode("utf-8"), faults.status_output)
-    return Reply(output.decode("utf-8", "surrogateescape"), reply.stderr, reply.code)
-
-
-# Rust's io::ErrorKind for the errno values a spawn can meet (std's decode_error_kind).
-_ERROR_KINDS = {
-    errno.ENOENT: "NotFound",
-    errno.EACCES: "PermissionDenied",
-    errno.EPERM: "PermissionDenied",
-    errno.ENOTDIR: "NotADirectory",
-    errno.ENOMEM: "OutOfMemory",
-    errno.E2BIG: "ArgumentListTooLong",
-    errno.ELOOP: "FilesystemLoop",
-    errno.ENAMETOOLONG: "InvalidFilename",
-    errno.ETXTBSY: "ExecutableFileBusy",
-}
-
-
-def _rust_os_error(error: OSError) -> str:
-    """Rust's ``Debug`` of an OS ``io::Error``, as pueue puts it into FailedToSpawn."""
-    code = error.errno or 0
-    kind = _ERROR_KINDS.get(code, "Uncategorized")
-    return f'Os {{ code: {code}, kind: {kind}, message: "{os.strerror(code)}" }}'
-
-
-def _exit_with_parent(parent_pid: int) -> bool:
-    """Ask Linux to SIGTERM us when the parent dies; False if it is already gone."""
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    return os.getppid() == parent_pid
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mqi_es.sandbox.daemon")
+    parser = argparse.ArgumentParser(prog="python -m mqi_es.sandbox.pueued")
     parser.add_argument("--pueue-dir", type=Path, required=True)
     parser.add_argument("--parent-pid", type=int, help="exit when this process dies")
     args = parser.parse_args(argv)
@@ -489,11 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    if args.parent_pid is not None and not _exit_with_parent(args.parent_pid):
+    if args.parent_pid is not None and not exit_with_parent(args.parent_pid):
         return 1
     files = PueueFiles(args.pueue_dir.resolve())
     try:
-        asyncio.run(Daemon(files, read_dialect(files.settings)).run())
+        asyncio.run(Pueued(files, read_dialect(files.settings)).run())
     except AlreadyRunning as error:
         log.error("%s", error)
         return 1
