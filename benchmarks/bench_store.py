@@ -64,8 +64,8 @@ MQI = Path(sys.executable).with_name("mqi")
 # The sources that decide the bytes of a built log: a change to any rebuilds the cache.
 LOG_SHAPERS = [
     Path(__file__).with_name("_history.py"),
-    ROOT / "mqi_es/codec.py",
-    ROOT / "mqi_es/ids.py",
+    ROOT / "mqi_es/adapters/eventstore/codec.py",
+    ROOT / "mqi_es/core/ids.py",
     *sorted((ROOT / "mqi_es/domain").glob("*.py")),
 ]
 SINGLE_SAVES = 2_000

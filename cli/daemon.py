@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 
-from cli.bootstrap import Context, load_context
+from cli.context import Context, load_context
 from mqi_es.adapters.eventstore import stores
 from mqi_es.adapters.local.logs import setup_logging
 from mqi_es.bootstrap import build_daemon

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli import render
-from cli.bootstrap import Context, load_context
+from cli.context import Context, load_context
 from cli.daemon import serving
 from cli.history import show_history
 from cli.status import show_status

@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.text import Text
 
 from cli import render
-from cli.bootstrap import load_context
+from cli.context import load_context
 from mqi_es.app.ports import RemoteHost
 from mqi_es.bootstrap import remote_hosts
 from mqi_es.config import Config, LoadedConfig, check_config_environment

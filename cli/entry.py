@@ -21,7 +21,7 @@ def main() -> None:
 
         app()
         return
-    from cli.bootstrap import load_context
+    from cli.context import load_context
     from cli.failures import report
     from cli.status import show_status
     from mqi_es.core.errors import MqiError

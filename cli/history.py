@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.bootstrap import Context
+from cli.context import Context
 from cli.json_output import emit_json
 
 

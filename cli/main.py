@@ -1,4 +1,4 @@
-"""The ``mqi`` command: thin commands over the composition root in ``cli.bootstrap``."""
+"""The ``mqi`` command: thin commands over the composition root in ``cli.context``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from cli import failures, render
-from cli.bootstrap import Context, load_context
+from cli.context import Context, load_context
 from cli.json_output import as_json, emit_json
 from mqi_es.core.commands import CancelCase, RetryCase, SetCaseTimeout
 from mqi_es.core.errors import MqiError

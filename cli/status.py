@@ -6,7 +6,7 @@ start: it reads the views and loads rich only to draw tables.
 
 from __future__ import annotations
 
-from cli.bootstrap import Context
+from cli.context import Context
 from cli.json_output import as_json, emit_json
 from mqi_es.adapters.local.progress import live_file, read_live
 from mqi_es.core.states import CaseState

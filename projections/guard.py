@@ -15,7 +15,7 @@ from pathlib import Path
 from mqi_es.adapters.eventstore.log import LogState
 from mqi_es.core.errors import LogRefused
 from projections import database
-from projections.reader import ViewsUnreadable
+from projections.reader import damage_reported
 
 _RESTORE = (
     "Restore events.sqlite from your newest backup (docs/operations.md, 'Restoring the "
@@ -47,11 +47,8 @@ def views_origin(link: Path, *, application_name: str) -> ViewsOrigin | None:
         return None
     connection = database.read_only(path)
     try:
-        return ViewsOrigin(database.tracked(connection, application_name), _log_id(connection))
-    except database.DatabaseError as exc:
-        if (damage := database.views_damage(exc)) is None:
-            raise
-        raise ViewsUnreadable(path, damage) from None
+        with damage_reported(path):
+            return ViewsOrigin(database.tracked(connection, application_name), _log_id(connection))
     finally:
         connection.close()
 

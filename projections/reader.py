@@ -41,6 +41,18 @@ class ViewsUnreadable(MqiError):
         self.problem = str(problem)
 
 
+@contextmanager
+def damage_reported(path: Path) -> Iterator[None]:
+    """SQLite's errors for a damaged views file at ``path`` raised as ``ViewsUnreadable``;
+    any other error as it is."""
+    try:
+        yield
+    except database.DatabaseError as exc:
+        if (damage := database.views_damage(exc)) is None:
+            raise
+        raise ViewsUnreadable(path, damage) from None
+
+
 class ViewReader:
     """Read-only access to the current views."""
 
@@ -54,18 +66,16 @@ class ViewReader:
         path = generations.current(self._link)
         connection = database.read_only(path)
         try:
-            (version,) = connection.execute("PRAGMA user_version").fetchone()
-            if version != SCHEMA_VERSION:
-                raise ViewsOutdated(
-                    f"the views in {path} were built by another release (schema {version}, "
-                    f"this one reads {SCHEMA_VERSION}): run `mqi replay`, or restart the daemon"
-                )
-            connection.execute("BEGIN")
-            yield ViewSnapshot(connection, self._name)
-        except database.DatabaseError as exc:
-            if (damage := database.views_damage(exc)) is None:
-                raise
-            raise ViewsUnreadable(path, damage) from None
+            with damage_reported(path):
+                (version,) = connection.execute("PRAGMA user_version").fetchone()
+                if version != SCHEMA_VERSION:
+                    raise ViewsOutdated(
+                        f"the views in {path} were built by another release (schema {version},"
+                        f" this one reads {SCHEMA_VERSION}): run `mqi replay`, or restart the"
+                        " daemon"
+                    )
+                connection.execute("BEGIN")
+                yield ViewSnapshot(connection, self._name)
         finally:
             connection.close()
 

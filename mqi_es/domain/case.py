@@ -36,14 +36,9 @@ class Case(Recorded):
 
     @event(Detected)
     def __init__(
-        self,
-        case_id: str,
-        file_count: int,
-        total_bytes: int,
-        fingerprint: str,
-        actor: str,
+        self, case_id: str, file_count: int, total_bytes: int, fingerprint: str, actor: str,
         reason: str = "",
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.case_id = case_id
         self.state = CaseState.WAITING
         self.file_count = file_count
@@ -87,12 +82,9 @@ class Case(Recorded):
         """The held case is stable again with this content: it may be sent."""
         self._require(CaseState.HELD, verb="release a hold on")
         self._restabilize(
-            file_count=file_count,
-            total_bytes=total_bytes,
-            fingerprint=fingerprint,
-            actor=actor,
-            reason=reason,
-        )
+            file_count=file_count, total_bytes=total_bytes, fingerprint=fingerprint,
+            actor=actor, reason=reason,
+        )  # fmt: skip
 
     @event(Restabilized)
     def _restabilize(
@@ -128,26 +120,16 @@ class Case(Recorded):
         self._require(CaseState.WAITING, verb="submit")
         attempt = self.attempt + 1
         self._start_submission(
-            attempt=attempt,
-            host=host,
-            slot=slot,
-            label=task_label(self.case_id, attempt),
+            attempt=attempt, host=host, slot=slot, label=task_label(self.case_id, attempt),
             remote_dir=posixpath.join(remote_base_dir, self.case_id, f"attempt-{attempt}"),
-            actor=actor,
-            reason=reason,
-        )
+            actor=actor, reason=reason,
+        )  # fmt: skip
 
     @event(SubmissionStarted)
     def _start_submission(
-        self,
-        attempt: int,
-        host: str,
-        slot: str,
-        label: str,
-        remote_dir: str,
-        actor: str,
+        self, attempt: int, host: str, slot: str, label: str, remote_dir: str, actor: str,
         reason: str,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.state = CaseState.SUBMITTING
         self.attempt = attempt
         self.host = host
@@ -174,16 +156,9 @@ class Case(Recorded):
             state.update(digests=[], manifest_sha256="")  # recorded before digests were
 
     def record_upload(
-        self,
-        *,
-        attempt: int,
-        files: int,
-        bytes: int,
-        seconds: float,
-        digests: list[list[str | int]],
-        manifest_sha256: str,
-        actor: str,
-    ) -> None:
+        self, *, attempt: int, files: int, bytes: int, seconds: float,
+        digests: list[list[str | int]], manifest_sha256: str, actor: str,
+    ) -> None:  # fmt: skip
         self._require(CaseState.SUBMITTING, verb="record an upload for")
         self._require_attempt(attempt)
         self._uploaded(
@@ -275,16 +250,9 @@ class Case(Recorded):
             state.update(digests=[], manifest_sha256="")  # recorded before digests were
 
     def complete(
-        self,
-        *,
-        attempt: int,
-        files: int,
-        bytes: int,
-        results_dir: str,
-        digests: list[list[str | int]],
-        manifest_sha256: str,
-        actor: str,
-    ) -> None:
+        self, *, attempt: int, files: int, bytes: int, results_dir: str,
+        digests: list[list[str | int]], manifest_sha256: str, actor: str,
+    ) -> None:  # fmt: skip
         self._require(CaseState.RETRIEVING, verb="complete")
         self._require_attempt(attempt)
         self._completed(

@@ -1,7 +1,7 @@
 """The sandbox GPU node: a ``pueue``-compatible task runner and an SSH server on 127.0.0.1.
 
 Tests and the demo need a GPU node without an HPC. ``SandboxNode`` starts one under a root
-folder: a stand-in pueue daemon (``daemon.py``) and its client (``pueue_cli.py``, reached
+folder: a stand-in pueue daemon (``pueued.py``) and its client (``pueue_cli.py``, reached
 through ``<root>/bin/pueue``), asyncssh's SSH server running real commands and SFTP
 (``ssh_server.py``) behind a fault-injecting TCP gate (``gate.py``). ``ThreadedSandboxNode``
 runs it for synchronous callers; ``python -m mqi_es.sandbox --root DIR`` as its own process.

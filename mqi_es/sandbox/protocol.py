@@ -38,6 +38,10 @@ class DaemonGone(ConnectionError):
     """Raised when the daemon accepted the request but closed without an answer."""
 
 
+class SocketTaken(RuntimeError):
+    """Raised when another daemon already answers on the socket."""
+
+
 @contextmanager
 def short_socket_path(path: Path) -> Iterator[str]:
     """A name for ``path`` that fits ``sun_path`` (108 bytes), however deep the folder is.

@@ -41,7 +41,7 @@ from mqi_es.sandbox.dialect import Dialect, read_dialect
 from mqi_es.sandbox.faults import corrupted_reply, read_faults
 from mqi_es.sandbox.layout import PueueFiles
 from mqi_es.sandbox.procs import exit_with_parent, forget_group, keep_as_orphans, record_group
-from mqi_es.sandbox.protocol import Reply, connect, short_socket_path
+from mqi_es.sandbox.protocol import Reply, SocketTaken, connect, short_socket_path
 from mqi_es.sandbox.render import groups_json, log_json, status_json
 from mqi_es.sandbox.state import DEFAULT_GROUP, Group, PueueState, Task, TaskResult
 from mqi_es.sandbox.task_output import log_text, rust_os_error
@@ -62,10 +62,6 @@ class _Child:
     worker: int
     pidfd: int
     exited: asyncio.Future[None]
-
-
-class AlreadyRunning(RuntimeError):
-    """Raised when another daemon already answers on the socket."""
 
 
 class Pueued:
@@ -130,7 +126,7 @@ class Pueued:
             self._files.socket.unlink(missing_ok=True)
             return
         probe.close()
-        raise AlreadyRunning(f"a daemon already answers on {self._files.socket}")
+        raise SocketTaken(f"a daemon already answers on {self._files.socket}")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -442,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     files = PueueFiles(args.pueue_dir.resolve())
     try:
         asyncio.run(Pueued(files, read_dialect(files.settings)).run())
-    except AlreadyRunning as error:
+    except SocketTaken as error:
         log.error("%s", error)
         return 1
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.bootstrap import cli_actor
+from cli.context import cli_actor
 from mqi_es.sandbox.site import (
     EXITS_WITH_2,
     NEVER_ENDS,

@@ -137,3 +137,20 @@ def test_a_crashed_daemon_is_replaced_without_leaving_its_tasks_running(
     assert not alive(task_pid)
     done = sandbox_node.status()["tasks"]["0"]["status"]["Done"]
     assert done["result"] == "Killed"
+
+
+def test_a_second_pueued_on_the_same_socket_refuses_to_start_and_leaves_the_first_serving(
+    tmp_path: Path,
+) -> None:
+    node = ThreadedSandboxNode(tmp_path / "node").start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "mqi_es.sandbox.pueued", "--pueue-dir", str(node.pueue_dir)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+        assert second.returncode == 1
+        assert "a daemon already answers on" in second.stderr
+        assert json.loads(pueue_ok(node, "status", "--json"))["groups"]
+    finally:
+        node.stop()

@@ -1,8 +1,9 @@
-"""The composition root: configuration in, ready-to-use parts out.
+"""What a command works with: its configuration, its actor, the checked log and the views.
 
-Commands ask this module for the ledger, the event feed and the views; nothing else
-in ``cli`` knows how they are built. Parts are built on first use, so a command that
-only reads views never pays for the event store's imports.
+Commands ask this module for the ledger, the event feed and the views; nothing else in
+``cli`` knows how they are built (the daemon's parts come from ``mqi_es.bootstrap``). Parts
+are built on first use, so a command that only reads views never pays for the event store's
+imports.
 """
 
 from __future__ import annotations
