@@ -65,10 +65,11 @@ def _context(ctx: typer.Context) -> Context:
 
 @_command()
 def status(ctx: typer.Context, json: JsonOption = False) -> None:
-    """Cases per state, GPU slots and host reachability."""
+    """Open alarms, cases per state, GPU slots and host reachability (exit 3: an alarm is
+    open)."""
     from cli.status import show_status
 
-    show_status(_context(ctx), json=json)
+    raise typer.Exit(show_status(_context(ctx), json=json))
 
 
 @_command()
@@ -171,6 +172,34 @@ def replay(
         f"replayed {summary.events} events in {summary.seconds:.2f} s "
         f"({summary.rate:,.0f} events/s) into {summary.path.name}"
     )
+
+
+@_command()
+def alarms(
+    ctx: typer.Context,
+    all: Annotated[
+        bool, typer.Option("--all", help="Every alarm ever raised, cleared ones too.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Alarms not cleared (open, or acknowledged while their condition lasts), newest first."""
+    from cli.alarms import show_alarms
+
+    show_alarms(_context(ctx), all=all, json=json)
+
+
+@_command()
+def ack(
+    ctx: typer.Context,
+    number: Annotated[int, typer.Argument(metavar="ALARM_ID", help="Its number (mqi alarms).")],
+    reason: ReasonOption = "",
+) -> None:
+    """Acknowledge an alarm: you have seen it (recorded with your login)."""
+    from cli.alarms import acknowledge
+
+    alarm = acknowledge(_context(ctx), number, reason or "acknowledged")
+    render.console.print(f"alarm {number} ({alarm.kind}, {alarm.subject}): acknowledged",
+                         markup=False)  # fmt: skip
 
 
 @_command()

@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mqi_es.adapters.local.progress import Transfer
 from mqi_es.core.states import CaseState
-from mqi_es.core.views import CaseView, HostView, RefusalView, SlotView
+from mqi_es.core.views import AlarmView, CaseView, HostView, RefusalView, SlotView
 
 if TYPE_CHECKING:
     from projections.history import HistoryEntry
@@ -28,6 +29,9 @@ _STATE_STYLE = {
     "busy": "yellow",
     "unreachable": "red",
     "reachable": "green",
+    "open": "red",
+    "acknowledged": "yellow",
+    "cleared": "green",
 }
 
 
@@ -154,3 +158,18 @@ def _short(value: Any) -> str:
         return f"{value:.3f}".rstrip("0").rstrip(".")
     text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def alarms_table(alarms: Sequence[AlarmView], *, title: str) -> Table:
+    table = Table(title=f"{title} ({len(alarms)})", title_justify="left")
+    for column in ("number", "state", "kind", "subject", "raised", "message"):
+        table.add_column(column, overflow="fold")
+    for a in alarms:
+        state = _styled(a.state.value)
+        if a.acknowledged_by:
+            state += f" by {a.acknowledged_by}"
+        table.add_row(
+            str(a.number), state, a.kind.value, escape(a.subject), when(a.raised_at),
+            escape(a.message),
+        )  # fmt: skip
+    return table

@@ -1,4 +1,7 @@
-"""`mqi status`: cases per state, GPU slots and host reachability.
+"""`mqi status`: open alarms first, then cases per state, GPU slots and host reachability.
+
+Exit codes: 0 all is well, 3 an alarm is open (raised and not acknowledged), 1 the log or
+views cannot be trusted, 2 the configuration cannot be used.
 
 The command operators and monitoring scripts run most often, so it is kept cheap to
 start: it reads the views and loads rich only to draw tables.
@@ -6,16 +9,21 @@ start: it reads the views and loads rich only to draw tables.
 
 from __future__ import annotations
 
+from cli.alarms import OPEN_ALARMS_EXIT, open_alarms
 from cli.context import Context
 from cli.json_output import as_json, emit_json
 from mqi_es.adapters.local.progress import live_file, read_live
 from mqi_es.core.states import CaseState
 
 
-def show_status(context: Context, *, json: bool) -> None:
+def show_status(context: Context, *, json: bool) -> int:
+    """Show the status; returns the exit code."""
     with context.views().snapshot() as views:
         counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
         refusals = views.refusals()
+        standing = views.alarms(standing_only=True)
+    alarms = open_alarms(standing)
+    code = OPEN_ALARMS_EXIT if alarms else 0
     lag = context.lag()
     holder = context.lock.holder()
     live = read_live(live_file(context.config.database.path), holder.pid if holder else None)
@@ -23,6 +31,8 @@ def show_status(context: Context, *, json: bool) -> None:
     if json:
         emit_json(
             {
+                "open_alarms": as_json(alarms),
+                "acknowledged_alarms": as_json([a for a in standing if a not in alarms]),
                 "cases": {state.value: counts.get(state, 0) for state in CaseState},
                 "gpus": as_json(slots),
                 "hosts": [
@@ -35,8 +45,12 @@ def show_status(context: Context, *, json: bool) -> None:
                 "daemon": holder.describe() if holder else None,
             }
         )
-        return
+        return code
     from cli import render
+
+    if alarms:
+        render.console.print(render.alarms_table(alarms, title="Open alarms"))
+        render.console.print("acknowledge with `mqi ack NUMBER`", markup=False)
 
     render.console.print(render.status_table(counts, lag))
     render.console.print(render.slots_table(slots))
@@ -45,6 +59,12 @@ def show_status(context: Context, *, json: bool) -> None:
         render.console.print(render.transfers_table(transfers))
     if refusals:
         render.console.print(render.refusals_table(refusals))
+    if len(standing) > len(alarms):
+        render.console.print(
+            f"{len(standing) - len(alarms)} acknowledged alarm(s) still stand (`mqi alarms`)",
+            markup=False,
+        )
     render.console.print(
         f"daemon: {holder.describe()}" if holder else "daemon: not running", markup=False
     )
+    return code

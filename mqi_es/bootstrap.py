@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+import msgspec
+
 from mqi_es.adapters.backends import remote_host, slots_of
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.local.progress import ProgressBoard, live_file
@@ -25,6 +27,7 @@ from mqi_es.app.ports import RemoteHost, Views
 from mqi_es.config import Config
 from mqi_es.core.commands import Command, RegisterHost, RegisterSlot
 from mqi_es.core.policy import HostPolicy, Policy
+from mqi_es.core.states import CaseState
 from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon, Pace
 
 DAEMON = "daemon"  # the actor of everything the daemon records
@@ -46,6 +49,12 @@ def policy_from(config: Config) -> Policy:
             seconds=max((h.command_timeout_seconds for h in config.hosts), default=30.0) + 10
         ),
         max_skew=timedelta(seconds=loop.max_clock_skew_seconds),
+        stall_limits={
+            CaseState(state): timedelta(minutes=minutes)
+            for state, minutes in msgspec.structs.asdict(config.alarms.stall_minutes).items()
+            if minutes is not None
+        },
+        host_down=timedelta(minutes=config.alarms.host_down_minutes),
     )
 
 

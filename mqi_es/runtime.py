@@ -33,6 +33,7 @@ from mqi_es.core.errors import LogRefused
 from mqi_es.core.ids import name_key
 from mqi_es.core.outcome import Unknown
 from mqi_es.core.policy import Policy
+from mqi_es.core.reactions import Unwritable
 from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.core.states import CaseState
@@ -228,16 +229,15 @@ class Daemon:
             cases = views.cases(active_only=True)
             slots = [s for s in views.slots() if s.host in self.policy.hosts_by_name]
             hosts = views.hosts()
+            alarms = views.alarms(standing_only=True)
         world = World(
             cases=cases, slots=slots, hosts=hosts, observations=observations,
             started_at=self.started_at, mono=mono, busy=self._busy(),
-            settled_at=dict(self.dispatcher.settled_at),
+            settled_at=dict(self.dispatcher.settled_at), alarms=alarms,
+            unwritable=dict(self.dispatcher.unwritable),
         )  # fmt: skip
         decision = reconcile(world, now, self.policy, self.memory)
         self.memory = decision.memory
-        for alarm in decision.alarms:
-            subject = f"case {alarm.case_id}: " if alarm.case_id else ""
-            log.error("ALARM %s%s", subject, alarm.message)
         for action in self.bus.decide(decision):
             self._start(action)
         self.progress.clocks(
@@ -247,6 +247,9 @@ class Daemon:
         self._retry.retain(lambda key: _still_about(key, active))
         self._repeats.retain(lambda key: _still_about(key, active))
         self.dispatcher.keep_settling(c.case_id for c in cases if c.state is CaseState.SUBMITTING)
+        self.dispatcher.unwritable = {
+            c: why for c, why in self.dispatcher.unwritable.items() if c in active
+        }
 
     async def _observe(self, now: float) -> dict[str, Observation]:
         """This cycle's observation of every host: one status query per host that is due.
@@ -341,11 +344,16 @@ class Daemon:
             self._repeats.ended(said_key)
             return
         self._retry.failed(retry_key, self.monotonic())
-        what = "outcome unknown" if isinstance(setback, Unknown) else "refused"
+        what = {Unknown: "outcome unknown", Unwritable: "not finished"}.get(
+            type(setback), "refused"
+        )
         self._repeats.failed(
             said_key, "%s: %s %s (%s); trying again with backoff",
             who(action), type(action).__name__, what, setback.reason,
         )  # fmt: skip
+
+
+_SETBACK_WORDS = {Unknown: "outcome unknown", Unwritable: "not finished"}
 
 
 def _key(action: Action) -> object:

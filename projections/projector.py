@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mqi_es.core.states import CaseState, FailureCategory, HostState, SlotState
-from mqi_es.domain import Case, CaseName, EventLog, Host, Refusal, Slot
+from mqi_es.core.states import AlarmState, CaseState, FailureCategory, HostState, SlotState
+from mqi_es.domain import Alarm, Case, CaseName, EventLog, Host, Refusal, Slot
 
 Row = dict[str, Any]
 Fields = dict[str, Any]  # an event's fields, as stored (see MsgspecMapper.state_from)
@@ -67,7 +67,7 @@ Handler = Callable[[Batch, Row, Fields, int], None]
 _HANDLERS: dict[type, tuple[Handler, str, bool]] = {}
 _TABLE_OF = {
     "Case": "cases", "Slot": "slots", "Host": "hosts", "Refusal": "refusals",
-    "CaseName": "case_names", "EventLog": "event_log",
+    "CaseName": "case_names", "EventLog": "event_log", "Alarm": "alarms",
 }  # fmt: skip
 
 
@@ -365,3 +365,36 @@ def _claimed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 @_on(Refusal.Refused, creates=True)
 def _refused(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     row.update(name_repr=e["name_repr"], reason=e["reason"], refused_at=e["timestamp"])
+
+
+# --- alarms ----------------------------------------------------------------------------
+
+
+@_on(Alarm.Raised, creates=True)
+def _alarm_raised(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(
+        number=nid, key=e["key"], kind=e["kind"], subject=e["subject"], message=e["message"],
+        state=AlarmState.OPEN, raised_at=e["timestamp"], case_id=e["case_id"], host=e["host"],
+        acknowledged_by=None, acknowledged_at=None, cleared_at=None, reason="",
+    )  # fmt: skip
+    _link_alarm_event(batch, row, nid)
+
+
+@_on(Alarm.Acknowledged)
+def _alarm_acknowledged(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(
+        state=AlarmState.ACKNOWLEDGED, acknowledged_by=e["actor"],
+        acknowledged_at=e["timestamp"], reason=e["reason"],
+    )  # fmt: skip
+    _link_alarm_event(batch, row, nid)
+
+
+@_on(Alarm.Cleared)
+def _alarm_cleared(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(state=AlarmState.CLEARED, cleared_at=e["timestamp"], reason=e["reason"])
+    _link_alarm_event(batch, row, nid)
+
+
+def _link_alarm_event(batch: Batch, row: Row, nid: int) -> None:
+    if row["case_id"] is not None:  # `mqi history` shows a case's alarms
+        batch.links.append((row["case_id"], nid))

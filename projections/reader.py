@@ -13,10 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from mqi_es.core.errors import MqiError
-from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
-from mqi_es.core.views import CaseView, HostView, RefusalView, SlotView
+from mqi_es.core.states import (
+    AlarmKind,
+    AlarmState,
+    CaseState,
+    FailureCategory,
+    HostState,
+    KillCause,
+    SlotState,
+)
+from mqi_es.core.views import AlarmView, CaseView, HostView, RefusalView, SlotView
 from projections import database, generations
 from projections.schema import (
+    ALARM_COLUMNS,
     CASE_COLUMNS,
     HOST_COLUMNS,
     SCHEMA_VERSION,
@@ -158,7 +167,7 @@ class ViewSnapshot:
         return found.fetchone() is not None
 
     def subject_names(self) -> dict[str, str]:
-        """Printable names of GPU slots and hosts by aggregate id (hex)."""
+        """Printable names of GPU slots, hosts and alarms by aggregate id (hex)."""
         names = {
             key: f"gpu {host}/{slot}"
             for key, host, slot in self._c.execute("SELECT aggregate_id, host, name FROM slots")
@@ -167,7 +176,26 @@ class ViewSnapshot:
             (key, f"host {name}")
             for key, name in self._c.execute("SELECT aggregate_id, name FROM hosts")
         )
+        names.update(
+            (key, f"alarm {number}")
+            for key, number in self._c.execute("SELECT aggregate_id, number FROM alarms")
+        )
         return names
+
+    def alarms(self, *, standing_only: bool = False) -> list[AlarmView]:
+        """Alarms, newest first; ``standing_only``: those not cleared (open or acknowledged)."""
+        where = " WHERE state != 'cleared'" if standing_only else ""
+        rows = self._c.execute(
+            f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms{where} ORDER BY number DESC"  # noqa: S608
+        )
+        return [_alarm(row) for row in rows]
+
+    def alarm(self, number: int) -> AlarmView | None:
+        row = self._c.execute(
+            f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms WHERE number = ?",  # noqa: S608
+            (number,),
+        ).fetchone()
+        return _alarm(row) if row else None
 
     def linked_notifications(self, case_id: str) -> list[int]:
         rows = self._c.execute(
@@ -291,3 +319,18 @@ def _host(row: tuple[Any, ...]) -> HostView:
         last_outage_seconds=outage,
         reason=reason or "",
     )
+
+
+_ALARM_KIND = {k.value: k for k in AlarmKind}
+_ALARM_STATE = {s.value: s for s in AlarmState}
+
+
+def _alarm(row: tuple[Any, ...]) -> AlarmView:
+    (aggregate_id, number, key, kind, subject, message, state, raised_at, case_id, host,
+     acknowledged_by, acknowledged_at, cleared_at, reason) = row  # fmt: skip
+    return AlarmView(
+        alarm_id=aggregate_id, number=number, key=key, kind=_ALARM_KIND[kind], subject=subject,
+        message=message, state=_ALARM_STATE[state], raised_at=_fromiso(raised_at),
+        case_id=case_id, host=host, acknowledged_by=acknowledged_by,
+        acknowledged_at=_time(acknowledged_at), cleared_at=_time(cleared_at), reason=reason,
+    )  # fmt: skip

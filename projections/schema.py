@@ -8,7 +8,7 @@ from projections import database
 
 # Kept in the file (PRAGMA user_version). Raise it with any change below: views built by
 # another release are then rebuilt from the log instead of being misread.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 CASE_COLUMNS = (
     "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
@@ -29,13 +29,17 @@ HOST_COLUMNS = (
 )  # fmt: skip
 REFUSAL_COLUMNS = ("aggregate_id", "name_repr", "reason", "refused_at")
 CASE_NAME_COLUMNS = ("aggregate_id", "name_key", "case_id")
+ALARM_COLUMNS = (
+    "aggregate_id", "number", "key", "kind", "subject", "message", "state", "raised_at",
+    "case_id", "host", "acknowledged_by", "acknowledged_at", "cleared_at", "reason",
+)  # fmt: skip
 EVENT_LOG_COLUMNS = ("aggregate_id", "log_id")  # one row: the log these views were built from
 
 # Columns holding times, stored as ISO 8601 text (the reader parses them back).
 TIME_COLUMNS = frozenset({
     "state_since", "detected_at", "updated_at", "task_created_at", "started_at",
     "seen_running_at", "not_before",
-    "unreachable_since", "refused_at",
+    "unreachable_since", "refused_at", "raised_at", "acknowledged_at", "cleared_at",
 })  # fmt: skip
 
 TABLES = {
@@ -45,6 +49,7 @@ TABLES = {
     "refusals": REFUSAL_COLUMNS,
     "case_names": CASE_NAME_COLUMNS,
     "event_log": EVENT_LOG_COLUMNS,
+    "alarms": ALARM_COLUMNS,
 }
 
 TABLE_STATEMENTS = [
@@ -58,6 +63,9 @@ TABLE_STATEMENTS = [
     " PRIMARY KEY (case_id, notification_id)) WITHOUT ROWID",
     # Kept from the start even by a replay: host events ask which cases run on the host.
     "CREATE INDEX IF NOT EXISTS cases_by_host ON cases (host) WHERE host IS NOT NULL",
+    # The daemon reads the alarms not cleared every cycle; `mqi ack N` finds one by number.
+    "CREATE INDEX IF NOT EXISTS alarms_standing ON alarms (state) WHERE state != 'cleared'",
+    "CREATE UNIQUE INDEX IF NOT EXISTS alarms_by_number ON alarms (number)",
 ]
 # Created after the tables are filled when a replay builds a fresh file (faster).
 INDEX_STATEMENTS = [

@@ -30,8 +30,10 @@ from mqi_es.app.ports import Views
 from mqi_es.core.actions import Action, Decision
 from mqi_es.core.commands import (
     AbandonAttempt,
+    AcknowledgeAlarm,
     CancelCase,
     ClaimNames,
+    ClearAlarm,
     Command,
     CompleteCase,
     DetectCase,
@@ -40,6 +42,7 @@ from mqi_es.core.commands import (
     LiftQuarantine,
     MarkSlotBusy,
     MarkSlotFree,
+    RaiseAlarm,
     RecordEnqueued,
     RecordHostReachable,
     RecordHostUnavailable,
@@ -59,12 +62,14 @@ from mqi_es.core.commands import (
     subject_of,
 )
 from mqi_es.core.errors import (
+    AlarmNotFound,
     CaseNotFound,
     ConcurrentUpdate,
     InvalidTransition,
     NameClash,
     SlotError,
 )
+from mqi_es.core.states import AlarmKind, FailureCategory
 
 log = logging.getLogger("mqi.daemon")
 
@@ -94,10 +99,13 @@ HANDLERS: Mapping[type, Callable[..., Any]] = {
     CancelCase: Ledger.cancel_case,
     RetryCase: Ledger.retry_case,
     SetCaseTimeout: Ledger.set_case_timeout,
+    RaiseAlarm: Ledger.raise_alarm,
+    ClearAlarm: Ledger.clear_alarm,
+    AcknowledgeAlarm: Ledger.acknowledge_alarm,
 }
 
 # The ledger's answer that the state moved on: not an error, the next cycle sees why.
-REFUSALS = (InvalidTransition, SlotError, ConcurrentUpdate, CaseNotFound)
+REFUSALS = (InvalidTransition, SlotError, ConcurrentUpdate, CaseNotFound, AlarmNotFound)
 
 
 class MessageBus:
@@ -133,7 +141,18 @@ class MessageBus:
         failpoint(f"after:{type(command).__name__}")
         if isinstance(command, ClaimNames):
             for clash in result:
-                log.error("ALARM case %s: %s", clash.name, clash)
+                self._contained(
+                    RaiseAlarm(
+                        key=f"name-clash:{clash.name}", kind=AlarmKind.NAME_CLASH,
+                        subject=f"case {clash.name}", message=str(clash), raised_at=None,
+                        about_case=clash.name,
+                    )
+                )  # fmt: skip
+        if isinstance(command, RaiseAlarm) and result is not None:
+            log.error("ALARM %s: %s", command.subject, command.message)
+        if isinstance(command, FailCase) and command.category is not FailureCategory.CANCELLED:
+            log.error("ALARM case %s failed (%s): %s", command.case_id, command.category,
+                      command.reason)  # fmt: skip
         if isinstance(command, HoldCase):
             self.on_held(command.case_id)
         return result

@@ -28,6 +28,7 @@ from mqi_es.core.outcome import Unknown
 from mqi_es.core.policy import Policy
 from mqi_es.core.reactions import (
     Unsendable,
+    Unwritable,
     Uploaded,
     after_fetch,
     after_log,
@@ -43,7 +44,7 @@ TRANSFERS_PER_HOST = 2
 log = logging.getLogger("mqi.daemon")
 
 
-Setback = Unknown | Unsendable  # what stopped an action short: tried again with backoff
+Setback = Unknown | Unsendable | Unwritable  # what stopped an action: tried again later
 
 
 class Dispatcher:
@@ -76,6 +77,8 @@ class Dispatcher:
         self.progress = progress
         self.clock = clock
         self.monotonic = monotonic
+        # Cases whose results could not be written here at their last fetch, and why.
+        self.unwritable: dict[str, str] = {}
         # Until then (monotonic seconds) a submission may still land on the case's host:
         # "not in the queue" does not count yet.
         self.settled_at: dict[str, float] = {}
@@ -101,7 +104,7 @@ class Dispatcher:
                 return None  # the case failed whatever became of reading its log
             case Fetch():
                 outcome = await self._fetch(action, host)
-        return outcome if isinstance(outcome, Unknown) else None
+        return outcome if isinstance(outcome, Unknown | Unwritable) else None
 
     def keep_settling(self, submitting: Iterable[str]) -> None:
         """Forget the settling times of cases no longer submitting."""
@@ -164,6 +167,10 @@ class Dispatcher:
             finally:
                 self.progress.finish(case.case_id)
         failpoint("after_download")
+        if isinstance(fetched, Unwritable):
+            self.unwritable[case.case_id] = fetched.reason
+        else:
+            self.unwritable.pop(case.case_id, None)
         self.bus.handle(after_fetch(case, fetched))
         return fetched
 

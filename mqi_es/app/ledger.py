@@ -17,6 +17,7 @@ from eventsourcing.persistence import Mapper, RecordConflictError
 
 from mqi_es.adapters.eventstore.codec import MsgspecMapper
 from mqi_es.adapters.eventstore.log import LEDGER_NAME
+from mqi_es.app.alarm_records import AlarmRecords
 from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
 from mqi_es.core.ids import (
     case_name_uuid,
@@ -33,8 +34,8 @@ from mqi_es.domain import Case, CaseName, EventLog, Host, Refusal, Slot
 from mqi_es.domain.recorded import Recorded
 
 
-class Ledger(Application[UUID]):
-    """Records what happened to cases, GPU slots and hosts."""
+class Ledger(AlarmRecords, Application[UUID]):
+    """Records what happened to cases, GPU slots, hosts and alarms."""
 
     name = LEDGER_NAME
 
@@ -352,6 +353,7 @@ class Ledger(Application[UUID]):
         case.fail(
             category=category, actor=actor, reason=reason, exit_code=exit_code, log_tail=log_tail
         )
+        alarm = self._failure_alarm(case, category, reason, actor=actor)
         if slot is not None and quarantine:
             slot.quarantine(
                 task_id=quarantine_task_id,
@@ -362,7 +364,7 @@ class Ledger(Application[UUID]):
             )
         else:
             self._release(slot, case, actor=actor, reason=reason)
-        return self._commit(case, slot)
+        return self._commit(case, slot, alarm)
 
     def abandon_attempt(
         self,
@@ -400,8 +402,9 @@ class Ledger(Application[UUID]):
 
     def retry_case(self, case_id: str, *, actor: str, reason: str) -> int | None:
         case = self.case(case_id)
+        alarm = self._failure_alarm_to_clear(case, actor=actor)
         case.retry(actor=actor, reason=reason)
-        return self._commit(case)
+        return self._commit(case, alarm)
 
     def set_case_timeout(
         self, case_id: str, *, hours: float | None, actor: str, reason: str

@@ -15,10 +15,10 @@ from typing import Protocol
 
 from mqi_es.core.checks import Finding
 from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Uploaded
+from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Unwritable, Uploaded
 from mqi_es.core.remote import Observation, RemoteTask
 from mqi_es.core.states import CaseState
-from mqi_es.core.views import CaseView, HostView, SlotView
+from mqi_es.core.views import AlarmView, CaseView, HostView, SlotView
 
 
 class RemoteHost(Protocol):
@@ -65,7 +65,7 @@ class RemoteHost(Protocol):
 
     async def fetch(
         self, remote_dir: str, local_dir: Path, *, progress: Progress | None = None
-    ) -> Fetched | NothingToFetch | RemoteFailure | Unknown:
+    ) -> Fetched | NothingToFetch | Unwritable | RemoteFailure | Unknown:
         """Download the result files of a case into ``local_dir`` (complete or absent)."""
         ...
 
@@ -111,6 +111,10 @@ class ViewSnapshot(Protocol):
     def slots(self) -> list[SlotView]: ...
 
     def hosts(self) -> list[HostView]: ...
+
+    def alarms(self, *, standing_only: bool = False) -> list[AlarmView]:
+        """Alarms, newest first; ``standing_only``: those not cleared."""
+        ...
 
     def name_claims(self) -> list[tuple[str, str | None]]:
         """Every case id with each name key it claims (None: it claims none)."""

@@ -137,6 +137,25 @@ class LoggingConfig(Section, kw_only=True):
     backups: Annotated[int, Meta(ge=0, le=1000)] = 5
 
 
+StallMinutes = Annotated[float, Meta(gt=0, le=525600)] | None  # None: never a stall alarm
+
+
+class StallConfig(Section, kw_only=True):
+    """Minutes a case may stay in each state before it is called stalled; a running case
+    is covered by its timeout, a killing one by the kill confirmation."""
+
+    waiting: StallMinutes = 1440.0
+    held: StallMinutes = 60.0
+    submitting: StallMinutes = 30.0
+    queued: StallMinutes = 60.0
+    retrieving: StallMinutes = 60.0
+
+
+class AlarmsConfig(Section, kw_only=True):
+    stall_minutes: StallConfig = StallConfig()
+    host_down_minutes: Annotated[float, Meta(gt=0, le=525600)] = 10.0
+
+
 class Sections(Section, kw_only=True):
     """The sections common to the file and the normalised configuration."""
 
@@ -145,6 +164,7 @@ class Sections(Section, kw_only=True):
     results: ResultsConfig = ResultsConfig()
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
+    alarms: AlarmsConfig = AlarmsConfig()
 
 
 class LegacyHpc(HostSettings, kw_only=True):

@@ -63,19 +63,6 @@ class FailWithLog:
     category: FailureCategory = FailureCategory.CASE_FAILURE
 
 
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    """Something an operator must look at: logged at ERROR, once while its condition lasts.
-
-    ``key`` names the condition (e.g. ``skew:node1``): the core raises an alarm when its
-    condition starts and not again until it has ended.
-    """
-
-    message: str
-    case_id: str | None = None
-    key: str = ""
-
-
 Action = Submit | Cancel | Release | Fetch | FailWithLog
 
 
@@ -93,7 +80,6 @@ class Memory:
     ``node_clocks``: per host, the node's clock minus our monotonic clock, and its
     uncertainty (half the round trip), as last measured.
     ``clock``: the wall and monotonic clocks at the last cycle (a jump shows between them).
-    ``alarms``: the alarms raised and not yet cleared (key -> its host, if any).
     Losing it (a restart) only makes the core more patient, never wrong.
     """
 
@@ -103,12 +89,10 @@ class Memory:
     running_since: dict[tuple[str, int], float] = field(default_factory=dict)
     node_clocks: dict[str, tuple[float, float]] = field(default_factory=dict)
     clock: tuple[datetime, float] | None = None
-    alarms: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     records: tuple[Command, ...]
     actions: tuple[Action, ...]
-    alarms: tuple[Alarm, ...]
     memory: Memory

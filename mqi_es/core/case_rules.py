@@ -17,7 +17,7 @@ from mqi_es.core.commands import (
 )
 from mqi_es.core.cycle import ACTIVE, Cycle
 from mqi_es.core.remote import STARTED, WAITING, Found, RemoteTask, Seen, find_task_by_label
-from mqi_es.core.states import CaseState, FailureCategory, KillCause
+from mqi_es.core.states import AlarmKind, CaseState, FailureCategory, KillCause
 from mqi_es.core.views import CaseView
 
 _KILL_OUTCOME = {
@@ -54,9 +54,11 @@ def _submitting(cycle: Cycle, case: CaseView, seen: Seen) -> None:
         copies = len(seen.snapshot.tasks_with_label(case.label or ""))
         if copies > 1:
             cycle.alarm(
+                AlarmKind.CASE_DUPLICATED,
                 f"{copies} remote tasks carry label {case.label}; adopting task {task.id},"
                 " the newest (a task restarted on the host keeps its label)",
-                case,
+                key=f"duplicates:{case.label}",
+                case=case,
             )
         cycle.record(
             RecordEnqueued(
@@ -112,7 +114,12 @@ def _missing(cycle: Cycle, case: CaseView, key: tuple[str, int]) -> None:
     if count < cycle.policy.missing_grace:
         return
     cycle.missing.pop(key, None)
-    cycle.alarm(f"task {case.task_id} of case {case.case_id} vanished from the queue", case)
+    cycle.alarm(
+        AlarmKind.TASK_VANISHED,
+        f"task {case.task_id} of case {case.case_id} vanished from the queue",
+        key=f"vanished:{case.case_id}#{case.attempt}",
+        case=case,
+    )
     cycle.lose(case, f"task {case.task_id} missing from {count} consecutive snapshots")
 
 
@@ -206,9 +213,11 @@ def _kill(cycle: Cycle, case: CaseView, task: RemoteTask, cause: KillCause, reas
     timeout = cycle.policy.kill_confirm_timeout
     if waited > timeout.total_seconds() and not cycle.timing_unsafe(case.host):
         cycle.alarm(
+            AlarmKind.KILL_UNCONFIRMED,
             f"kill of task {task.id} not confirmed after {timeout};"
             f" GPU slot {case.host}/{case.slot} quarantined",
-            case,
+            key=f"kill-unconfirmed:{case.case_id}#{case.attempt}",
+            case=case,
         )
         cycle.fail(
             case, _KILL_OUTCOME[cause], "kill not confirmed; slot quarantined",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mqi_es.core.states import FailureCategory, HostState, KillCause
+from mqi_es.core.states import AlarmKind, FailureCategory, HostState, KillCause
 
 _command = dataclass(frozen=True, slots=True, kw_only=True)
 
@@ -226,12 +226,43 @@ class SetCaseTimeout:
     reason: str
 
 
+# --- alarms ------------------------------------------------------------------------------
+
+
+@_command
+class RaiseAlarm:
+    """Open an alarm for the condition ``key`` (never while one for it is not cleared).
+    ``about_case`` puts it into that case's history; ``host`` is the host whose sight
+    tells whether the condition lasts (None: it is judged every cycle). A condition that
+    can only happen once (a name refused) is raised without a time."""
+
+    key: str
+    kind: AlarmKind
+    subject: str
+    message: str
+    raised_at: datetime | None
+    about_case: str | None = None
+    host: str | None = None
+
+
+@_command
+class ClearAlarm:
+    alarm_id: str
+    reason: str
+
+
+@_command
+class AcknowledgeAlarm:
+    alarm_id: str
+    reason: str
+
+
 Command = (
     RegisterHost | RegisterSlot | RecordHostUnavailable | RecordHostReachable | MarkSlotBusy
     | MarkSlotFree | RecordSlotResumed | LiftQuarantine | DetectCase | ClaimNames | RefuseEntry
     | HoldCase | RestabilizeCase | StartSubmission | RecordUpload | RecordEnqueued | RecordStarted
     | RecordRemoteSuccess | CompleteCase | FailCase | AbandonAttempt | RequestKill | CancelCase
-    | RetryCase | SetCaseTimeout
+    | RetryCase | SetCaseTimeout | RaiseAlarm | ClearAlarm | AcknowledgeAlarm
 )  # fmt: skip
 
 
@@ -245,6 +276,10 @@ def subject_of(command: Command) -> str:
     case_id = case_of(command)
     if case_id is not None:
         return f"case {case_id}"
+    if isinstance(command, RaiseAlarm):
+        return f"alarm {command.key}"
+    if isinstance(command, ClearAlarm | AcknowledgeAlarm):
+        return f"alarm {command.alarm_id}"
     if isinstance(command, RefuseEntry):
         return f"entry {command.name_repr}"
     if isinstance(command, ClaimNames):

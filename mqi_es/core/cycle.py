@@ -1,6 +1,7 @@
 """One reconcile cycle's working state: what it was given, what it decided so far, and the
-bookkeeping every rule shares (records, actions, alarms raised once, kills resent at most
-once per interval, and both clocks followed from cycle to cycle). Pure."""
+bookkeeping every rule shares (records, actions, kills resent at most once per interval,
+both clocks followed from cycle to cycle, and alarms: raised when their condition starts,
+cleared when it has ended). Pure."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mqi_es.core.actions import Action, Alarm, Cancel, Decision, Memory
-from mqi_es.core.commands import Command
+from mqi_es.core.actions import Action, Cancel, Decision, Memory
+from mqi_es.core.commands import ClearAlarm, Command, RaiseAlarm
 from mqi_es.core.endings import failure, infrastructure_loss
 from mqi_es.core.policy import Policy
 from mqi_es.core.remote import Observation, RemoteTask, Seen
-from mqi_es.core.states import CaseState, FailureCategory, SlotState
-from mqi_es.core.views import CaseView, HostView, SlotView
+from mqi_es.core.states import STICKY_ALARMS, AlarmKind, CaseState, FailureCategory, SlotState
+from mqi_es.core.views import AlarmView, CaseView, HostView, SlotView
 
 ACTIVE = frozenset({CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING})
 
@@ -32,6 +33,9 @@ class World:
     busy: frozenset[str] = frozenset()  # cases with remote work in flight
     # per case: a "not in the queue" only counts in snapshots taken after this (monotonic)
     settled_at: Mapping[str, float] = field(default_factory=dict)
+    alarms: Sequence[AlarmView] = ()  # every alarm not cleared
+    # per case: why its results could not be written here at its last fetch
+    unwritable: Mapping[str, str] = field(default_factory=dict)
 
 
 class Cycle:
@@ -40,14 +44,13 @@ class Cycle:
         self.mono = world.mono
         self.records: list[Command] = []
         self.actions: list[Action] = []
-        self.alarms: list[Alarm] = []
         self.memory = memory
         self.missing = dict(memory.missing)
         self.kill_sent = dict(memory.kill_sent)
         self.killing_since = dict(memory.killing_since)
         self.running_since = dict(memory.running_since)
         self.node_clocks = dict(memory.node_clocks)
-        self.raised: dict[str, str | None] = {}
+        self.raised: dict[str, RaiseAlarm] = {}  # conditions seen this cycle, by key
         self.seen: dict[str, Seen] = {}
         self.incompatible: dict[str, str] = {}  # host -> why its queue cannot be used
         self.ours: dict[str, set[str]] = {}  # host -> labels of our live attempts
@@ -65,12 +68,6 @@ class Cycle:
         may_kill = {f"{c.case_id}#{c.attempt}" for c in active}
         may_kill |= {f"slot:{s.key}" for s in self.world.slots if s.state is SlotState.QUARANTINED}
         killing = {(c.case_id, c.attempt) for c in active if c.state is CaseState.KILLING}
-        alarms = {
-            key: host
-            for key, host in self.memory.alarms.items()
-            if host is not None and host not in self.seen  # unseen: cannot tell if it ended
-        }
-        alarms.update(self.raised)
         memory = Memory(
             missing={key: n for key, n in self.missing.items() if key in live},
             kill_sent={key: at for key, at in self.kill_sent.items() if key in may_kill},
@@ -78,10 +75,20 @@ class Cycle:
             running_since={k: at for k, at in self.running_since.items() if k in live},
             node_clocks=self.node_clocks,
             clock=(self.now, self.mono),
-            alarms=alarms,
         )
         actions = tuple(dict.fromkeys(self.actions))  # e.g. one release per held slot
-        return Decision(tuple(self.records), actions, tuple(self.alarms), memory)
+        return Decision((*self.records, *self._alarm_records()), actions, memory)
+
+    def _alarm_records(self) -> list[Command]:
+        """Raise the alarms whose condition started; clear those whose condition ended (an
+        alarm about a host that was not seen this cycle stays: nobody can tell)."""
+        standing = {alarm.key: alarm for alarm in self.world.alarms}
+        records: list[Command] = [r for key, r in self.raised.items() if key not in standing]
+        for alarm in self.world.alarms:
+            ended = alarm.key not in self.raised and alarm.kind not in STICKY_ALARMS
+            if ended and (alarm.host is None or alarm.host in self.seen):
+                records.append(ClearAlarm(alarm_id=alarm.alarm_id, reason="its condition ended"))
+        return records
 
     # --- what the rules ask for --------------------------------------------------------
 
@@ -90,17 +97,25 @@ class Cycle:
 
     def alarm(
         self,
+        kind: AlarmKind,
         message: str,
-        case: CaseView | None = None,
         *,
-        key: str | None = None,
+        key: str,
+        case: CaseView | None = None,
         host: str | None = None,
+        subject: str | None = None,
+        from_views: bool = False,
     ) -> None:
-        """Raise an alarm unless it is raised already (``key``, by default its message)."""
-        key = key or message
-        self.raised[key] = host if host is not None else (case.host if case else None)
-        if key not in self.memory.alarms:
-            self.alarms.append(Alarm(message, case.case_id if case else None, key))
+        """The condition ``key`` holds in this cycle: raised unless it stands already.
+        ``host``: the host whose sight tells whether it lasts (by default the case's);
+        ``from_views``: none, the views tell it every cycle."""
+        if subject is None:
+            subject = f"case {case.case_id}" if case else f"host {host}" if host else "daemon"
+        self.raised[key] = RaiseAlarm(
+            key=key, kind=kind, subject=subject, message=message, raised_at=self.now,
+            about_case=case.case_id if case else None,
+            host=None if from_views else host if host is not None else case.host if case else None,
+        )  # fmt: skip
 
     def send_kill(self, key: str, host: str, task: RemoteTask, case_id: str | None) -> None:
         """Ask for a kill, at most once per ``kill_resend_interval`` for the same ``key``."""
@@ -142,13 +157,15 @@ class Cycle:
             self.clock_unsafe.add(host)
             self.offset_before_jump[host] = last[0]
             self.alarm(
+                AlarmKind.CLOCK_JUMP,
                 f"the clock of host {host} jumped by {offset - last[0]:+.0f} s; no case there "
                 "is killed or failed for its timing in this cycle",
-                key=f"node-clock-jump:{host}",
+                key=f"node-clock-jump:{host}:{self.now.isoformat()}",
                 host=host,
             )
         if seen.skew is not None and abs(seen.skew) > self.policy.max_skew.total_seconds():
             self.alarm(
+                AlarmKind.CLOCK_SKEW,
                 f"the clock of host {host} is {seen.skew:+.1f} s off this machine's (more than "
                 f"{self.policy.max_skew.total_seconds():g} s): fix the time service (NTP) there "
                 "or here",
@@ -165,8 +182,9 @@ class Cycle:
         if abs(jump) <= self.policy.clock_jump_tolerance.total_seconds():
             return False
         self.alarm(
+            AlarmKind.CLOCK_JUMP,
             f"this machine's clock jumped by {jump:+.0f} s; no case is killed or failed for "
             "its timing in this cycle",
-            key="clock-jump",
+            key=f"clock-jump:{self.now.isoformat()}",
         )
         return True

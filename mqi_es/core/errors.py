@@ -10,6 +10,7 @@ MqiError                      root: callers catch this one
 ├── SlotError
 │   ├── SlotNotFound
 │   └── SlotUnavailable       held by another case, quarantined or busy remotely
+├── AlarmNotFound             no alarm with that number or id
 └── ConcurrentUpdate          another process recorded a conflicting fact first
 """
 
@@ -65,6 +66,10 @@ class SlotNotFound(SlotError):
 
 class SlotUnavailable(SlotError):
     """Raised when a GPU slot is held by another case, quarantined or busy remotely."""
+
+
+class AlarmNotFound(MqiError):
+    """Raised when no alarm with the given number or id has been raised."""
 
 
 class ConcurrentUpdate(MqiError):

@@ -7,6 +7,7 @@ registration is refused by the store instead of creating a duplicate.
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 from uuid import UUID, uuid5
 
 # Fixed forever: changing it would orphan every recorded aggregate.
@@ -27,6 +28,13 @@ def host_uuid(name: str) -> UUID:
 
 def refusal_uuid(name_repr: str) -> UUID:
     return uuid5(NAMESPACE, f"refusal/{name_repr}")
+
+
+def alarm_uuid(key: str, raised_at: datetime | None) -> UUID:
+    """One alarm: the condition ``key`` raised at ``raised_at``; a condition that can only
+    happen once (a case attempt's failure) is raised without a time."""
+    suffix = "" if raised_at is None else f"@{raised_at.isoformat()}"
+    return uuid5(NAMESPACE, f"alarm/{key}{suffix}")
 
 
 def name_key(case_id: str, *, fold_case: bool) -> str:

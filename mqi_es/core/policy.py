@@ -6,10 +6,21 @@ configuration machinery (YAML, msgspec) and tests build them directly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from mqi_es.core import backoff
+from mqi_es.core.states import CaseState
+
+# Defaults that fit MOQUI runs (alarms.stall_minutes): how long a case may stay in a state.
+STALL_LIMITS: Mapping[CaseState, timedelta] = {
+    CaseState.WAITING: timedelta(hours=24),
+    CaseState.HELD: timedelta(hours=1),
+    CaseState.SUBMITTING: timedelta(minutes=30),
+    CaseState.QUEUED: timedelta(hours=1),
+    CaseState.RETRIEVING: timedelta(hours=1),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +47,8 @@ class Policy:
     # cycles jumped: no time-based kill or failure in that cycle. Same for a node's clock.
     clock_jump_tolerance: timedelta = timedelta(seconds=5)
     max_skew: timedelta = timedelta(seconds=60)  # a node's clock this far from ours: alarm
+    stall_limits: Mapping[CaseState, timedelta] = field(default_factory=lambda: STALL_LIMITS)
+    host_down: timedelta = timedelta(minutes=10)  # a host unusable this long: alarm
     hosts_by_name: dict[str, HostPolicy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -65,6 +65,14 @@ class NothingToFetch:
     globs: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Unwritable:
+    """The results are safe on the node but cannot be written here (a full disk, a folder
+    in the way): no fact; fetched again later, with an alarm while it lasts."""
+
+    reason: str
+
+
 def after_upload(
     case: CaseView, outcome: Uploaded | Unsendable | RemoteFailure | Unknown, now: datetime,
     policy: Policy,
@@ -105,7 +113,7 @@ def after_submit(
 
 
 def after_fetch(
-    case: CaseView, outcome: Fetched | NothingToFetch | RemoteFailure | Unknown
+    case: CaseView, outcome: Fetched | NothingToFetch | Unwritable | RemoteFailure | Unknown
 ) -> list[CompleteCase | FailCase]:
     match outcome:
         case Fetched(files=files, bytes=size, results_dir=results_dir):

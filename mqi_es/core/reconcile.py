@@ -29,7 +29,13 @@ Time: a task's running time is measured on the node's clock (its start and the n
 time, read in the same round trip), carried over once onto our monotonic clock; local
 waits (kill confirmation, kill resends, the submit settle window) are monotonic. In a cycle
 where our wall clock jumped, or a node's clock did, nothing is killed or failed for its
-timing. Alarms are raised once while their condition lasts.
+timing.
+
+Alarms (``AlarmKind``) are facts too: raised when their condition starts (never again
+while it stands), cleared when it has ended; one about a host not seen this cycle stays,
+since nobody can tell. An alarm that stands for a moment (a failed case, a vanished task)
+stays open until an operator acknowledges it. A case stalled in one state, a host down
+for too long, are judged from the views.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from mqi_es.core.actions import Decision, Memory
+from mqi_es.core.alarm_rules import watch_for_stalls, watch_hosts, watch_results
 from mqi_es.core.case_rules import follow_cases
 from mqi_es.core.cycle import Cycle, World
 from mqi_es.core.policy import Policy
@@ -50,4 +57,7 @@ def reconcile(world: World, now: datetime, policy: Policy, memory: Memory) -> De
     follow_cases(cycle)
     check_slots(cycle)
     allocate(cycle)
+    watch_for_stalls(cycle)
+    watch_hosts(cycle)
+    watch_results(cycle)
     return cycle.decision()

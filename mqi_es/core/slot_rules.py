@@ -15,7 +15,7 @@ from mqi_es.core.commands import (
 from mqi_es.core.cycle import Cycle
 from mqi_es.core.ids import TASK_LABEL_PREFIX
 from mqi_es.core.remote import NOT_POLLED, STARTED, Blindness, RemoteTask, StatusSnapshot, Unseen
-from mqi_es.core.states import CaseState, HostState, SlotState
+from mqi_es.core.states import AlarmKind, CaseState, HostState, SlotState
 from mqi_es.core.views import CaseView, HostView, SlotView
 
 
@@ -46,7 +46,10 @@ def _unseen(cycle: Cycle, name: str, view: HostView | None, seen: Unseen) -> Non
         ))  # fmt: skip
     if seen.kind is Blindness.INCOMPATIBLE:
         cycle.incompatible[name] = seen.reason
-        cycle.alarm(f"host {name} cannot be used: {seen.reason}", key=f"incompatible:{name}")
+        cycle.alarm(
+            AlarmKind.HOST_INCOMPATIBLE, f"host {name} cannot be used: {seen.reason}",
+            key=f"incompatible:{name}", host=name,
+        )  # fmt: skip
 
 
 def check_slots(cycle: Cycle) -> None:
@@ -62,16 +65,19 @@ def check_slots(cycle: Cycle) -> None:
         foreign = [t for t in tasks if t.state in STARTED and t.label not in ours]
         if remote is None:
             cycle.alarm(
+                AlarmKind.SLOT_MISSING,
                 f"GPU slot {slot.key} does not exist on the host: no case is sent to it "
                 "(`mqi doctor` says how to set it up)",
                 key=f"missing-slot:{slot.key}",
                 host=slot.host,
+                subject=f"gpu {slot.key}",
             )
         if remote is None or not remote.open or any(t.state != "ended" for t in tasks):
             # missing, paused (perhaps by an operator, for maintenance) or busy
             cycle.taken.add((slot.host, slot.name))
-        if slot.state is SlotState.FREE and foreign:
+        if slot.state in (SlotState.FREE, SlotState.BUSY):  # a quarantine says it already
             _alarm_strays(cycle, slot, foreign)
+        if slot.state is SlotState.FREE and foreign:
             cycle.record(MarkSlotBusy(host=slot.host, slot=slot.name,
                 task_ids=[t.id for t in foreign],
                 reason="the slot runs tasks this daemon did not submit",
@@ -86,15 +92,17 @@ def check_slots(cycle: Cycle) -> None:
 
 def _alarm_strays(cycle: Cycle, slot: SlotView, foreign: list[RemoteTask]) -> None:
     """A task with our label but no live attempt (e.g. an attempt abandoned while its
-    submission was in flight) is someone's to look at: said once, as the slot turns busy."""
+    submission was in flight) is someone's to look at, as long as it is there."""
     for stray in foreign:
         if (stray.label or "").startswith(TASK_LABEL_PREFIX):
             cycle.alarm(
+                AlarmKind.STRAY_TASK,
                 f"task {stray.id} in {slot.key} carries this daemon's label {stray.label}"
                 " but belongs to no live attempt; it keeps the GPU busy: cancel it on the host"
                 " if it is not needed",
                 key=f"stray:{slot.key}:{stray.label}:{stray.created_at}",
                 host=slot.host,
+                subject=f"gpu {slot.key}",
             )
 
 
@@ -112,9 +120,11 @@ def _quarantined(cycle: Cycle, slot: SlotView, snapshot: StatusSnapshot) -> None
         return
     cycle.send_kill(f"slot:{slot.key}", slot.host, task, None)
     cycle.alarm(
+        AlarmKind.SLOT_QUARANTINED,
         f"GPU slot {slot.key} quarantined: task {task.id} still {task.state}",
         key=f"quarantine:{slot.key}",
         host=slot.host,
+        subject=f"gpu {slot.key}",
     )
 
 

@@ -63,3 +63,36 @@ class HostState(StrEnum):
     QUEUE_DOWN = "queue_down"  # reached, but its queue service did not answer
     UNREADABLE = "unreadable"  # answered with something we could not read
     INCOMPATIBLE = "incompatible"  # its queue software cannot be used safely (e.g. too old)
+
+
+class AlarmKind(StrEnum):
+    """What an alarm is about; docs/operations.md says what each means and what to do."""
+
+    CASE_FAILED = "case_failed"  # a case ended failed (not cancelled): until retried or acked
+    CASE_STALLED = "case_stalled"  # a case stays in one state longer than alarms.stall_minutes
+    CASE_DUPLICATED = "case_duplicated"  # several remote tasks carry one attempt's label
+    TASK_VANISHED = "task_vanished"  # a case's task left the queue without an outcome
+    KILL_UNCONFIRMED = "kill_unconfirmed"  # a kill was not confirmed in time
+    HOST_DOWN = "host_down"  # unreachable, queue service down or unreadable for too long
+    HOST_INCOMPATIBLE = "host_incompatible"  # its queue software cannot be used safely
+    SLOT_MISSING = "slot_missing"  # a configured slot does not exist on its host
+    SLOT_QUARANTINED = "slot_quarantined"  # a task we could not kill may still hold the GPU
+    STRAY_TASK = "stray_task"  # a task with our label that belongs to no live attempt
+    RESULTS_UNWRITABLE = "results_unwritable"  # fetched results cannot be written here
+    CLOCK_SKEW = "clock_skew"  # a node's clock is off ours by more than the bound
+    CLOCK_JUMP = "clock_jump"  # this machine's or a node's clock jumped
+    NAME_CLASH = "name_clash"  # a folder's name clashes with a registered case's
+
+
+# Alarms that stand for a moment, not a lasting condition: they stay open until an operator
+# acknowledges them (a failed case: or until it is retried), never cleared by absence.
+STICKY_ALARMS = frozenset(
+    {AlarmKind.CASE_FAILED, AlarmKind.TASK_VANISHED, AlarmKind.KILL_UNCONFIRMED,
+     AlarmKind.CASE_DUPLICATED, AlarmKind.CLOCK_JUMP, AlarmKind.NAME_CLASH}
+)  # fmt: skip
+
+
+class AlarmState(StrEnum):
+    OPEN = "open"  # raised, nobody has acknowledged it
+    ACKNOWLEDGED = "acknowledged"  # an operator has seen it; its condition may still last
+    CLEARED = "cleared"  # its condition ended (or, for a sticky alarm, it was dealt with)

@@ -11,7 +11,15 @@ from datetime import datetime
 
 import msgspec
 
-from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.core.states import (
+    AlarmKind,
+    AlarmState,
+    CaseState,
+    FailureCategory,
+    HostState,
+    KillCause,
+    SlotState,
+)
 
 
 class CaseView(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,3 +83,20 @@ class RefusalView(msgspec.Struct, frozen=True, kw_only=True):
     name_repr: str
     reason: str
     refused_at: datetime
+
+
+class AlarmView(msgspec.Struct, frozen=True, kw_only=True):
+    alarm_id: str  # the aggregate's id (hex)
+    number: int  # what an operator types (`mqi ack N`): the notification id of its raise
+    key: str  # the condition: raised again only after this one was cleared
+    kind: AlarmKind
+    subject: str  # e.g. "case c1", "host n1", "gpu n1/gpu0", "daemon"
+    message: str
+    state: AlarmState
+    raised_at: datetime
+    case_id: str | None = None
+    host: str | None = None  # the host whose sight tells whether the condition lasts
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    cleared_at: datetime | None = None
+    reason: str = ""  # of the last acknowledgement or clearing

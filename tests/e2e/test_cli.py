@@ -74,12 +74,15 @@ def test_history_lists_every_event_of_a_case_oldest_first(folder):
         ("case patient-7", "TaskEnqueued"),
         ("case patient-7", "Failed"),
         ("gpu node1/gpu0", "Released"),
+        (f"alarm {trail[6]['notification_id']}", "Raised"),
         ("case patient-7", "RetryRequested"),
+        (f"alarm {trail[6]['notification_id']}", "Cleared"),
     ]
     failed = trail[4]
     assert failed["details"]["exit_code"] == 2
     assert failed["reason"] == "tps_env exited with 2" and failed["actor"] == "daemon"
-    assert trail[-1]["actor"] == "user:alice"
+    assert trail[-1]["actor"] == trail[-2]["actor"] == "user:alice"
+    assert trail[6]["reason"] == "case patient-7 failed (case_failure): tps_env exited with 2"
     assert [e["notification_id"] for e in trail] == sorted(e["notification_id"] for e in trail)
 
     table = mqi(folder, "history", "patient-7")
@@ -113,7 +116,7 @@ def test_replay_rebuilds_and_check_finds_a_tampered_view(folder):
     assert mqi(folder, "status").exit_code == 0  # builds the views
     result = mqi(folder, "replay")
     assert result.exit_code == 0, result.output
-    assert "replayed 12 events" in result.output  # 10 facts and 2 name claims
+    assert "replayed 14 events" in result.output  # 10 facts, 2 name claims, 1 alarm raised, cleared
     assert mqi(folder, "replay", "--check").exit_code == 0
     link = folder / "var" / "views.sqlite"
     connection = sqlite3.connect(generations.current(link))

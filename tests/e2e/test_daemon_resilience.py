@@ -119,5 +119,11 @@ def test_status_shows_a_nodes_clock_skew_and_the_daemon_alarms_once(site):
         assert daemon.stop() == 0
     skew = status["hosts"][0]["clock_skew_seconds"]
     assert 298 < skew < 302
-    assert log_text(config).count("ALARM the clock of host sandbox is +") == 1
+    assert log_text(config).count("ALARM host sandbox: the clock of host sandbox is +") == 1
+    (alarm,) = mqi_json(config, "alarms")
+    assert (alarm["kind"], alarm["state"], alarm["subject"]) == (
+        "clock_skew",
+        "open",
+        "host sandbox",
+    )
     assert cases(config) == {}

@@ -68,7 +68,6 @@ def test_the_actions_of_a_case_whose_fact_was_refused_are_not_started(ledger: Le
             Fetch(case_id="c1", attempt=1, host="n1", remote_dir="~/m/c1"),
             Submit(case_id="c2", host="n1", slot="g"),
         ),
-        alarms=(),
         memory=Memory(),
     )
     assert bus.decide(decision) == [Submit(case_id="c2", host="n1", slot="g")]

@@ -22,8 +22,9 @@ from mqi_es.core.commands import MarkSlotBusy
 from mqi_es.core.errors import SlotError
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok, Unknown
+from mqi_es.core.reactions import Fetched, Unwritable
 from mqi_es.core.remote import Blindness, RemoteSlot, RemoteTask, Seen, StatusSnapshot, Unseen
-from mqi_es.core.states import HostState
+from mqi_es.core.states import AlarmKind, HostState
 from mqi_es.runtime import Daemon
 from projections.live import LiveViews
 
@@ -146,16 +147,28 @@ def test_results_that_cannot_be_written_here_are_fetched_again_with_backoff(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     host = FakeHost("n1")
-    host.answers["fetch"] = Unknown("results cannot be written here: No space left on device")
+    host.answers["fetch"] = Unwritable("results cannot be written here: No space left on device")
     daemon = make_daemon(tmp_path, host)
     retrieving_case(daemon)
     with caplog.at_level(logging.INFO):
         count = asyncio.run(cycles(daemon, 2.0))
     assert 2 <= host.calls["fetch"] <= 6 < count
-    said = [r for r in caplog.records if "No space left on device" in r.getMessage()]
-    assert len(said) == 1  # then counted, not repeated
+    said = [r.getMessage() for r in caplog.records if "No space left on device" in r.getMessage()]
+    assert len([m for m in said if "trying again" in m]) == 1  # then counted, not repeated
+    assert len([m for m in said if m.startswith("ALARM")]) == 1  # and alarmed once
     with daemon.views.snapshot() as views:
-        assert views.case("c1").state.value == "retrieving"  # unknown changes nothing
+        assert views.case("c1").state.value == "retrieving"  # no fact: the node has them
+        (alarm,) = views.alarms(standing_only=True)
+    assert (alarm.kind, alarm.case_id) == (AlarmKind.RESULTS_UNWRITABLE, "c1")
+    assert alarm.message == (
+        "the results of case c1 cannot be written here: No space left on device; they stay "
+        "safe on the node and are fetched again until they can be written"
+    )
+    host.answers["fetch"] = Fetched(1, 4, str(tmp_path / "results"))
+    asyncio.run(cycles(daemon, 3.0))  # the next fetch, after its backoff, writes them
+    with daemon.views.snapshot() as views:
+        assert views.case("c1").state.value == "completed"
+        assert views.alarms(standing_only=True) == []  # cleared with its condition
 
 
 def test_a_refused_record_without_a_case_does_not_hold_back_another_slots_release(

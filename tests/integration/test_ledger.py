@@ -76,7 +76,7 @@ def test_failing_a_case_releases_its_slot_in_the_same_save(ledger):
         "c1", category=FailureCategory.CASE_FAILURE, actor="daemon", reason="exit 2", exit_code=2
     )
     new = ledger.recorder.select_notifications(before + 1, 10)
-    assert [n.topic.rsplit(".", 1)[-1] for n in new] == ["Failed", "Released"]
+    assert [n.topic.rsplit(".", 1)[-1] for n in new] == ["Failed", "Released", "Raised"]
     assert ledger.slot("n1", "gpu1").state is SlotState.FREE
 
 

@@ -78,6 +78,7 @@ def test_no_stale_gpu_or_task_association_on_a_terminal_case_while_its_history_k
         ("case c0", "TaskEnqueued"),
         ("case c0", "Failed"),
         ("gpu n1/gpu0", "Released"),
+        (f"alarm {trail[-1].notification_id}", "Raised"),  # the failure's alarm, same save
     ]
     started = trail[1]
     assert (started.details["host"], started.details["slot"]) == ("n1", "gpu0")
@@ -131,7 +132,7 @@ def test_an_error_in_the_middle_of_a_batch_applies_none_of_it(world, monkeypatch
         assert views.position() == position
         assert views.case("c1").state is CaseState.FAILED  # the first event was not kept
     monkeypatch.undo()
-    assert world.catch_up() == 2
+    assert world.catch_up() == 4  # each retry: the case's event and its failure alarm cleared
     assert runner.check(world.link, world.feed).ok
 
 

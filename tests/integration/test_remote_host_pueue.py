@@ -30,7 +30,7 @@ from mqi_es.adapters.ssh.transfer import MANIFEST
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Uploaded
+from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Unwritable, Uploaded
 from mqi_es.core.remote import Blindness, RemoteTask, Seen, StatusSnapshot, Unseen
 from mqi_es.sandbox import ThreadedSandboxNode
 from tests.fixtures.sandbox import NodeFactory
@@ -461,7 +461,7 @@ def test_results_that_cannot_be_written_here_are_fetched_again_later(
 
     fetched = run(host, lambda: host.fetch("~/case", tmp_path / "results" / "case-1"))
 
-    assert isinstance(fetched, Unknown)  # not a failure of the case: the node still has them
+    assert isinstance(fetched, Unwritable)  # not a failure of the case: the node has them
     assert fetched.reason.startswith("results cannot be written here: node1: download: local")
 
 

@@ -53,6 +53,9 @@ def as_this_release_shows(shown: dict[str, Any]) -> dict[str, Any]:
         "cases": [renamed(c, CASE_KEYS, CASE_KEYS_GONE) for c in shown["cases"]],
         "gpus": [renamed(s, SLOT_KEYS) for s in shown["gpus"]],
         "status": {
+            # new here: alarms, none in a log recorded before alarms were facts
+            "open_alarms": [],
+            "acknowledged_alarms": [],
             **shown["status"],
             "gpus": [renamed(s, SLOT_KEYS) for s in shown["status"]["gpus"]],
         },

@@ -43,7 +43,7 @@ from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reactions import Fetched, NothingToFetch, Uploaded
 from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import Blindness, RemoteSlot, RemoteTask, Seen, StatusSnapshot, Unseen
-from mqi_es.core.states import KillCause, SlotState
+from mqi_es.core.states import AlarmKind, CaseState, FailureCategory, KillCause, SlotState
 from mqi_es.domain.recorded import Recorded
 from projections.feed import EventFeed
 from projections.live import LiveViews
@@ -270,6 +270,7 @@ class Lifecycle(RuleBasedStateMachine):
                 observations={"n1": observation}, started_at=self.started_at, mono=self.true,
                 busy=frozenset(a.case_id for a in self.pending if getattr(a, "case_id", None)),
                 settled_at=dict(self.dispatcher.settled_at),
+                alarms=views.alarms(standing_only=True),
             )  # fmt: skip
 
     @rule(view=st.sampled_from(["seen", "seen", "seen", "unreachable", "garbage"]))
@@ -375,6 +376,19 @@ class Lifecycle(RuleBasedStateMachine):
                 assert any(s.case_id == c.case_id and s.name == c.slot for s in slots), c
             if c.state.is_terminal:
                 assert c.host is None and c.task_id is None
+
+    @invariant()
+    def a_condition_stands_once_and_every_failure_raised_an_alarm(self) -> None:
+        self.views.catch_up()
+        with self.views.snapshot() as views:
+            standing = [a.key for a in views.alarms(standing_only=True)]
+            failed = {
+                c.case_id for c in views.cases(CaseState.FAILED)
+                if c.failure is not FailureCategory.CANCELLED
+            }  # fmt: skip
+            alarmed = {a.case_id for a in views.alarms() if a.kind is AlarmKind.CASE_FAILED}
+        assert len(standing) == len(set(standing)), standing
+        assert failed <= alarmed, failed - alarmed
 
     @invariant()
     def at_most_one_remote_task_per_attempt(self) -> None:

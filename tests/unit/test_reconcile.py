@@ -25,11 +25,15 @@ from tests.unit.worlds import (
     STARTED,
     T0,
     case,
+    cleared,
     commands,
     decide,
+    facts,
     mono,
+    raised,
     seen,
     slot,
+    standing,
     task,
 )
 
@@ -40,7 +44,7 @@ from tests.unit.worlds import (
 def test_unreachable_host_is_not_a_failed_job(reason):
     running = case(state=CaseState.RUNNING)
     decision = decide([running], Unseen(reason))
-    assert decision.records == (
+    assert facts(decision) == (
         RecordHostUnavailable(name="n1", state=HostState.UNREACHABLE, since=T0,
             reason=reason,
         ),
@@ -51,7 +55,7 @@ def test_unreachable_host_is_not_a_failed_job(reason):
 def test_a_parse_error_of_pueue_status_is_not_a_failed_job_and_is_recorded_as_unreadable():
     cases = [case("c1", CaseState.RUNNING), case("c2", CaseState.QUEUED, slot="gpu1")]
     decision = decide(cases, Unseen("status could not be parsed", Blindness.UNREADABLE))
-    (record,) = decision.records
+    (record,) = facts(decision)
     assert isinstance(record, RecordHostUnavailable)
     assert record.state is HostState.UNREADABLE
     assert decision.actions == ()
@@ -59,7 +63,7 @@ def test_a_parse_error_of_pueue_status_is_not_a_failed_job_and_is_recorded_as_un
 
 def test_a_queue_service_that_is_down_is_recorded_as_such_not_as_an_unreachable_node():
     decision = decide([case()], Unseen("pueue daemon not running", Blindness.QUEUE_DOWN))
-    (record,) = decision.records
+    (record,) = facts(decision)
     assert record.state is HostState.QUEUE_DOWN
     assert record.reason == "pueue daemon not running"
     assert decision.actions == ()
@@ -67,25 +71,25 @@ def test_a_queue_service_that_is_down_is_recorded_as_such_not_as_an_unreachable_
 
 def test_what_is_seen_of_a_host_is_recorded_again_only_when_it_changes():
     down = Unseen("pueue daemon not running", Blindness.QUEUE_DOWN)
-    assert decide([case()], down, host_state=HostState.QUEUE_DOWN).records == ()
+    assert facts(decide([case()], down, host_state=HostState.QUEUE_DOWN)) == ()
     changed = decide([case()], Unseen("refused"), host_state=HostState.QUEUE_DOWN)
-    assert [r.state for r in changed.records] == [HostState.UNREACHABLE]
+    assert [r.state for r in facts(changed)] == [HostState.UNREACHABLE]
 
 
 @pytest.mark.parametrize("kind", [Blindness.PENDING, Blindness.FAULT, Blindness.NOT_POLLED])
 def test_a_query_without_an_answer_yet_or_our_own_fault_records_nothing_about_the_host(kind):
     decision = decide([case()], Unseen("no answer yet", kind))
-    assert decision.records == () and decision.actions == ()
+    assert facts(decision) == () and decision.actions == ()
 
 
 def test_an_outage_is_recorded_once_not_once_per_poll():
     decision = decide([case()], Unseen("refused"), host_state=HostState.UNREACHABLE)
-    assert decision.records == () and decision.actions == ()
+    assert facts(decision) == () and decision.actions == ()
 
 
 def test_a_host_that_answers_again_is_recorded_reachable_once():
     decision = decide([case()], seen(task()), host_state=HostState.UNREACHABLE)
-    assert decision.records == (RecordHostReachable(name="n1", at=T0),)
+    assert facts(decision) == (RecordHostReachable(name="n1", at=T0),)
     assert decide([case()], seen(task())).records == ()
 
 
@@ -107,7 +111,7 @@ def test_a_case_waiting_for_its_backoff_is_not_submitted_yet():
 def test_a_slot_running_tasks_we_did_not_submit_is_busy_not_allocated():
     foreign = task(3, label="someone-else", slot="gpu0")
     decision = decide([case("c1", CaseState.WAITING)], seen(foreign))
-    assert decision.records == (
+    assert facts(decision) == (
         MarkSlotBusy(host="n1", slot="gpu0", task_ids=[3],
             reason="the slot runs tasks this daemon did not submit",
         ),
@@ -135,7 +139,7 @@ def test_cases_with_work_in_flight_are_left_alone():
 def test_a_submitting_case_adopts_its_task_found_by_label():
     submitting = case(state=CaseState.SUBMITTING)
     decision = decide([submitting], seen(task(12, state="waiting")))
-    assert decision.records == (
+    assert facts(decision) == (
         RecordEnqueued(case_id="c1", attempt=1, task_id=12, created_at=CREATED,
             reason="task found in the queue by its label",
         ),
@@ -145,13 +149,13 @@ def test_a_submitting_case_adopts_its_task_found_by_label():
 def test_a_missing_task_right_after_a_submission_is_looked_for_again():
     submitting = case(state=CaseState.SUBMITTING)
     settled = {"c1": mono(T0 + timedelta(seconds=5))}
-    assert decide([submitting], seen(), settled_at=settled).records == ()
+    assert facts(decide([submitting], seen(), settled_at=settled)) == ()
 
 
 def test_a_task_that_never_reached_the_queue_gives_a_new_uncharged_attempt():
     submitting = case(state=CaseState.SUBMITTING)
     decision = decide([submitting], seen(), settled_at={"c1": mono(T0 - timedelta(seconds=1))})
-    assert decision.records == (
+    assert facts(decision) == (
         AbandonAttempt(case_id="c1", not_before=T0, charged=False,
             reason="the task never reached the queue; submitting a new attempt",
         ),
@@ -161,7 +165,7 @@ def test_a_task_that_never_reached_the_queue_gives_a_new_uncharged_attempt():
 def test_after_a_restart_an_interrupted_submission_waits_for_stragglers():
     submitting = case(state=CaseState.SUBMITTING)
     early = seen(taken_at=STARTED + POLICY.submit_settle - timedelta(seconds=1))
-    assert decide([submitting], early).records == ()
+    assert facts(decide([submitting], early)) == ()
 
 
 # --- monitoring ------------------------------------------------------------------------------
@@ -169,13 +173,13 @@ def test_after_a_restart_an_interrupted_submission_waits_for_stragglers():
 
 def test_a_queued_case_whose_task_runs_is_recorded_as_started():
     decision = decide([case(state=CaseState.QUEUED)], seen(task(start=CREATED)))
-    assert decision.records == (RecordStarted(case_id="c1", attempt=1, started_at=CREATED),)
+    assert facts(decision) == (RecordStarted(case_id="c1", attempt=1, started_at=CREATED),)
 
 
 def test_success_records_the_remote_success_and_a_retrieving_case_is_fetched():
     done = task(state="ended", result="succeeded", end=T0)
     decision = decide([case()], seen(done))
-    assert decision.records == (RecordRemoteSuccess(case_id="c1", attempt=1, ended_at=T0),)
+    assert facts(decision) == (RecordRemoteSuccess(case_id="c1", attempt=1, ended_at=T0),)
     retrieving = case(state=CaseState.RETRIEVING, task_id=None, task_created_at=None)
     fetch = decide([retrieving], seen(done), slots=[slot("gpu0"), slot("gpu1")])
     assert fetch.actions == (Fetch("c1", 1, "n1", "~/mqi/c1/attempt-1"),)
@@ -184,7 +188,7 @@ def test_success_records_the_remote_success_and_a_retrieving_case_is_fetched():
 def test_a_failed_task_fails_the_case_with_its_exit_code_and_log():
     failed = task(state="ended", result="failed", exit_code=2, end=T0)
     decision = decide([case()], seen(failed))
-    assert decision.records == ()
+    assert facts(decision) == ()
     assert decision.actions == (
         FailWithLog("c1", 1, "n1", failed, "the simulation exited with code 2"),
     )
@@ -199,7 +203,7 @@ def test_a_task_that_failed_to_spawn_fails_the_case():
 def test_a_task_killed_by_others_is_resubmitted_with_backoff():
     killed = task(state="ended", result="killed", end=T0)
     decision = decide([case()], seen(killed))
-    (record,) = decision.records
+    (record,) = facts(decision)
     assert isinstance(record, AbandonAttempt)
     assert record.charged is True
     assert record.not_before == T0 + POLICY.retry_backoff
@@ -208,7 +212,7 @@ def test_a_task_killed_by_others_is_resubmitted_with_backoff():
 def test_infrastructure_losses_end_the_case_after_max_attempts():
     killed = task(state="ended", result="killed", end=T0)
     decision = decide([case(infra_failures=POLICY.max_attempts - 1)], seen(killed))
-    (record,) = decision.records
+    (record,) = facts(decision)
     assert isinstance(record, FailCase)
     assert record.category is FailureCategory.INFRASTRUCTURE
 
@@ -217,11 +221,11 @@ def test_a_missing_task_is_lost_only_after_the_grace_polls():
     memory = Memory()
     for poll in range(1, POLICY.missing_grace):
         decision = decide([case()], seen(), memory=memory)
-        assert decision.records == (), poll
+        assert facts(decision) == (), poll
         memory = decision.memory
     decision = decide([case()], seen(), memory=memory)
     assert commands(decision) == ["AbandonAttempt"]
-    assert decision.alarms
+    assert raised(decision)
 
 
 def test_an_unknown_poll_does_not_count_towards_the_grace():
@@ -244,7 +248,7 @@ def test_a_case_over_its_timeout_is_killed_and_its_gpu_kept_until_confirmed():
     started = T0 - POLICY.timeout - timedelta(seconds=1)
     running = task(start=started)
     decision = decide([case(state_since=started)], seen(running))
-    assert decision.records == (
+    assert facts(decision) == (
         RequestKill(case_id="c1", cause=KillCause.TIMEOUT,
             reason=f"running longer than {POLICY.timeout}",
         ),
@@ -280,11 +284,11 @@ def test_a_kill_is_resent_at_most_every_interval_and_ends_the_case_when_confirme
     killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT,
                    state_since=T0 - timedelta(seconds=5))  # fmt: skip
     first = decide([killing], seen(task()))
-    assert first.records == () and len(first.actions) == 1
+    assert facts(first) == () and len(first.actions) == 1
     again = decide([killing], seen(task()), memory=first.memory, now=T0 + timedelta(seconds=1))
     assert again.actions == ()
     confirmed = decide([killing], seen(task(state="ended", result="killed", end=T0)))
-    assert confirmed.records == (
+    assert facts(confirmed) == (
         FailCase(case_id="c1", category=FailureCategory.TIMEOUT,
             reason="the task was killed as asked", quarantine=False, quarantine_task_id=None,
         ),
@@ -294,13 +298,13 @@ def test_a_kill_is_resent_at_most_every_interval_and_ends_the_case_when_confirme
 def test_a_kill_that_is_never_confirmed_quarantines_the_slot():
     stuck = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
     first = decide([stuck], seen(task()))
-    assert first.records == ()
+    assert facts(first) == ()
     later = T0 + POLICY.kill_confirm_timeout + timedelta(seconds=1)
     decision = decide([stuck], seen(task(), taken_at=later), now=later, memory=first.memory)
-    (record,) = decision.records
+    (record,) = facts(decision)
     assert isinstance(record, FailCase) and record.quarantine is True
     assert record.quarantine_task_id == 7
-    assert decision.alarms
+    assert raised(decision)
 
 
 def test_a_quarantined_slot_is_killed_again_and_lifted_once_its_task_is_gone():
@@ -308,14 +312,15 @@ def test_a_quarantined_slot_is_killed_again_and_lifted_once_its_task_is_gone():
                        task_label=task_label("c1", 1), task_created_at=CREATED)  # fmt: skip
     still = decide([], seen(task()), slots=[quarantined, slot("gpu1")])
     assert still.actions == (Cancel("n1", task(), None),)
-    assert still.alarms
+    assert raised(still)
     later = T0 + POLICY.kill_resend_interval
     again = decide([], seen(task(), taken_at=later), slots=[quarantined, slot("gpu1")],
-                   now=later, memory=still.memory)  # fmt: skip
+                   now=later, memory=still.memory, alarms=standing(still))  # fmt: skip
     assert again.actions == (Cancel("n1", task(), None),)
-    assert again.alarms == ()  # raised once while the slot stays quarantined
-    gone = decide([], seen(), slots=[quarantined, slot("gpu1")])
+    assert raised(again) == []  # raised once while the slot stays quarantined
+    gone = decide([], seen(), slots=[quarantined, slot("gpu1")], alarms=standing(still))
     assert commands(gone) == ["LiftQuarantine"]
+    assert cleared(gone) == [standing(still)[0].alarm_id]  # the quarantine is over
 
 
 def test_a_quarantined_slot_never_kills_another_task_that_got_the_same_id():
@@ -329,7 +334,7 @@ def test_a_quarantined_slot_never_kills_another_task_that_got_the_same_id():
 
 def test_an_operator_cancel_kills_the_running_task():
     decision = decide([case(cancel_requested=True)], seen(task()))
-    assert decision.records[0].cause is KillCause.CANCEL
+    assert facts(decision)[0].cause is KillCause.CANCEL
     assert decision.actions == (Cancel("n1", task(), "c1"),)
 
 
@@ -358,13 +363,13 @@ def test_a_task_that_succeeds_while_its_timeout_kill_is_pending_is_a_success():
     killing = case(state=CaseState.KILLING, kill_cause=KillCause.TIMEOUT)
     done = task(state="ended", result="succeeded", end=T0)
     decision = decide([killing], seen(done))
-    assert decision.records == (RecordRemoteSuccess(case_id="c1", attempt=1, ended_at=T0),)
+    assert facts(decision) == (RecordRemoteSuccess(case_id="c1", attempt=1, ended_at=T0),)
 
 
 def test_a_stray_task_with_our_label_keeps_its_gpu_busy_and_raises_an_alarm():
     stray = task(5, label=task_label("c9", 1), created_at=T0)  # an abandoned attempt's task
     decision = decide([], seen(stray))
     assert commands(decision) == ["MarkSlotBusy"]
-    (alarm,) = decision.alarms
+    (alarm,) = raised(decision)
     assert "belongs to no live attempt" in alarm.message
     assert "cancel it on the host" in alarm.message

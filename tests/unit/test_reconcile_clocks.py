@@ -7,7 +7,22 @@ from mqi_es.core.actions import Cancel, Submit
 from mqi_es.core.commands import AbandonAttempt, FailCase, RecordHostUnavailable
 from mqi_es.core.remote import Blindness, Unseen
 from mqi_es.core.states import CaseState, HostState, KillCause
-from tests.unit.worlds import MONO0, POLICY, T0, case, commands, decide, mono, seen, slot, task
+from tests.unit.worlds import (
+    MONO0,
+    POLICY,
+    T0,
+    case,
+    cleared,
+    commands,
+    decide,
+    facts,
+    mono,
+    raised,
+    seen,
+    slot,
+    standing,
+    task,
+)
 
 HOUR = timedelta(hours=1)
 
@@ -38,7 +53,7 @@ def test_a_node_clock_that_jumps_during_a_run_neither_kills_it_nor_stretches_it(
     jumped = seen(running, taken_at=later, node_time=later + 48 * HOUR, skew=48 * 3600)
     decision = decide([case()], jumped, now=later, memory=first.memory)
     assert "RequestKill" not in commands(decision)
-    assert any("jumped" in a.message for a in decision.alarms)
+    assert any("jumped" in a.message for a in raised(decision))
     # Once it is really over its timeout (on our monotonic clock), it is killed.
     over = T0 + POLICY.timeout
     overdue = seen(running, taken_at=over, node_time=over + 48 * HOUR, skew=48 * 3600)
@@ -59,7 +74,7 @@ def test_our_clock_jumping_ahead_kills_nothing_in_that_cycle():
         memory=first.memory,
     )  # fmt: skip
     assert "RequestKill" not in commands(decision)
-    (alarm,) = decision.alarms
+    (alarm,) = raised(decision)
     assert "this machine's clock jumped by +172790 s" in alarm.message
     later = decide(
         [case()], seen(overdue, taken_at=T0 + timedelta(seconds=20)),
@@ -75,12 +90,12 @@ def test_our_clock_jumping_back_neither_extends_a_kill_confirmation_nor_stops_it
     back = T0 - timedelta(days=1)
     past = MONO0 + POLICY.kill_confirm_timeout.total_seconds() + 5
     second = decide([killing], seen(task()), now=back, at=past, memory=first.memory)
-    assert second.records == ()  # past the window, but the jump's own cycle fails nothing
+    assert facts(second) == ()  # past the window, but the jump's own cycle fails nothing
     third = decide(
         [killing], seen(task()), now=back + timedelta(seconds=1), at=past + 1,
         memory=second.memory,
     )  # fmt: skip
-    (record,) = third.records
+    (record,) = facts(third)
     assert isinstance(record, FailCase) and record.quarantine is True
 
 
@@ -117,7 +132,7 @@ def test_the_submit_settle_window_is_monotonic():
     submitting = case(state=CaseState.SUBMITTING)
     settled = {"c1": MONO0 + 30}  # a `pueue add` may land until then
     # However far the wall clock has jumped, a snapshot sent before then does not count.
-    assert decide([submitting], seen(), settled_at=settled, now=T0 + 48 * HOUR).records == ()
+    assert facts(decide([submitting], seen(), settled_at=settled, now=T0 + 48 * HOUR)) == ()
 
 
 # --- skew ---------------------------------------------------------------------------------
@@ -126,23 +141,28 @@ def test_the_submit_settle_window_is_monotonic():
 def test_a_node_clock_beyond_the_skew_bound_raises_one_alarm_until_it_is_back():
     off = seen(skew=POLICY.max_skew.total_seconds() + 5)
     first = decide([], off)
-    (alarm,) = first.alarms
+    (alarm,) = raised(first)
     assert "off this machine's" in alarm.message and "+65.0 s" in alarm.message
     later = T0 + timedelta(seconds=10)
-    again = decide([], seen(taken_at=later, skew=65.0), now=later, memory=first.memory)
-    assert again.alarms == ()
+    standing_1 = standing(first)
+    again = decide([], seen(taken_at=later, skew=65.0), now=later, memory=first.memory,
+                   alarms=standing_1)  # fmt: skip
+    assert again.records == ()  # neither raised again nor cleared
     # The node's time service steps its clock back in line: that is a jump, not a skew.
-    back = decide([], seen(taken_at=later, skew=0.5), now=later, memory=again.memory)
-    assert [a.key for a in back.alarms] == ["node-clock-jump:n1"]
-    assert "skew:n1" not in back.memory.alarms
-    off_again = decide([], seen(taken_at=later, skew=-90.0), now=later, memory=back.memory)
-    assert [a.key for a in off_again.alarms] == ["skew:n1"]  # jumping still: said already
+    standing_2 = standing(again, standing_1)
+    back = decide([], seen(taken_at=later, skew=0.5), now=later, memory=again.memory,
+                  alarms=standing_2)  # fmt: skip
+    assert [a.key for a in raised(back)] == [f"node-clock-jump:n1:{later.isoformat()}"]
+    assert cleared(back) == [standing_1[0].alarm_id]  # the skew is over
+    off_again = decide([], seen(taken_at=later, skew=-90.0), now=later, memory=back.memory,
+                       alarms=standing(back, standing_2))  # fmt: skip
+    assert [a.key for a in raised(off_again)] == ["skew:n1"]  # jumping still: said already
 
 
 def test_an_alarm_on_a_host_not_seen_stays_raised():
     first = decide([], seen(skew=500.0))
-    hidden = decide([], Unseen("refused"), memory=first.memory)
-    assert "skew:n1" in hidden.memory.alarms
+    hidden = decide([], Unseen("refused"), memory=first.memory, alarms=standing(first))
+    assert cleared(hidden) == [] and raised(hidden) == []  # nobody can tell if it is over
 
 
 # --- hosts that cannot be used ------------------------------------------------------------
@@ -152,23 +172,23 @@ OLD = Unseen("its pueue 2.1.0 is older than 3.0", Blindness.INCOMPATIBLE)
 
 def test_an_incompatible_host_is_recorded_once_with_one_alarm_and_gets_no_case():
     decision = decide([case("c1", CaseState.WAITING)], OLD)
-    assert decision.records == (
+    assert facts(decision) == (
         RecordHostUnavailable(name="n1", state=HostState.INCOMPATIBLE, since=T0,
             reason=OLD.reason,
         ),
     )  # fmt: skip
     assert decision.actions == ()
-    (alarm,) = decision.alarms
+    (alarm,) = raised(decision)
     assert "pueue 2.1.0" in alarm.message
     again = decide([case("c1", CaseState.WAITING)], OLD, host_state=HostState.INCOMPATIBLE,
-                   memory=decision.memory)  # fmt: skip
-    assert again.records == () and again.alarms == () and again.actions == ()
+                   memory=decision.memory, alarms=standing(decision))  # fmt: skip
+    assert facts(again) == () and raised(again) == [] and again.actions == ()
 
 
 def test_a_case_submitting_to_an_incompatible_host_gets_its_slot_back_and_waits_with_why():
     submitting = case(state=CaseState.SUBMITTING)
     decision = decide([submitting], OLD, host_state=HostState.INCOMPATIBLE)
-    (record,) = decision.records
+    (record,) = facts(decision)
     assert isinstance(record, AbandonAttempt)
     assert record.charged is False and record.not_before is None
     assert "pueue 2.1.0" in record.reason
@@ -179,10 +199,11 @@ def test_a_missing_group_is_alarmed_once_and_its_slot_not_handed_out():
     waiting = [case("c1", CaseState.WAITING), case("c2", CaseState.WAITING)]
     decision = decide(waiting, only_gpu1, slots=[slot("gpu0"), slot("gpu1")])
     assert decision.actions == (Submit("c1", "n1", "gpu1"),)
-    (alarm,) = decision.alarms
+    (alarm,) = raised(decision)
     assert "n1/gpu0" in alarm.message and "does not exist" in alarm.message
-    again = decide(waiting, only_gpu1, slots=[slot("gpu0"), slot("gpu1")], memory=decision.memory)
-    assert again.alarms == ()
+    again = decide(waiting, only_gpu1, slots=[slot("gpu0"), slot("gpu1")],
+                   memory=decision.memory, alarms=standing(decision))  # fmt: skip
+    assert raised(again) == [] and cleared(again) == []
 
 
 def test_monotonic_time_in_the_world_is_what_the_decision_remembers():

@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from msgspec.structs import replace
 
 from mqi_es.core.actions import Memory
+from mqi_es.core.commands import ClearAlarm, RaiseAlarm
 from mqi_es.core.cycle import World
 from mqi_es.core.ids import task_label
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import RemoteSlot, RemoteTask, Seen, StatusSnapshot
-from mqi_es.core.states import CaseState, HostState, SlotState
-from mqi_es.core.views import CaseView, HostView, SlotView
+from mqi_es.core.states import AlarmState, CaseState, HostState, SlotState
+from mqi_es.core.views import AlarmView, CaseView, HostView, SlotView
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STARTED = T0 - timedelta(hours=1)
@@ -73,7 +74,7 @@ def slot(name: str = "gpu0", state: SlotState = SlotState.FREE, **kw) -> SlotVie
 
 def decide(
     cases=(), observation=None, slots=None, host_state=HostState.REACHABLE, now=T0,
-    memory=None, policy=POLICY, at=None, **world,
+    memory=None, policy=POLICY, at=None, hosts=None, **world,
 ):  # fmt: skip
     """One cycle at wall time ``now`` and monotonic time ``at`` (default: ``mono(now)``)."""
     if slots is None:
@@ -86,7 +87,9 @@ def decide(
         ]
     w = World(
         cases=list(cases), slots=slots,
-        hosts=[HostView(name="n1", address="127.0.0.1", state=host_state, updated_at=T0)],
+        hosts=hosts if hosts is not None else [
+            HostView(name="n1", address="127.0.0.1", state=host_state, updated_at=T0)
+        ],
         observations={"n1": observation if observation is not None else seen()},
         started_at=mono(STARTED), mono=mono(now) if at is None else at, **world,
     )  # fmt: skip
@@ -94,4 +97,37 @@ def decide(
 
 
 def commands(decision) -> list[str]:
-    return [type(r).__name__ for r in decision.records]
+    """The facts a decision records, by type, its alarms left out (see ``raised``)."""
+    return [type(r).__name__ for r in decision.records if not isinstance(r, _ALARM_COMMANDS)]
+
+
+def facts(decision) -> tuple:
+    """The facts a decision records, its alarms left out."""
+    return tuple(r for r in decision.records if not isinstance(r, _ALARM_COMMANDS))
+
+
+def raised(decision) -> list[RaiseAlarm]:
+    return [r for r in decision.records if isinstance(r, RaiseAlarm)]
+
+
+def cleared(decision) -> list[str]:
+    """The ids of the alarms a decision clears."""
+    return [r.alarm_id for r in decision.records if isinstance(r, ClearAlarm)]
+
+
+def standing(decision, before=()) -> list[AlarmView]:
+    """The alarms not cleared after ``decision`` was recorded (``before``: those standing
+    when it was made), as the views would show them next cycle."""
+    gone = set(cleared(decision))
+    kept = [a for a in before if a.alarm_id not in gone]
+    return kept + [
+        AlarmView(
+            alarm_id=f"a{len(kept) + i}-{r.key}", number=len(kept) + i, key=r.key, kind=r.kind,
+            subject=r.subject, message=r.message, state=AlarmState.OPEN,
+            raised_at=r.raised_at or T0, case_id=r.about_case, host=r.host,
+        )
+        for i, r in enumerate(raised(decision))
+    ]  # fmt: skip
+
+
+_ALARM_COMMANDS = (RaiseAlarm, ClearAlarm)

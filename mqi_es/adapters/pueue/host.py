@@ -60,7 +60,7 @@ from mqi_es.adapters.ssh.transfer import (
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.checks import Finding, Verdict, clock_finding, skipped
 from mqi_es.core.outcome import Ok, Outcome, Progress, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Uploaded
+from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Unwritable, Uploaded
 from mqi_es.core.remote import STARTED, Blindness, Observation, RemoteTask, Seen, Unseen
 from mqi_es.core.task_command import (
     RemoteCommandTemplate,
@@ -279,7 +279,7 @@ class PueueHost:
 
     async def fetch(
         self, remote_dir: str, local_dir: Path, *, progress: Progress | None = None
-    ) -> Fetched | NothingToFetch | RemoteFailure | Unknown:
+    ) -> Fetched | NothingToFetch | Unwritable | RemoteFailure | Unknown:
         """Download the result files of ``remote_dir`` into ``local_dir``, all or nothing."""
         moved = await download_results(
             self.connection,
@@ -289,7 +289,7 @@ class PueueHost:
             parallel=self._parallel,
             progress=progress,
         )
-        result: Fetched | NothingToFetch | RemoteFailure | Unknown
+        result: Fetched | NothingToFetch | Unwritable | RemoteFailure | Unknown
         match moved:
             case Transferred(files=files, bytes=size):
                 result = Fetched(files, size, str(local_dir), moved.digests, moved.manifest_sha256)
@@ -298,7 +298,7 @@ class PueueHost:
             case TransferFailed(reason=reason, local=True):
                 # The results are safe on the node: fetch again once this machine can
                 # take them, rather than failing the case.
-                result = Unknown(f"results cannot be written here: {reason}")
+                result = Unwritable(f"results cannot be written here: {reason}")
             case TransferFailed(reason=reason):
                 result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
             case Unknown():

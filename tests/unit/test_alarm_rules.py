@@ -1,0 +1,97 @@
+"""Alarms as the core decides them: raised once when their condition starts, cleared when
+it has ended, kept while nobody can tell, and never cleared by absence when they stand for
+a moment."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from msgspec.structs import replace
+
+from mqi_es.core.policy import STALL_LIMITS
+from mqi_es.core.remote import Unseen
+from mqi_es.core.states import AlarmKind, AlarmState, CaseState, HostState
+from mqi_es.core.views import HostView
+from tests.unit.worlds import (
+    POLICY,
+    T0,
+    case,
+    cleared,
+    decide,
+    raised,
+    seen,
+    standing,
+    task,
+)
+
+MINUTE = timedelta(minutes=1)
+
+
+def test_a_case_longer_in_one_state_than_its_stall_limit_raises_one_alarm_until_it_moves_on():
+    limit = STALL_LIMITS[CaseState.SUBMITTING]
+    stuck = case(state=CaseState.SUBMITTING, state_since=T0 - limit - MINUTE, reason="uploading")
+    first = decide([stuck], seen(task(label="other")))
+    (alarm,) = raised(first)
+    assert alarm.kind is AlarmKind.CASE_STALLED and alarm.about_case == "c1"
+    assert alarm.host is None  # judged from the views: the host need not be seen
+    assert "submitting for 31 min (more than 30)" in alarm.message and "uploading" in alarm.message
+    still = decide([stuck], Unseen("refused"), alarms=standing(first))
+    assert raised(still) == [] and cleared(still) == []
+    moved_on = decide([replace(stuck, state=CaseState.QUEUED, state_since=T0)], seen(task()),
+                      alarms=standing(first))  # fmt: skip
+    assert cleared(moved_on) == [standing(first)[0].alarm_id]
+
+
+def test_a_case_within_its_stall_limit_or_in_a_state_without_one_raises_nothing():
+    limit = STALL_LIMITS[CaseState.WAITING]
+    waiting = case("c1", CaseState.WAITING, state_since=T0 - limit + MINUTE)
+    running = case("c2", CaseState.RUNNING, state_since=T0 - timedelta(days=30))  # its timeout
+    assert raised(decide([waiting, running], seen(task(label="x")))) == []
+
+
+def test_a_stall_limit_set_to_none_in_the_policy_means_never():
+    policy = dataclasses.replace(POLICY, stall_limits={})
+    stuck = case(state=CaseState.HELD, state_since=T0 - timedelta(days=9))
+    assert raised(decide([stuck], seen(), policy=policy)) == []
+
+
+def test_a_host_down_longer_than_the_bound_raises_one_alarm_cleared_once_it_answers():
+    down = HostView(name="n1", address="h", state=HostState.QUEUE_DOWN, updated_at=T0,
+                    unreachable_since=T0 - POLICY.host_down - MINUTE,
+                    reason="pueued not running")  # fmt: skip
+    first = decide([], Unseen("pueued not running"), hosts=[down])
+    (alarm,) = raised(first)
+    assert alarm.kind is AlarmKind.HOST_DOWN and alarm.subject == "host n1"
+    assert "queue service is down for 11 min" in alarm.message
+    assert "pueued not running" in alarm.message
+    again = decide([], Unseen("pueued not running"), hosts=[down], alarms=standing(first))
+    assert raised(again) == [] and cleared(again) == []
+    back = replace(down, state=HostState.REACHABLE, unreachable_since=None)
+    answered = decide([], seen(), hosts=[back], alarms=standing(first))
+    assert cleared(answered) == [standing(first)[0].alarm_id]
+
+
+def test_a_host_down_for_less_than_the_bound_raises_nothing():
+    down = HostView(name="n1", address="h", state=HostState.UNREACHABLE, updated_at=T0,
+                    unreachable_since=T0 - POLICY.host_down + MINUTE)  # fmt: skip
+    assert raised(decide([], Unseen("refused"), hosts=[down])) == []
+
+
+def test_an_alarm_that_stands_for_a_moment_is_not_cleared_by_its_absence():
+    memory = None
+    for _ in range(POLICY.missing_grace):  # the task is gone from the queue
+        decision = decide([case()], seen(), memory=memory)
+        memory = decision.memory
+    (vanished,) = raised(decision)
+    assert vanished.kind is AlarmKind.TASK_VANISHED and vanished.about_case == "c1"
+    later = decide([case(state=CaseState.WAITING)], seen(), alarms=standing(decision))
+    assert cleared(later) == [] and raised(later) == []
+
+
+def test_an_acknowledged_condition_is_not_raised_again_while_it_lasts():
+    off = seen(skew=POLICY.max_skew.total_seconds() + 5)
+    first = decide([], off)
+    acked = [replace(a, state=AlarmState.ACKNOWLEDGED) for a in standing(first)]
+    again = decide([], off, alarms=acked)
+    assert raised(again) == [] and cleared(again) == []
