@@ -43,11 +43,8 @@ class AlarmRecords:
         if self.knows(alarm_uuid(key, raised_at)):
             return None
         return self._commit(
-            Alarm(
-                key=key, kind=kind.value, subject=subject, message=message, raised_at=raised_at,
-                case_id=about_case, host=host, actor=actor, reason=message,
-            )
-        )  # fmt: skip
+            _alarm(key, kind, subject, message, raised_at, about_case, host, actor=actor)
+        )
 
     def acknowledge_alarm(self, alarm_id: str, *, actor: str, reason: str) -> int | None:
         found = self.alarm(alarm_id)
@@ -69,11 +66,10 @@ class AlarmRecords:
         if category is FailureCategory.CANCELLED or self.knows(alarm_uuid(key, None)):
             return None
         message = f"case {case.case_id} failed ({category.value}): {reason}"
-        return Alarm(
-            key=key, kind=AlarmKind.CASE_FAILED.value, subject=f"case {case.case_id}",
-            message=message, raised_at=None, case_id=case.case_id, host=None, actor=actor,
-            reason=message,
-        )  # fmt: skip
+        subject = f"case {case.case_id}"
+        return _alarm(
+            key, AlarmKind.CASE_FAILED, subject, message, None, case.case_id, None, actor=actor
+        )
 
     def _failure_alarm_to_clear(self, case: Case, *, actor: str) -> Alarm | None:
         """The open alarm of the failure ``case`` is retried from, cleared."""
@@ -86,6 +82,17 @@ class AlarmRecords:
             return None
         found.clear(actor=actor, reason="the case was retried")
         return found
+
+
+def _alarm(
+    key: str, kind: AlarmKind, subject: str, message: str, raised_at: datetime | None,
+    case_id: str | None, host: str | None, *, actor: str,
+) -> Alarm:  # fmt: skip
+    """A new alarm; its message is also the reason its raise is recorded with."""
+    return Alarm(
+        key=key, kind=kind.value, subject=subject, message=message, raised_at=raised_at,
+        case_id=case_id, host=host, actor=actor, reason=message,
+    )  # fmt: skip
 
 
 def _failure_key(case_id: str, attempt: int) -> str:

@@ -40,7 +40,6 @@ class Alarm(Recorded):
     ) -> None:  # fmt: skip
         self.key = key
         self.kind = AlarmKind(kind)
-        self.case_id = case_id
         self.state = AlarmState.OPEN
 
     class Acknowledged(Recorded.Event):

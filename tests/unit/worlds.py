@@ -96,14 +96,14 @@ def decide(
     return reconcile(w, now, policy, memory if memory is not None else Memory())
 
 
-def commands(decision) -> list[str]:
-    """The facts a decision records, by type, its alarms left out (see ``raised``)."""
-    return [type(r).__name__ for r in decision.records if not isinstance(r, _ALARM_COMMANDS)]
-
-
 def facts(decision) -> tuple:
-    """The facts a decision records, its alarms left out."""
+    """The facts a decision records, its alarms left out (see ``raised``)."""
     return tuple(r for r in decision.records if not isinstance(r, _ALARM_COMMANDS))
+
+
+def commands(decision) -> list[str]:
+    """The facts a decision records, by type."""
+    return [type(r).__name__ for r in facts(decision)]
 
 
 def raised(decision) -> list[RaiseAlarm]:
