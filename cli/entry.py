@@ -28,9 +28,10 @@ def main() -> None:
 
     config, json = plain
     try:
-        show_status(load_context(config), json=json)
+        code = show_status(load_context(config), json=json)
     except MqiError as error:
         sys.exit(report(error))
+    sys.exit(code)
 
 
 def _plain_status(argv: list[str]) -> tuple[str | None, bool] | None:

@@ -173,3 +173,16 @@ def alarms_table(alarms: Sequence[AlarmView], *, title: str) -> Table:
             escape(a.message),
         )  # fmt: skip
     return table
+
+
+def last_cycle(at: datetime | None, now: datetime, late: bool) -> str:
+    if at is None:
+        return "last cycle: none completed yet (the daemon is starting)"
+    ago = max(0.0, (now - at).total_seconds())
+    said = f"last cycle: completed {ago:.0f} s ago ({when(at)})"
+    if late:
+        return (
+            f"[bold red]{escape(said)}: OVERDUE[/] (more than alarms.cycle_overdue_minutes): "
+            "the daemon's loop is stuck; see its log, systemd's watchdog restarts it"
+        )
+    return escape(said)

@@ -1,7 +1,9 @@
 """`mqi status`: open alarms first, then cases per state, GPU slots and host reachability.
 
-Exit codes: 0 all is well, 3 an alarm is open (raised and not acknowledged), 1 the log or
-views cannot be trusted, 2 the configuration cannot be used.
+Exit codes: 0 all is well, 3 an alarm is open (raised and not acknowledged), 4 the daemon
+runs but its last cycle completed longer ago than ``alarms.cycle_overdue_minutes`` (its loop
+is stuck: systemd's watchdog restarts it), 1 the log or views cannot be trusted, 2 the
+configuration cannot be used.
 
 The command operators and monitoring scripts run most often, so it is kept cheap to
 start: it reads the views and loads rich only to draw tables.
@@ -9,11 +11,20 @@ start: it reads the views and loads rich only to draw tables.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from cli.alarms import OPEN_ALARMS_EXIT, open_alarms
 from cli.context import Context
 from cli.json_output import as_json, emit_json
+from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.local.progress import live_file, read_live
 from mqi_es.core.states import CaseState
+
+OVERDUE_EXIT = 4
+
+
+def overdue(last_cycle_at: datetime | None, now: datetime, limit: timedelta) -> bool:
+    return last_cycle_at is not None and now - last_cycle_at > limit
 
 
 def show_status(context: Context, *, json: bool) -> int:
@@ -28,6 +39,9 @@ def show_status(context: Context, *, json: bool) -> int:
     holder = context.lock.holder()
     live = read_live(live_file(context.config.database.path), holder.pid if holder else None)
     transfers = live.transfers
+    limit = timedelta(minutes=context.config.alarms.cycle_overdue_minutes)
+    late = holder is not None and overdue(live.last_cycle_at, utcnow(), limit)
+    code = OVERDUE_EXIT if late else code
     if json:
         emit_json(
             {
@@ -43,6 +57,8 @@ def show_status(context: Context, *, json: bool) -> int:
                 "refused_folders": as_json(refusals),
                 "views_behind_log": lag,
                 "daemon": holder.describe() if holder else None,
+                "last_cycle_at": live.last_cycle_at and live.last_cycle_at.isoformat(),
+                "last_cycle_overdue": late,
             }
         )
         return code
@@ -67,4 +83,6 @@ def show_status(context: Context, *, json: bool) -> int:
     render.console.print(
         f"daemon: {holder.describe()}" if holder else "daemon: not running", markup=False
     )
+    if holder is not None:
+        render.console.print(render.last_cycle(live.last_cycle_at, utcnow(), late))
     return code

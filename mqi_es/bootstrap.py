@@ -17,6 +17,7 @@ import msgspec
 from mqi_es.adapters.backends import remote_host, slots_of
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.local.progress import ProgressBoard, live_file
+from mqi_es.adapters.local.systemd import Systemd
 from mqi_es.adapters.watch.case_dir import CaseFolders
 from mqi_es.adapters.watch.intake import Intake
 from mqi_es.app.arrivals import ArrivalRecorder
@@ -55,6 +56,7 @@ def policy_from(config: Config) -> Policy:
             if minutes is not None
         },
         host_down=timedelta(minutes=config.alarms.host_down_minutes),
+        cycle_overdue=timedelta(minutes=config.alarms.cycle_overdue_minutes),
     )
 
 
@@ -118,5 +120,5 @@ def build_daemon(
     return Daemon(
         bus, dispatcher, policy=policy, pace=pace, configuration=configuration(config),
         intake=intake, progress=progress, clock=clock, monotonic=monotonic,
-        check_log=check_log,
+        check_log=check_log, systemd=Systemd(),
     )  # fmt: skip

@@ -21,6 +21,7 @@ from datetime import datetime
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.local.progress import ProgressBoard
 from mqi_es.adapters.local.repeats import Repeats
+from mqi_es.adapters.local.systemd import Systemd
 from mqi_es.app.bus import MessageBus
 from mqi_es.app.dispatch import Dispatcher, who
 from mqi_es.app.ports import Intake
@@ -78,7 +79,8 @@ class Daemon:
     the facts; ``monotonic`` measures every local wait, so a jump of the wall clock cannot
     stop polling or hasten a retry. ``check_log`` is asked every cycle whether the log
     file is still the one being written: if not, the daemon stops (``LogRefused``) rather
-    than record facts nobody will read.
+    than record facts nobody will read. ``systemd`` hears after each healthy cycle that the
+    daemon is alive (its watchdog restarts a daemon whose loop is stuck).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         check_log: Callable[[], None] = lambda: None,
+        systemd: Systemd | None = None,
     ) -> None:
         self.bus = bus
         self.dispatcher = dispatcher
@@ -106,6 +109,7 @@ class Daemon:
         self.clock = clock
         self.monotonic = monotonic
         self.check_log = check_log  # raises LogRefused once the log is not ours any more
+        self.systemd = systemd or Systemd({})
         self.memory = Memory()
         self.started_at = monotonic()
         self._make_intake = intake
@@ -117,6 +121,7 @@ class Daemon:
         self._query_wait = max(pace.interval, pace.query_wait)
         self._retry = Backoff(base=pace.interval, cap=max(pace.interval, RETRY_CAP_SECONDS))
         self._repeats = Repeats(log)
+        self._active: set[str] = set()  # the cases active at the last cycle
 
     # --- lifecycle of the process ------------------------------------------------------
 
@@ -145,9 +150,11 @@ class Daemon:
                 else:
                     self._retry.succeeded("cycle")
                     self._repeats.ended("cycle", "cycles run again")
+                    self._alive()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
         finally:
+            self.systemd.stopping()
             intake.cancel()
             await self._drain()
             queries = [p.query for p in self._polls.values() if p.query is not None]
@@ -158,6 +165,14 @@ class Daemon:
                 await host.close()
             self.views.close()
             log.info("daemon stopped")
+
+    def _alive(self) -> None:
+        """A healthy cycle: `mqi status` and systemd's watchdog hear of it."""
+        at = self.clock()
+        self.progress.cycled(at)
+        self.systemd.cycle_completed(
+            f"{len(self._active)} active case(s); last cycle completed {at:%Y-%m-%d %H:%M:%S} UTC"
+        )
 
     def register_configuration(self) -> None:
         """The configured hosts and slots, registered once (a known one is left alone)."""
@@ -243,7 +258,7 @@ class Daemon:
         self.progress.clocks(
             {name: seen.skew for name, seen in observations.items() if isinstance(seen, Seen)}
         )
-        active = {c.case_id for c in cases}
+        active = self._active = {c.case_id for c in cases}
         self._retry.retain(lambda key: _still_about(key, active))
         self._repeats.retain(lambda key: _still_about(key, active))
         self.dispatcher.keep_settling(c.case_id for c in cases if c.state is CaseState.SUBMITTING)

@@ -172,6 +172,14 @@ def check_sections(config: Config) -> None:
             ("main_loop", "retry_backoff_cap_seconds"),
             f"must be at least retry_backoff_seconds ({loop.retry_backoff_seconds:g})",
         )
+    overdue = config.alarms.cycle_overdue_minutes * 60
+    if overdue < 3 * loop.sleep_interval_seconds:
+        raise Invalid(
+            ("alarms", "cycle_overdue_minutes"),
+            f"must be at least three cycles ({3 * loop.sleep_interval_seconds / 60:g} min with "
+            f"main_loop.sleep_interval_seconds {loop.sleep_interval_seconds:g}): a healthy "
+            "cycle waits for its status queries as long as one interval",
+        )
     database = config.database
     if os.path.normpath(database.views_path) == os.path.normpath(database.path):
         raise Invalid(("database", "views_path"), "must differ from database.path")

@@ -154,6 +154,8 @@ class StallConfig(Section, kw_only=True):
 class AlarmsConfig(Section, kw_only=True):
     stall_minutes: StallConfig = StallConfig()
     host_down_minutes: Annotated[float, Meta(gt=0, le=525600)] = 10.0
+    # Cycles further apart than this: the daemon's loop was held (cycle_overdue).
+    cycle_overdue_minutes: Annotated[float, Meta(gt=0, le=1440)] = 5.0
 
 
 class Sections(Section, kw_only=True):

@@ -1,6 +1,7 @@
 """Alarms judged every cycle from the views and the shell's last word: a case that stays in
 one state too long, a host unusable for too long, results that cannot be written here.
-They clear as soon as the case moves on, the host answers or a fetch succeeds. Pure."""
+They clear as soon as the case moves on, the host answers or a fetch succeeds. And the
+daemon's own loop: cycles further apart than allowed. Pure."""
 
 from __future__ import annotations
 
@@ -62,3 +63,19 @@ def watch_results(cycle: Cycle) -> None:
             case=case,
             from_views=True,
         )
+
+
+def watch_the_loop(cycle: Cycle) -> None:
+    """Cycles further apart (on the monotonic clock) than ``cycle_overdue``: something held
+    the daemon's loop (a stuck disk, a starved machine). Raised for the record once the loop
+    runs again; a loop that never comes back is restarted by systemd's watchdog."""
+    last = cycle.memory.clock
+    limit = cycle.policy.cycle_overdue.total_seconds()
+    if last is None or cycle.mono - last[1] <= limit:
+        return
+    cycle.alarm(
+        AlarmKind.CYCLE_OVERDUE,
+        f"the daemon's cycle ran {cycle.mono - last[1]:.0f} s after the one before (more "
+        f"than {limit:g} s): its loop was held; see the log around this time",
+        key=f"cycle-overdue:{cycle.now.isoformat()}",
+    )

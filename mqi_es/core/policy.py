@@ -49,6 +49,7 @@ class Policy:
     max_skew: timedelta = timedelta(seconds=60)  # a node's clock this far from ours: alarm
     stall_limits: Mapping[CaseState, timedelta] = field(default_factory=lambda: STALL_LIMITS)
     host_down: timedelta = timedelta(minutes=10)  # a host unusable this long: alarm
+    cycle_overdue: timedelta = timedelta(minutes=5)  # cycles this far apart: alarm
     hosts_by_name: dict[str, HostPolicy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -35,7 +35,7 @@ Alarms (``AlarmKind``) are facts too: raised when their condition starts (never 
 while it stands), cleared when it has ended; one about a host not seen this cycle stays,
 since nobody can tell. An alarm that stands for a moment (a failed case, a vanished task)
 stays open until an operator acknowledges it. A case stalled in one state, a host down
-for too long, are judged from the views.
+for too long, are judged from the views; cycles too far apart raise ``cycle_overdue``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from mqi_es.core.actions import Decision, Memory
-from mqi_es.core.alarm_rules import watch_for_stalls, watch_hosts, watch_results
+from mqi_es.core.alarm_rules import watch_for_stalls, watch_hosts, watch_results, watch_the_loop
 from mqi_es.core.case_rules import follow_cases
 from mqi_es.core.cycle import Cycle, World
 from mqi_es.core.policy import Policy
@@ -60,4 +60,5 @@ def reconcile(world: World, now: datetime, policy: Policy, memory: Memory) -> De
     watch_for_stalls(cycle)
     watch_hosts(cycle)
     watch_results(cycle)
+    watch_the_loop(cycle)
     return cycle.decision()

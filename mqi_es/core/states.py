@@ -82,13 +82,15 @@ class AlarmKind(StrEnum):
     CLOCK_SKEW = "clock_skew"  # a node's clock is off ours by more than the bound
     CLOCK_JUMP = "clock_jump"  # this machine's or a node's clock jumped
     NAME_CLASH = "name_clash"  # a folder's name clashes with a registered case's
+    CYCLE_OVERDUE = "cycle_overdue"  # the daemon's loop was held longer than allowed
 
 
 # Alarms that stand for a moment, not a lasting condition: they stay open until an operator
 # acknowledges them (a failed case: or until it is retried), never cleared by absence.
 STICKY_ALARMS = frozenset(
     {AlarmKind.CASE_FAILED, AlarmKind.TASK_VANISHED, AlarmKind.KILL_UNCONFIRMED,
-     AlarmKind.CASE_DUPLICATED, AlarmKind.CLOCK_JUMP, AlarmKind.NAME_CLASH}
+     AlarmKind.CASE_DUPLICATED, AlarmKind.CLOCK_JUMP, AlarmKind.NAME_CLASH,
+     AlarmKind.CYCLE_OVERDUE}
 )  # fmt: skip
 
 

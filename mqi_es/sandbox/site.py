@@ -36,9 +36,11 @@ def write_config(
     main_loop: Mapping[str, object] | None = None,
     host: Mapping[str, object] | None = None,
     scanner: Mapping[str, object] | None = None,
+    **sections: Mapping[str, object],
 ) -> Path:
     """Write ``root/mqi.yaml`` for a site whose only node is ``node`` (a sandbox node);
-    data under ``root/var``, cases arrive in ``root/incoming``."""
+    data under ``root/var``, cases arrive in ``root/incoming``; ``sections``: more sections
+    (e.g. ``alarms``, ``notifications``) as they are."""
     (root / "incoming").mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {
         "hosts": [
@@ -76,6 +78,7 @@ def write_config(
         "results": {"local_path": "var/results"},  # the default globs: output/**/*.dcm, ...
         "database": {"path": "var/events.sqlite", "views_path": "var/views.sqlite"},
         "logging": {"path": "var/logs/mqi.log"},
+        **sections,
     }
     path = root / "mqi.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -17,8 +17,12 @@ MQI = str(Path(sys.executable).with_name("mqi"))
 class DaemonProcess:
     """`mqi --config CONFIG run` in its own process; stopped with SIGTERM."""
 
-    def __init__(self, config: Path, *, failpoint: str | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "MQI_FAILPOINT"}
+    def __init__(
+        self, config: Path, *, failpoint: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        given = env or {}
+        env = {k: v for k, v in os.environ.items() if k not in ("MQI_FAILPOINT", "NOTIFY_SOCKET")}
+        env.update(given)
         if failpoint:
             env["MQI_FAILPOINT"] = failpoint
         self.log = config.parent / f"daemon-{time.monotonic_ns()}.out"
@@ -55,7 +59,7 @@ def mqi_json(config: Path, *args: str) -> Any:
         [MQI, "--config", str(config), *args, "--json"], capture_output=True, text=True,
         timeout=60,
     )  # fmt: skip
-    ok = (0, 3) if args[:1] == ("status",) else (0,)  # status: 3 while an alarm is open
+    ok = (0, 3, 4) if args[:1] == ("status",) else (0,)  # status: 3 an alarm, 4 overdue
     assert done.returncode in ok, done.stderr
     return json.loads(done.stdout)
 

@@ -1,10 +1,12 @@
 """`mqi alarms`, `mqi ack` and `mqi status`'s exit code, as an operator runs them."""
 
 import json
+import subprocess
 
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
 from mqi_es.core.states import FailureCategory
+from tests.e2e.daemon_harness import MQI
 from tests.e2e.test_cli import folder, mqi
 
 __all__ = ["folder"]
@@ -27,6 +29,15 @@ def test_status_exits_3_while_an_alarm_is_open_and_lists_it_first(folder):
     status = json.loads(mqi(folder, "status", "--json").output)
     (alarm,) = status["open_alarms"]
     assert (alarm["kind"], alarm["state"], alarm["case_id"]) == ("case_failed", "open", "patient-3")
+
+
+def test_the_installed_command_exits_3_too_for_plain_status_and_status_json(folder):
+    fail_a_case(folder)  # `mqi status` has its own fast path past typer: same exit codes
+    for args in (["status"], ["status", "--json"]):
+        done = subprocess.run(
+            [MQI, "--config", str(folder / "mqi.yaml"), *args], capture_output=True, timeout=60
+        )
+        assert done.returncode == 3, done
 
 
 def test_ack_records_the_operator_and_status_is_clean_again(folder):

@@ -19,6 +19,7 @@ from tests.unit.worlds import (
     case,
     cleared,
     decide,
+    mono,
     raised,
     seen,
     standing,
@@ -95,3 +96,28 @@ def test_an_acknowledged_condition_is_not_raised_again_while_it_lasts():
     acked = [replace(a, state=AlarmState.ACKNOWLEDGED) for a in standing(first)]
     again = decide([], off, alarms=acked)
     assert raised(again) == [] and cleared(again) == []
+
+
+def test_cycles_further_apart_than_the_limit_raise_one_overdue_alarm_that_stays_until_acked():
+    limit = POLICY.cycle_overdue.total_seconds()
+    first = decide([], seen(), now=T0)
+    on_time = decide(
+        [], seen(), now=T0 + timedelta(seconds=limit), memory=first.memory,
+        at=mono(T0) + limit,
+    )  # fmt: skip
+    assert raised(on_time) == []
+    # the wall clock says little time passed; the monotonic clock says the loop was held
+    late = decide(
+        [], seen(), now=T0 + timedelta(seconds=3), memory=first.memory, at=mono(T0) + limit + 1
+    )
+    alarms = [a for a in raised(late) if a.kind is AlarmKind.CYCLE_OVERDUE]
+    (alarm,) = alarms
+    assert alarm.subject == "daemon" and alarm.host is None and alarm.about_case is None
+    assert f"{limit + 1:.0f} s after the one before" in alarm.message
+    later = decide([], seen(), now=T0 + timedelta(seconds=4), memory=late.memory,
+                   at=mono(T0) + limit + 2, alarms=standing(late))  # fmt: skip
+    assert cleared(later) == []  # a moment: an operator acknowledges it
+
+
+def test_the_first_cycle_of_a_process_has_nothing_to_be_late_after():
+    assert raised(decide([], seen(), memory=None, at=mono(T0) + 10**6)) == []

@@ -295,6 +295,12 @@ class TestEachErrorNamesKeyPathAndLine:
                 id="backoff-cap-below-backoff",
             ),
             pytest.param(
+                "main_loop:\n  sleep_interval_seconds: 60\nalarms:\n  cycle_overdue_minutes: 2\n",
+                "config.yaml:4:26: alarms.cycle_overdue_minutes: ",
+                "must be at least three cycles (3 min with main_loop.sleep_interval_seconds 60)",
+                id="overdue-within-three-cycles",
+            ),
+            pytest.param(
                 "results:\n  globs: ['**/*.dcm', '../*.dcm']\n",
                 "config.yaml:2:23: results.globs[1]: ",
                 "must be relative to the case folder on the node",

@@ -1,9 +1,10 @@
 """What the daemon is doing right now, shared with `mqi status` through a small file.
 
 The daemon rewrites ``var/live.json`` (atomically, owner-only, at most a few times a second)
-with the transfers in flight and each host's clock skew as last measured; `mqi status`
-shows them. It is a window on the daemon's memory, not a record: nothing in it is an
-event, and a stale file after a crash is recognised by its pid.
+with the transfers in flight, each host's clock skew as last measured and when its last
+cycle completed; `mqi status` shows them (and warns when that cycle is long past). It is a
+window on the daemon's memory, not a record: nothing in it is an event, and a stale file
+after a crash is recognised by its pid.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 _MIN_INTERVAL_SECONDS = 0.5
@@ -34,6 +36,7 @@ class Transfer:
 class Live:
     transfers: list[Transfer] = field(default_factory=list)
     skews: dict[str, float | None] = field(default_factory=dict)  # host -> seconds (node - us)
+    last_cycle_at: datetime | None = None  # UTC: when the daemon's last cycle completed
 
 
 class ProgressBoard:
@@ -41,6 +44,7 @@ class ProgressBoard:
         self.path = path
         self._transfers: dict[str, Transfer] = {}
         self._skews: dict[str, float | None] = {}
+        self._last_cycle_at: datetime | None = None
         self._written_at = 0.0
 
     def update(self, transfer: Transfer) -> None:
@@ -61,12 +65,18 @@ class ProgressBoard:
             self._skews.update(changed)
             self._write()
 
+    def cycled(self, at: datetime) -> None:
+        """A cycle completed at ``at`` (UTC)."""
+        self._last_cycle_at = at
+        self._write()
+
     def _write(self) -> None:
         self._written_at = time.monotonic()
         data = {
             "pid": os.getpid(),
             "transfers": [asdict(t) for t in self._transfers.values()],
             "skews": self._skews,
+            "last_cycle_at": self._last_cycle_at and self._last_cycle_at.isoformat(),
         }
         staging = self.path.with_name(f"{self.path.name}.{os.getpid()}")
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -88,4 +98,12 @@ def read_live(path: Path, daemon_pid: int | None) -> Live:
     return Live(
         transfers=[Transfer(**t) for t in data.get("transfers", [])],
         skews=dict(data.get("skews", {})),
+        last_cycle_at=_when(data.get("last_cycle_at")),
     )
+
+
+def _when(text: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
