@@ -60,10 +60,14 @@ class Context:
         """The ledger, once the log is known to be the one the views were built from."""
         from mqi_es.adapters.eventstore import stores
         from mqi_es.app.ledger import Ledger
+        from mqi_es.bootstrap import notice_plan
 
         self.verified_log()
         fold_case = any(host.folds_case for host in self.config.hosts)
-        return Ledger(stores.environment(self.config.database), fold_case=fold_case)
+        return Ledger(
+            stores.environment(self.config.database), fold_case=fold_case,
+            notices=notice_plan(self.config),
+        )  # fmt: skip
 
     @cached_property
     def bus(self) -> MessageBus:
@@ -119,13 +123,22 @@ class Context:
         return ViewReader(self.views_link, application_name=LEDGER_NAME)
 
     def catch_up(self) -> int:
+        """Bring the views up to date here, unless another writer (a daemon that just
+        started, another command) is at it: then they are its to keep."""
         from projections.runner import catch_up, open_views
+        from projections.writer_lock import WriterLock
 
-        store = open_views(self.views_link, self.feed)
+        writer = WriterLock(self.views_link)
+        if not writer.acquire(wait=False):
+            return 0
         try:
-            return catch_up(store, self.feed)
+            store = open_views(self.views_link, self.feed)
+            try:
+                return catch_up(store, self.feed)
+            finally:
+                store.close()
         finally:
-            store.close()
+            writer.release()
 
     def lag(self) -> int:
         """Events in the log not yet in the views (read cheaply, without eventsourcing)."""

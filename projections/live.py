@@ -19,6 +19,7 @@ from projections.feed import EventFeed
 from projections.reader import ViewReader, ViewSnapshot, ViewsOutdated, ViewsUnreadable
 from projections.runner import catch_up, open_views, replay
 from projections.store import ViewStore
+from projections.writer_lock import WriterLock
 
 log = logging.getLogger("mqi.views")
 
@@ -28,8 +29,14 @@ class LiveViews:
 
     def __init__(self, ledger: Ledger, link: Path) -> None:
         self.link = link
-        self.feed = EventFeed(ledger)
-        self.store = open_views(link, self.feed)  # rebuilt first if unreadable or outdated
+        self.writer = WriterLock(link)  # theirs alone while the daemon runs
+        self.writer.acquire(wait=True)
+        try:
+            self.feed = EventFeed(ledger)
+            self.store = open_views(link, self.feed)  # rebuilt first if unreadable or outdated
+        except BaseException:
+            self.writer.release()
+            raise
         self.reader = ViewReader(link, application_name=ledger.name)
 
     def catch_up(self) -> int:
@@ -62,6 +69,7 @@ class LiveViews:
     def close(self) -> None:
         self.store.close()
         self.feed.close()
+        self.writer.release()
 
     def _rebuild_if_damaged(self, exc: Exception) -> None:
         """Rebuild views that cannot be read from the log; anything else is not ours."""
