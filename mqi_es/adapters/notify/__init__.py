@@ -1,0 +1,1 @@
+"""Channels that tell a person: a webhook and email."""
