@@ -24,6 +24,9 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., object])
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+notify_app = typer.Typer(help="Notifications: test the channels, list who was told.",
+                         no_args_is_help=True)  # fmt: skip
+app.add_typer(notify_app, name="notify")
 
 
 def _command(group: typer.Typer = app, name: str | None = None) -> Callable[[F], F]:
@@ -200,6 +203,27 @@ def ack(
     alarm = acknowledge(_context(ctx), number, reason or "acknowledged")
     render.console.print(f"alarm {number} ({alarm.kind}, {alarm.subject}): acknowledged",
                          markup=False)  # fmt: skip
+
+
+@_command(notify_app, "test")
+def notify_test(ctx: typer.Context) -> None:
+    """Send a test message through each configured channel and say what happened (exit 1:
+    one was not delivered)."""
+    from cli.notify import send_test
+
+    raise typer.Exit(send_test(_context(ctx)))
+
+
+@_command(notify_app, "list")
+def notify_list(
+    ctx: typer.Context,
+    due: Annotated[bool, typer.Option("--due", help="Only those not delivered yet.")] = False,
+    json: JsonOption = False,
+) -> None:
+    """Every notification, oldest first: what, through which channel, delivered or not."""
+    from cli.notify import show_notifications
+
+    show_notifications(_context(ctx), due_only=due, json=json)
 
 
 @_command()

@@ -12,7 +12,14 @@ from rich.table import Table
 
 from mqi_es.adapters.local.progress import Transfer
 from mqi_es.core.states import CaseState
-from mqi_es.core.views import AlarmView, CaseView, HostView, RefusalView, SlotView
+from mqi_es.core.views import (
+    AlarmView,
+    CaseView,
+    HostView,
+    NotificationView,
+    RefusalView,
+    SlotView,
+)
 
 if TYPE_CHECKING:
     from projections.history import HistoryEntry
@@ -171,6 +178,22 @@ def alarms_table(alarms: Sequence[AlarmView], *, title: str) -> Table:
         table.add_row(
             str(a.number), state, a.kind.value, escape(a.subject), when(a.raised_at),
             escape(a.message),
+        )  # fmt: skip
+    return table
+
+
+def notifications_table(found: Sequence[NotificationView]) -> Table:
+    table = Table(title=f"Notifications ({len(found)})", title_justify="left")
+    for column in ("number", "channel", "kind", "about", "delivery", "attempts", "last answer"):
+        table.add_column(column, overflow="fold")
+    for n in found:
+        about = f"case {n.notice.case_id}" if n.notice.case_id else n.notice.subject
+        delivery = (
+            f"[green]delivered[/] {when(n.delivered_at)}" if n.delivered else "[yellow]due[/]"
+        )
+        table.add_row(
+            str(n.number), n.channel, n.notice.kind.value, escape(about or ""), delivery,
+            str(n.attempts), escape(n.last_detail),
         )  # fmt: skip
     return table
 

@@ -18,16 +18,22 @@ from mqi_es.adapters.backends import remote_host, slots_of
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.local.progress import ProgressBoard, live_file
 from mqi_es.adapters.local.systemd import Systemd
+from mqi_es.adapters.notify.email import Email
+from mqi_es.adapters.notify.webhook import Webhook
 from mqi_es.adapters.watch.case_dir import CaseFolders
 from mqi_es.adapters.watch.intake import Intake
 from mqi_es.app.arrivals import ArrivalRecorder
 from mqi_es.app.bus import MessageBus
 from mqi_es.app.dispatch import Dispatcher
 from mqi_es.app.ledger import Ledger
-from mqi_es.app.ports import RemoteHost, Views
+from mqi_es.app.notice_records import NoticePlan
+from mqi_es.app.notifier import Notifier
+from mqi_es.app.ports import Channel, RemoteHost, Views
 from mqi_es.config import Config
+from mqi_es.core.backoff import Backoff
 from mqi_es.core.commands import Command, RegisterHost, RegisterSlot
-from mqi_es.core.policy import HostPolicy, Policy
+from mqi_es.core.notices import NoticeTopic
+from mqi_es.core.policy import HostPolicy, Housekeeping, Policy
 from mqi_es.core.states import CaseState
 from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon, Pace
 
@@ -36,7 +42,7 @@ DAEMON = "daemon"  # the actor of everything the daemon records
 
 def policy_from(config: Config) -> Policy:
     """The lifecycle's settings, read once from the configuration."""
-    loop = config.main_loop
+    loop, tidy = config.main_loop, config.housekeeping
     return Policy(
         hosts=tuple(HostPolicy(h.name, slots_of(h), h.remote_base_dir) for h in config.hosts),
         timeout=timedelta(hours=loop.running_case_timeout_hours),
@@ -57,7 +63,39 @@ def policy_from(config: Config) -> Policy:
         },
         host_down=timedelta(minutes=config.alarms.host_down_minutes),
         cycle_overdue=timedelta(minutes=config.alarms.cycle_overdue_minutes),
+        node_disk_reserve=int(config.alarms.node_disk_free_gb * 10**9),
+        housekeeping=Housekeeping(
+            remove_finished_tasks=tidy.remove_finished_tasks,
+            retention=timedelta(hours=tidy.remote_retention_hours),
+            failed_retention=timedelta(hours=tidy.keep_failed_remote_hours),
+        ),
     )
+
+
+def notice_plan(config: Config) -> NoticePlan:
+    """What is told, and through which channels (``notifications``)."""
+    notifications = config.notifications
+    return NoticePlan(
+        channels=tuple(channels(config)),
+        topics=frozenset(NoticeTopic(topic) for topic in notifications.on),
+    )
+
+
+def channels(config: Config) -> dict[str, Channel]:
+    """The configured channels, by name."""
+    found: dict[str, Channel] = {}
+    webhook, email = config.notifications.webhook, config.notifications.email
+    if webhook is not None:
+        found["webhook"] = Webhook(
+            webhook.url, token_file=webhook.token_file, timeout_seconds=webhook.timeout_seconds
+        )
+    if email is not None:
+        found["email"] = Email(
+            smtp_host=email.smtp_host, smtp_port=email.smtp_port, starttls=email.starttls,
+            sender=email.sender, to=email.to, username=email.username,
+            password_file=email.password_file, timeout_seconds=email.timeout_seconds,
+        )  # fmt: skip
+    return found
 
 
 def remote_hosts(config: Config) -> dict[str, RemoteHost]:
@@ -91,6 +129,11 @@ def build_daemon(
     policy = policy_from(config)
     progress = ProgressBoard(live_file(config.database.path))
     bus = MessageBus(ledger, actor=DAEMON, views=views)
+    told = config.notifications
+    notifier = Notifier(
+        bus, views, channels(config), monotonic=monotonic,
+        backoff=Backoff(base=told.retry_backoff_seconds, cap=told.retry_backoff_cap_seconds),
+    )  # fmt: skip
     scanner = config.scanner
     dispatcher = Dispatcher(
         bus, hosts, views, policy,
@@ -116,9 +159,10 @@ def build_daemon(
         interval=config.main_loop.sleep_interval_seconds,
         reconnect_cap={h.name: h.reconnect_backoff_cap_seconds for h in config.hosts},
         query_wait=query_wait,
+        disk_check=config.alarms.node_disk_check_minutes * 60,
     )
     return Daemon(
         bus, dispatcher, policy=policy, pace=pace, configuration=configuration(config),
         intake=intake, progress=progress, clock=clock, monotonic=monotonic,
-        check_log=check_log, systemd=Systemd(),
+        check_log=check_log, systemd=Systemd(), notifier=notifier,
     )  # fmt: skip

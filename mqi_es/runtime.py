@@ -22,22 +22,25 @@ from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.local.progress import ProgressBoard
 from mqi_es.adapters.local.repeats import Repeats
 from mqi_es.adapters.local.systemd import Systemd
+from mqi_es.app import action_keys
 from mqi_es.app.bus import MessageBus
 from mqi_es.app.dispatch import Dispatcher, who
+from mqi_es.app.notifier import Notifier
 from mqi_es.app.ports import Intake
 from mqi_es.core import backoff
-from mqi_es.core.actions import Action, Cancel, Memory, Release
+from mqi_es.core.actions import Action, Memory
 from mqi_es.core.backoff import Backoff
 from mqi_es.core.commands import ClaimNames, Command
 from mqi_es.core.cycle import World
 from mqi_es.core.errors import LogRefused
-from mqi_es.core.ids import name_key
+from mqi_es.core.ids import label_attempt, name_key
 from mqi_es.core.outcome import Unknown
 from mqi_es.core.policy import Policy
 from mqi_es.core.reactions import Unwritable
 from mqi_es.core.reconcile import reconcile
 from mqi_es.core.remote import NOT_POLLED, Blindness, Observation, Seen, Unseen
 from mqi_es.core.states import CaseState
+from mqi_es.core.views import CaseView
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 QUERY_WAIT_SECONDS = 5.0  # how long a cycle waits at least for the hosts' status queries
@@ -56,6 +59,7 @@ class Pace:
     interval: float
     reconnect_cap: Mapping[str, float]
     query_wait: float = QUERY_WAIT_SECONDS
+    disk_check: float = 600.0  # seconds between two readings of a node's free space
 
 
 @dataclass
@@ -69,6 +73,7 @@ class _HostPoll:
     last: Observation = NOT_POLLED
     query: asyncio.Task[Observation] | None = None
     asked_at: float = 0.0  # when ``query`` was sent
+    disk_read_at: float | None = None  # when its free space was last read
 
 
 class Daemon:
@@ -97,6 +102,7 @@ class Daemon:
         monotonic: Callable[[], float] = time.monotonic,
         check_log: Callable[[], None] = lambda: None,
         systemd: Systemd | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.bus = bus
         self.dispatcher = dispatcher
@@ -110,6 +116,7 @@ class Daemon:
         self.monotonic = monotonic
         self.check_log = check_log  # raises LogRefused once the log is not ours any more
         self.systemd = systemd or Systemd({})
+        self.notifier = notifier
         self.memory = Memory()
         self.started_at = monotonic()
         self._make_intake = intake
@@ -131,6 +138,7 @@ class Daemon:
         self.views.catch_up()
         self._claim_names()
         intake = asyncio.create_task(self._run_intake(), name="intake")
+        notifying = asyncio.create_task(self._run_notifier(), name="notifier")
         log.info("daemon started: %d host(s)", len(self.hosts))
         try:
             while not stop.is_set():
@@ -158,13 +166,27 @@ class Daemon:
             intake.cancel()
             await self._drain()
             queries = [p.query for p in self._polls.values() if p.query is not None]
-            for task in [intake, *queries]:
+            for task in [intake, notifying, *queries]:
                 task.cancel()
-            await asyncio.gather(intake, *queries, return_exceptions=True)
+            await asyncio.gather(intake, notifying, *queries, return_exceptions=True)
             for host in self.hosts.values():
                 await host.close()
             self.views.close()
             log.info("daemon stopped")
+
+    async def _run_notifier(self) -> None:
+        """Deliver notifications in the background; a fault there never stops the cycle
+        (the notifier contains its own, this is the last guard)."""
+        if self.notifier is None:
+            return
+        while True:
+            try:
+                await self.notifier.run()
+                return
+            except Exception as exc:
+                self._repeats.failed("notifier", "the notifier stopped (%r); restarting it",
+                                     exc, level=logging.ERROR, exc_info=exc)  # fmt: skip
+                await asyncio.sleep(RETRY_CAP_SECONDS / 10)
 
     def _alive(self) -> None:
         """A healthy cycle: `mqi status` and systemd's watchdog hear of it."""
@@ -245,22 +267,28 @@ class Daemon:
             slots = [s for s in views.slots() if s.host in self.policy.hosts_by_name]
             hosts = views.hosts()
             alarms = views.alarms(standing_only=True)
+            leftovers = views.leftovers(now - self.policy.housekeeping.shortest)
+            registered = views.registered(_named_by_ended_tasks(observations, cases))
         world = World(
             cases=cases, slots=slots, hosts=hosts, observations=observations,
             started_at=self.started_at, mono=mono, busy=self._busy(),
             settled_at=dict(self.dispatcher.settled_at), alarms=alarms,
-            unwritable=dict(self.dispatcher.unwritable),
+            unwritable=dict(self.dispatcher.unwritable), leftovers=leftovers,
+            registered=registered, disk_free=dict(self.dispatcher.disk_free),
         )  # fmt: skip
+        self._read_disks(observations, mono)
         decision = reconcile(world, now, self.policy, self.memory)
         self.memory = decision.memory
         for action in self.bus.decide(decision):
             self._start(action)
+        if self.notifier is not None:
+            self.notifier.wake()
         self.progress.clocks(
             {name: seen.skew for name, seen in observations.items() if isinstance(seen, Seen)}
         )
         active = self._active = {c.case_id for c in cases}
-        self._retry.retain(lambda key: _still_about(key, active))
-        self._repeats.retain(lambda key: _still_about(key, active))
+        self._retry.retain(lambda key: action_keys.still_about(key, active))
+        self._repeats.retain(lambda key: action_keys.still_about(key, active))
         self.dispatcher.keep_settling(c.case_id for c in cases if c.state is CaseState.SUBMITTING)
         self.dispatcher.unwritable = {
             c: why for c, why in self.dispatcher.unwritable.items() if c in active
@@ -297,6 +325,25 @@ class Daemon:
                 self._schedule(name, poll, now)
         return seen
 
+    def _read_disks(self, observations: Mapping[str, Observation], now: float) -> None:
+        """Every ``disk_check`` seconds, read how much room each host seen has left (in the
+        background: the next cycles see it)."""
+        for name, seen in observations.items():
+            poll = self._polls[name]
+            due = poll.disk_read_at is None or now - poll.disk_read_at >= self.pace.disk_check
+            if isinstance(seen, Seen) and due and ("disk", name) not in self._inflight:
+                poll.disk_read_at = now
+                task = asyncio.create_task(self._disk(name), name=f"disk {name}")
+                self._inflight[("disk", name)] = task
+                task.add_done_callback(lambda _, key=("disk", name): self._inflight.pop(key, None))
+
+    async def _disk(self, name: str) -> None:
+        try:
+            await self.dispatcher.measure_disk(name)
+        except Exception as exc:  # an adapter's bug: this reading only
+            self._repeats.failed(("disk", name), "host %s: reading its free space failed: %r",
+                                 name, exc, level=logging.ERROR, exc_info=exc)  # fmt: skip
+
     async def _query(self, name: str) -> Observation:
         """The host's ``observe()``; an exception from the adapter (a bug) is contained to
         this host and this poll: logged once with its traceback, treated as not seen."""
@@ -330,8 +377,8 @@ class Daemon:
         return frozenset(key for key in self._inflight if isinstance(key, str))
 
     def _start(self, action: Action) -> None:
-        key = _key(action)
-        ready = self._retry.ready(_retry_key(action), self.monotonic())
+        key = action_keys.key(action)
+        ready = self._retry.ready(action_keys.retry_key(action), self.monotonic())
         if key in self._inflight or not ready:
             return
         task = asyncio.create_task(self._guarded(action), name=f"{type(action).__name__}")
@@ -342,7 +389,7 @@ class Daemon:
         """Carry out an action; whatever it raises stays with it (logged once with its
         traceback). An action that raised, ended unknown or was refused (its case held) is
         tried again only after a growing delay: nothing repeats in a storm."""
-        retry_key, said_key = _retry_key(action), _said_key(action)
+        retry_key, said_key = action_keys.retry_key(action), action_keys.said_key(action)
         try:
             setback = await self.dispatcher.perform(action)
         except asyncio.CancelledError:
@@ -359,9 +406,7 @@ class Daemon:
             self._repeats.ended(said_key)
             return
         self._retry.failed(retry_key, self.monotonic())
-        what = {Unknown: "outcome unknown", Unwritable: "not finished"}.get(
-            type(setback), "refused"
-        )
+        what = _SETBACK_WORDS.get(type(setback), "refused")
         self._repeats.failed(
             said_key, "%s: %s %s (%s); trying again with backoff",
             who(action), type(action).__name__, what, setback.reason,
@@ -371,29 +416,18 @@ class Daemon:
 _SETBACK_WORDS = {Unknown: "outcome unknown", Unwritable: "not finished"}
 
 
-def _key(action: Action) -> object:
-    match action:
-        case Release(host=host, slot=slot):
-            return ("release", host, slot)
-        case Cancel(host=host, task=task, case_id=None):
-            return ("cancel", host, task.id)
-        case _:
-            return action.case_id  # one action per case at a time
-
-
-def _retry_key(action: Action) -> tuple[object, ...]:
-    """Each kind of action backs off on its own: a kill never waits out a submit's delay."""
-    case_id = getattr(action, "case_id", None)
-    if case_id is not None:
-        return ("case", type(action).__name__, case_id)
-    return (type(action).__name__, _key(action))
-
-
-def _said_key(action: Action) -> tuple[object, ...]:
-    case_id = getattr(action, "case_id", None)
-    return ("case", case_id) if case_id is not None else ("action", _key(action))
-
-
-def _still_about(key: object, active: set[str]) -> bool:
-    """Whether a retry or repeat key still has a subject: a case's keys end with it."""
-    return not (isinstance(key, tuple) and key[:1] == ("case",) and key[-1] not in active)
+def _named_by_ended_tasks(
+    observations: Mapping[str, Observation], cases: Sequence[CaseView]
+) -> set[str]:
+    """The case ids our ended tasks' labels name, live attempts' left out: housekeeping
+    may remove those tasks once the views say the cases are ours."""
+    live = {c.label for c in cases if c.label is not None}
+    named = set()
+    for seen in observations.values():
+        if isinstance(seen, Seen):
+            for task in seen.snapshot.tasks.values():
+                if task.state == "ended" and task.label not in live:
+                    found = label_attempt(task.label)
+                    if found is not None:
+                        named.add(found[0])
+    return named

@@ -10,11 +10,14 @@ aggregates it mirrors; the property tests check both agree.
 
 from __future__ import annotations
 
+import json
+import posixpath
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mqi_es.core.states import AlarmState, CaseState, FailureCategory, HostState, SlotState
-from mqi_es.domain import Alarm, Case, CaseName, EventLog, Host, Refusal, Slot
+from mqi_es.domain import Alarm, Case, CaseName, EventLog, Host, Notification, Refusal, Slot
+from mqi_es.domain.case_cleanup import CaseCleanup
 
 Row = dict[str, Any]
 Fields = dict[str, Any]  # an event's fields, as stored (see MsgspecMapper.state_from)
@@ -68,6 +71,7 @@ _HANDLERS: dict[type, tuple[Handler, str, bool]] = {}
 _TABLE_OF = {
     "Case": "cases", "Slot": "slots", "Host": "hosts", "Refusal": "refusals",
     "CaseName": "case_names", "EventLog": "event_log", "Alarm": "alarms",
+    "Notification": "notifications", "CaseCleanup": "cases",
 }  # fmt: skip
 
 
@@ -122,6 +126,7 @@ def _detected(batch: Batch, row: Row, e: Fields, nid: int) -> None:
         infra_failures=0,
         results_dir=None,
         reason=e["reason"],
+        remote_folders=None,
     )
 
 
@@ -152,6 +157,10 @@ def _submission_started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
         started_at=None,
         seen_running_at=None,
     )
+    folder = [e["host"], posixpath.dirname(e["remote_dir"])]
+    folders = json.loads(row["remote_folders"] or "[]")
+    if folder not in folders:
+        row["remote_folders"] = json.dumps([*folders, folder])
 
 
 @_on(Case.Uploaded)
@@ -224,6 +233,19 @@ def _retry_requested(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 def _timeout_changed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e)
     row["timeout_hours"] = e["hours"]
+
+
+@_on(CaseCleanup.TaskRemoved)
+def _task_removed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    pass  # the case's history shows it; its state is the same
+
+
+@_on(CaseCleanup.FolderRemoved)
+def _folder_removed(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    folders = [
+        f for f in json.loads(row["remote_folders"] or "[]") if f != [e["host"], e["folder"]]
+    ]
+    row["remote_folders"] = json.dumps(folders) if folders else None
 
 
 # --- GPU slots -------------------------------------------------------------------------
@@ -397,4 +419,33 @@ def _alarm_cleared(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 
 def _link_alarm_event(batch: Batch, row: Row, nid: int) -> None:
     if row["case_id"] is not None:  # `mqi history` shows a case's alarms
+        batch.links.append((row["case_id"], nid))
+
+
+# --- notifications ---------------------------------------------------------------------
+
+
+@_on(Notification.Due, creates=True)
+def _notification_due(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(
+        number=nid, channel=e["channel"], kind=e["kind"], dedup_key=e["dedup_key"],
+        fact_at=e["at"], case_id=e["case_id"], notice_state=e["state"],
+        category=e["category"], host=e["host"], alarm_id=e["alarm_id"], subject=e["subject"],
+        log_tail=e["log_tail"], notice_reason=e["reason"], delivered=0, attempts=0,
+        last_attempt_at=None, last_detail="", delivered_at=None,
+    )  # fmt: skip
+    _link_notification_event(batch, row, nid)
+
+
+@_on(Notification.Attempted)
+def _notification_attempted(batch: Batch, row: Row, e: Fields, nid: int) -> None:
+    row.update(
+        attempts=e["attempt"], last_attempt_at=e["timestamp"], last_detail=e["reason"],
+        delivered=int(e["delivered"]), delivered_at=e["timestamp"] if e["delivered"] else None,
+    )  # fmt: skip
+    _link_notification_event(batch, row, nid)
+
+
+def _link_notification_event(batch: Batch, row: Row, nid: int) -> None:
+    if row["case_id"] is not None:  # `mqi history` shows who was told of the case, and how
         batch.links.append((row["case_id"], nid))

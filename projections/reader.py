@@ -6,13 +6,15 @@ and always sees a consistent snapshot as of its last commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mqi_es.core.errors import MqiError
+from mqi_es.core.notices import Notice, NoticeKind
 from mqi_es.core.states import (
     AlarmKind,
     AlarmState,
@@ -22,12 +24,21 @@ from mqi_es.core.states import (
     KillCause,
     SlotState,
 )
-from mqi_es.core.views import AlarmView, CaseView, HostView, RefusalView, SlotView
+from mqi_es.core.views import (
+    AlarmView,
+    CaseView,
+    HostView,
+    Leftover,
+    NotificationView,
+    RefusalView,
+    SlotView,
+)
 from projections import database, generations
 from projections.schema import (
     ALARM_COLUMNS,
     CASE_COLUMNS,
     HOST_COLUMNS,
+    NOTIFICATION_COLUMNS,
     SCHEMA_VERSION,
     SLOT_COLUMNS,
 )
@@ -180,6 +191,10 @@ class ViewSnapshot:
             (key, f"alarm {number}")
             for key, number in self._c.execute("SELECT aggregate_id, number FROM alarms")
         )
+        names.update(
+            (key, f"{channel} notice")
+            for key, channel in self._c.execute("SELECT aggregate_id, channel FROM notifications")
+        )
         return names
 
     def alarms(self, *, standing_only: bool = False) -> list[AlarmView]:
@@ -196,6 +211,50 @@ class ViewSnapshot:
             (number,),
         ).fetchone()
         return _alarm(row) if row else None
+
+    def notifications(self, *, due_only: bool = False) -> list[NotificationView]:
+        """Notifications, oldest first; ``due_only``: those not delivered yet."""
+        where = " WHERE delivered = 0" if due_only else ""
+        rows = self._c.execute(
+            f"SELECT {', '.join(NOTIFICATION_COLUMNS)} FROM notifications{where}"  # noqa: S608
+            " ORDER BY number"
+        )
+        return [_notification(row) for row in rows]
+
+    def leftovers(self, ended_before: datetime) -> list[Leftover]:
+        """Folders on the nodes of the cases that ended before ``ended_before``."""
+        rows = self._c.execute(
+            "SELECT case_id, state, state_since, remote_folders FROM cases"
+            " WHERE remote_folders IS NOT NULL AND state IN ('completed', 'failed')"
+            " AND state_since <= ? ORDER BY state_since",
+            (ended_before.isoformat(),),
+        )
+        return [
+            Leftover(
+                case_id=case_id,
+                host=host,
+                folder=folder,
+                ended_at=_fromiso(since),
+                failed=state == CaseState.FAILED,
+            )
+            for case_id, state, since, folders in rows
+            for host, folder in json.loads(folders)
+        ]
+
+    def registered(self, case_ids: Iterable[str]) -> frozenset[str]:
+        """Those of ``case_ids`` that are registered cases."""
+        wanted, found = list(dict.fromkeys(case_ids)), set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self._c.execute(
+                    f"SELECT case_id FROM cases WHERE case_id IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+            )
+        return frozenset(found)
 
     def linked_notifications(self, case_id: str) -> list[int]:
         rows = self._c.execute(
@@ -248,6 +307,7 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         infra_failures,
         results_dir,
         reason,
+        _remote_folders,  # housekeeping's (``leftovers``)
     ) = row  # in CASE_COLUMNS order
     return CaseView(
         case_id=case_id,
@@ -333,4 +393,23 @@ def _alarm(row: tuple[Any, ...]) -> AlarmView:
         message=message, state=_ALARM_STATE[state], raised_at=_fromiso(raised_at),
         case_id=case_id, host=host, acknowledged_by=acknowledged_by,
         acknowledged_at=_time(acknowledged_at), cleared_at=_time(cleared_at), reason=reason,
+    )  # fmt: skip
+
+
+_NOTICE_KIND = {k.value: k for k in NoticeKind}
+
+
+def _notification(row: tuple[Any, ...]) -> NotificationView:
+    (aggregate_id, number, channel, kind, dedup_key, fact_at, case_id, notice_state, category,
+     host, alarm_id, subject, log_tail, notice_reason, delivered, attempts, last_attempt_at,
+     last_detail, delivered_at) = row  # fmt: skip
+    notice = Notice(
+        kind=_NOTICE_KIND[kind], dedup_key=dedup_key, at=_fromiso(fact_at),
+        reason=notice_reason, case_id=case_id, state=notice_state, category=category,
+        host=host, alarm_id=alarm_id, subject=subject, log_tail=log_tail,
+    )  # fmt: skip
+    return NotificationView(
+        notification_id=aggregate_id, number=number, channel=channel, notice=notice,
+        delivered=bool(delivered), attempts=attempts, last_attempt_at=_time(last_attempt_at),
+        last_detail=last_detail, delivered_at=_time(delivered_at),
     )  # fmt: skip

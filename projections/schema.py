@@ -8,7 +8,7 @@ from projections import database
 
 # Kept in the file (PRAGMA user_version). Raise it with any change below: views built by
 # another release are then rebuilt from the log instead of being misread.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 CASE_COLUMNS = (
     "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
@@ -17,7 +17,7 @@ CASE_COLUMNS = (
     "task_id", "task_created_at", "started_at", "seen_running_at", "not_before",
     "timeout_hours",
     "cancel_requested", "kill_cause", "failure", "exit_code", "infra_failures", "results_dir",
-    "reason",
+    "reason", "remote_folders",
 )  # fmt: skip
 SLOT_COLUMNS = (
     "aggregate_id", "host", "name", "state", "updated_at", "case_id", "attempt", "task_id",
@@ -33,6 +33,11 @@ ALARM_COLUMNS = (
     "aggregate_id", "number", "key", "kind", "subject", "message", "state", "raised_at",
     "case_id", "host", "acknowledged_by", "acknowledged_at", "cleared_at", "reason",
 )  # fmt: skip
+NOTIFICATION_COLUMNS = (
+    "aggregate_id", "number", "channel", "kind", "dedup_key", "fact_at", "case_id",
+    "notice_state", "category", "host", "alarm_id", "subject", "log_tail", "notice_reason",
+    "delivered", "attempts", "last_attempt_at", "last_detail", "delivered_at",
+)  # fmt: skip
 EVENT_LOG_COLUMNS = ("aggregate_id", "log_id")  # one row: the log these views were built from
 
 # Columns holding times, stored as ISO 8601 text (the reader parses them back).
@@ -40,6 +45,7 @@ TIME_COLUMNS = frozenset({
     "state_since", "detected_at", "updated_at", "task_created_at", "started_at",
     "seen_running_at", "not_before",
     "unreachable_since", "refused_at", "raised_at", "acknowledged_at", "cleared_at",
+    "fact_at", "last_attempt_at", "delivered_at",
 })  # fmt: skip
 
 TABLES = {
@@ -50,6 +56,7 @@ TABLES = {
     "case_names": CASE_NAME_COLUMNS,
     "event_log": EVENT_LOG_COLUMNS,
     "alarms": ALARM_COLUMNS,
+    "notifications": NOTIFICATION_COLUMNS,
 }
 
 TABLE_STATEMENTS = [
@@ -66,6 +73,11 @@ TABLE_STATEMENTS = [
     # The daemon reads the alarms not cleared every cycle; `mqi ack N` finds one by number.
     "CREATE INDEX IF NOT EXISTS alarms_standing ON alarms (state) WHERE state != 'cleared'",
     "CREATE UNIQUE INDEX IF NOT EXISTS alarms_by_number ON alarms (number)",
+    # Housekeeping reads the ended cases that left folders on the nodes.
+    "CREATE INDEX IF NOT EXISTS cases_leftovers ON cases (state_since)"
+    " WHERE remote_folders IS NOT NULL",
+    # The daemon's sender reads the undelivered notifications.
+    "CREATE INDEX IF NOT EXISTS notifications_due ON notifications (number) WHERE delivered = 0",
 ]
 # Created after the tables are filled when a replay builds a fresh file (faster).
 INDEX_STATEMENTS = [

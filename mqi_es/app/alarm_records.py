@@ -11,7 +11,7 @@ from eventsourcing.application import AggregateNotFoundError
 from mqi_es.core.errors import AlarmNotFound
 from mqi_es.core.ids import alarm_uuid
 from mqi_es.core.states import AlarmKind, AlarmState, FailureCategory
-from mqi_es.domain import Alarm, Case
+from mqi_es.domain import Alarm, Case, Notification
 
 if TYPE_CHECKING:
     from eventsourcing.application import Repository
@@ -29,6 +29,10 @@ class AlarmRecords:
 
         def _commit(self, *aggregates: Recorded | None) -> int | None: ...
 
+        def _alarm_notices(
+            self, alarm: Alarm | None, *, raised: bool, actor: str
+        ) -> list[Notification]: ...
+
     def alarm(self, alarm_id: str) -> Alarm:
         try:
             return self.repository.get(UUID(alarm_id))
@@ -42,19 +46,21 @@ class AlarmRecords:
         """Open an alarm; None if this very alarm was raised already."""
         if self.knows(alarm_uuid(key, raised_at)):
             return None
-        return self._commit(
-            _alarm(key, kind, subject, message, raised_at, about_case, host, actor=actor)
-        )
+        alarm = _alarm(key, kind, subject, message, raised_at, about_case, host, actor=actor)
+        return self._commit(alarm, *self._alarm_notices(alarm, raised=True, actor=actor))
 
     def acknowledge_alarm(self, alarm_id: str, *, actor: str, reason: str) -> int | None:
         found = self.alarm(alarm_id)
         found.acknowledge(actor=actor, reason=reason)
-        return self._commit(found)
+        cleared = found.state is AlarmState.CLEARED  # an alarm of a moment: dealt with
+        return self._commit(
+            found, *(self._alarm_notices(found, raised=False, actor=actor) if cleared else ())
+        )
 
     def clear_alarm(self, alarm_id: str, *, actor: str, reason: str) -> int | None:
         found = self.alarm(alarm_id)
         found.clear(actor=actor, reason=reason)
-        return self._commit(found)
+        return self._commit(found, *self._alarm_notices(found, raised=False, actor=actor))
 
     # --- a failed case's alarm, saved with the failure -----------------------------------
 

@@ -43,12 +43,15 @@ from mqi_es.core.commands import (
     MarkSlotBusy,
     MarkSlotFree,
     RaiseAlarm,
+    RecordDelivery,
     RecordEnqueued,
+    RecordFolderRemoved,
     RecordHostReachable,
     RecordHostUnavailable,
     RecordRemoteSuccess,
     RecordSlotResumed,
     RecordStarted,
+    RecordTaskRemoved,
     RecordUpload,
     RefuseEntry,
     RegisterHost,
@@ -102,6 +105,9 @@ HANDLERS: Mapping[type, Callable[..., Any]] = {
     RaiseAlarm: Ledger.raise_alarm,
     ClearAlarm: Ledger.clear_alarm,
     AcknowledgeAlarm: Ledger.acknowledge_alarm,
+    RecordDelivery: Ledger.record_delivery,
+    RecordTaskRemoved: Ledger.record_task_removed,
+    RecordFolderRemoved: Ledger.record_folder_removed,
 }
 
 # The ledger's answer that the state moved on: not an error, the next cycle sees why.

@@ -22,18 +22,30 @@ from mqi_es.adapters.local.failpoints import failpoint
 from mqi_es.adapters.local.progress import ProgressBoard, Transfer
 from mqi_es.app.bus import MessageBus
 from mqi_es.app.ports import CaseFolders, RemoteHost, Views
-from mqi_es.core.actions import Action, Cancel, FailWithLog, Fetch, Release, Submit
-from mqi_es.core.commands import HoldCase, StartSubmission
-from mqi_es.core.outcome import Unknown
+from mqi_es.core.actions import (
+    Action,
+    Cancel,
+    FailWithLog,
+    Fetch,
+    Release,
+    RemoveFolder,
+    RemoveTasks,
+    Submit,
+)
+from mqi_es.core.commands import AbandonAttempt, HoldCase, StartSubmission
+from mqi_es.core.outcome import RemoteFailure, Unknown, summary
 from mqi_es.core.policy import Policy
 from mqi_es.core.reactions import (
+    Declined,
     Unsendable,
     Unwritable,
     Uploaded,
     after_fetch,
+    after_folder_removal,
     after_log,
     after_release,
     after_submit,
+    after_task_removal,
     after_upload,
 )
 from mqi_es.core.states import CaseState
@@ -44,7 +56,8 @@ TRANSFERS_PER_HOST = 2
 log = logging.getLogger("mqi.daemon")
 
 
-Setback = Unknown | Unsendable | Unwritable  # what stopped an action: tried again later
+# What stopped an action: tried again later, with backoff.
+Setback = Unknown | Unsendable | Unwritable | Declined
 
 
 class Dispatcher:
@@ -79,6 +92,8 @@ class Dispatcher:
         self.monotonic = monotonic
         # Cases whose results could not be written here at their last fetch, and why.
         self.unwritable: dict[str, str] = {}
+        # Per host: bytes free where its cases go, as last read.
+        self.disk_free: dict[str, int] = {}
         # Until then (monotonic seconds) a submission may still land on the case's host:
         # "not in the queue" does not count yet.
         self.settled_at: dict[str, float] = {}
@@ -104,6 +119,14 @@ class Dispatcher:
                 return None  # the case failed whatever became of reading its log
             case Fetch():
                 outcome = await self._fetch(action, host)
+            case RemoveTasks(tasks=tasks):
+                outcome = await host.remove_tasks(tasks)
+                self.bus.handle(after_task_removal(action, outcome))
+            case RemoveFolder(folder=folder):
+                outcome = await host.remove_folder(folder)
+                self.bus.handle(after_folder_removal(action, outcome))
+        if isinstance(outcome, RemoteFailure) and isinstance(action, RemoveTasks | RemoveFolder):
+            return Declined(summary(outcome))  # not every cycle: with backoff
         return outcome if isinstance(outcome, Unknown | Unwritable) else None
 
     def keep_settling(self, submitting: Iterable[str]) -> None:
@@ -131,6 +154,10 @@ class Dispatcher:
         changed = await asyncio.to_thread(self.folders.changed, case.case_id, case.fingerprint)
         if changed is not None:
             self.bus.handle([HoldCase(case_id=case.case_id, reason=changed)])
+            return None
+        if (no_room := await self._no_room(action.host, host, case)) is not None:
+            self.bus.handle([AbandonAttempt(case_id=case.case_id, not_before=None,
+                                            charged=False, reason=no_room)])  # fmt: skip
             return None
         async with self._transfers[action.host]:
             try:
@@ -173,6 +200,26 @@ class Dispatcher:
             self.unwritable.pop(case.case_id, None)
         self.bus.handle(after_fetch(case, fetched))
         return fetched
+
+    async def measure_disk(self, name: str) -> None:
+        """Read how much room a host has left; what it cannot tell changes nothing."""
+        free = await self.hosts[name].free_space()
+        if isinstance(free, int):
+            self.disk_free[name] = free
+
+    async def _no_room(self, name: str, host: RemoteHost, case: CaseView) -> str | None:
+        """Why the case must wait instead of being sent (its node would keep less room than
+        it must), if it must; a node that cannot say how much room it has is tried."""
+        await self.measure_disk(name)
+        free = self.disk_free.get(name)
+        reserve = self.policy.node_disk_reserve
+        if free is None or free - case.total_bytes >= reserve:
+            return None
+        return (
+            f"node disk low: host {name} has {free / 1e9:.1f} GB free, the case needs "
+            f"{case.total_bytes / 1e9:.2f} GB and {reserve / 1e9:g} GB must stay free; it "
+            "waits for room"
+        )
 
     def _progress(self, case_id: str, direction: str) -> Callable[[int, int], None]:
         """Shows a transfer's progress in `mqi status` and logs it every 10%."""

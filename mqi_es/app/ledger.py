@@ -18,6 +18,8 @@ from eventsourcing.persistence import Mapper, RecordConflictError
 from mqi_es.adapters.eventstore.codec import MsgspecMapper
 from mqi_es.adapters.eventstore.log import LEDGER_NAME
 from mqi_es.app.alarm_records import AlarmRecords
+from mqi_es.app.cleanup_records import CleanupRecords
+from mqi_es.app.notice_records import NoticePlan, NoticeRecords
 from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
 from mqi_es.core.ids import (
     case_name_uuid,
@@ -29,21 +31,26 @@ from mqi_es.core.ids import (
     slot_key,
     slot_uuid,
 )
+from mqi_es.core.notices import NoticeKind
 from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
 from mqi_es.domain import Case, CaseName, EventLog, Host, Refusal, Slot
 from mqi_es.domain.recorded import Recorded
 
 
-class Ledger(AlarmRecords, Application[UUID]):
-    """Records what happened to cases, GPU slots, hosts and alarms."""
+class Ledger(NoticeRecords, AlarmRecords, CleanupRecords, Application[UUID]):
+    """Records what happened to cases, GPU slots, hosts, alarms and notifications."""
 
     name = LEDGER_NAME
 
-    def __init__(self, env: Mapping[str, str], *, fold_case: bool = False) -> None:
+    def __init__(
+        self, env: Mapping[str, str], *, fold_case: bool = False, notices: NoticePlan | None = None
+    ) -> None:
         """:param fold_case: case names that differ only in letter case are one name (a
-        node's file system folds case)."""
+        node's file system folds case). :param notices: what is told to whom (none: nothing
+        is due)."""
         super().__init__(env=dict(env))
         self.fold_case = fold_case
+        self.notices = notices or NoticePlan()
 
     @property
     def log_id(self) -> str | None:
@@ -327,11 +334,16 @@ class Ledger(AlarmRecords, Application[UUID]):
         actor: str,
     ) -> int | None:
         case = self.case(case_id)
+        host = case.host
         case.complete(
             attempt=attempt, files=files, bytes=bytes, results_dir=results_dir, digests=digests,
             manifest_sha256=manifest_sha256, actor=actor,
         )  # fmt: skip
-        return self._commit(case)
+        notice = self._case_notice(
+            NoticeKind.CASE_COMPLETED, case_id, attempt, case.modified_on, state="completed",
+            host=host, reason=f"{files} result file(s), {bytes} bytes, in {results_dir}",
+        )  # fmt: skip
+        return self._commit(case, *self._due(notice, actor=actor))
 
     def fail_case(
         self,
@@ -350,10 +362,18 @@ class Ledger(AlarmRecords, Application[UUID]):
         case = self.case(case_id)
         slot = self._slot_to_release(case)
         label, created_at = case.label, case.task_created_at  # the case forgets them now
+        host = case.host
         case.fail(
             category=category, actor=actor, reason=reason, exit_code=exit_code, log_tail=log_tail
         )
         alarm = self._failure_alarm(case, category, reason, actor=actor)
+        notices = self._alarm_notices(alarm, raised=True, actor=actor)
+        if category is not FailureCategory.CANCELLED:  # an operator's own doing
+            notice = self._case_notice(
+                NoticeKind.CASE_FAILED, case_id, case.attempt, case.modified_on, reason=reason,
+                state="failed", category=category.value, host=host, log_tail=log_tail,
+            )  # fmt: skip
+            notices += self._due(notice, actor=actor)
         if slot is not None and quarantine:
             slot.quarantine(
                 task_id=quarantine_task_id,
@@ -364,7 +384,7 @@ class Ledger(AlarmRecords, Application[UUID]):
             )
         else:
             self._release(slot, case, actor=actor, reason=reason)
-        return self._commit(case, slot, alarm)
+        return self._commit(case, slot, alarm, *notices)
 
     def abandon_attempt(
         self,
@@ -404,7 +424,7 @@ class Ledger(AlarmRecords, Application[UUID]):
         case = self.case(case_id)
         alarm = self._failure_alarm_to_clear(case, actor=actor)
         case.retry(actor=actor, reason=reason)
-        return self._commit(case, alarm)
+        return self._commit(case, alarm, *self._alarm_notices(alarm, raised=False, actor=actor))
 
     def set_case_timeout(
         self, case_id: str, *, hours: float | None, actor: str, reason: str

@@ -8,17 +8,33 @@ of the three kinds of outcome and never raises for anything the host or the netw
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from mqi_es.core.checks import Finding
+from mqi_es.core.notices import Delivered, NotDelivered, Notice
 from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Unwritable, Uploaded
+from mqi_es.core.reactions import (
+    Fetched,
+    NothingToFetch,
+    Removed,
+    Unsendable,
+    Unwritable,
+    Uploaded,
+)
 from mqi_es.core.remote import Observation, RemoteTask
 from mqi_es.core.states import CaseState
-from mqi_es.core.views import AlarmView, CaseView, HostView, SlotView
+from mqi_es.core.views import (
+    AlarmView,
+    CaseView,
+    HostView,
+    Leftover,
+    NotificationView,
+    SlotView,
+)
 
 
 class RemoteHost(Protocol):
@@ -55,6 +71,19 @@ class RemoteHost(Protocol):
         later snapshot showing it ended or gone."""
         ...
 
+    async def remove_tasks(self, tasks: Sequence[RemoteTask]) -> Removed | RemoteFailure | Unknown:
+        """Remove ended tasks from the queue; ``Removed`` names those that went."""
+        ...
+
+    async def remove_folder(self, folder: str) -> Ok | RemoteFailure | Unknown:
+        """Remove a folder on the node with all it holds (a link is never followed);
+        one already gone counts as removed."""
+        ...
+
+    async def free_space(self) -> int | RemoteFailure | Unknown:
+        """Bytes still free where this host's cases go (``remote_base_dir``)."""
+        ...
+
     async def release(self, slot: str) -> Ok | RemoteFailure | Unknown:
         """Let the host start what it holds in ``slot`` (e.g. a queue it paused)."""
         ...
@@ -75,6 +104,15 @@ class RemoteHost(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Channel(Protocol):
+    """A way to tell a person (``mqi_es.adapters.notify``): never raises for anything the
+    network or the receiver does."""
+
+    name: str
+
+    async def send(self, notice: Notice) -> Delivered | NotDelivered: ...
 
 
 class CaseFolders(Protocol):
@@ -114,6 +152,18 @@ class ViewSnapshot(Protocol):
 
     def alarms(self, *, standing_only: bool = False) -> list[AlarmView]:
         """Alarms, newest first; ``standing_only``: those not cleared."""
+        ...
+
+    def notifications(self, *, due_only: bool = False) -> list[NotificationView]:
+        """Notifications, oldest first; ``due_only``: those not delivered yet."""
+        ...
+
+    def leftovers(self, ended_before: datetime) -> list[Leftover]:
+        """Folders on the nodes of the cases that ended before ``ended_before``."""
+        ...
+
+    def registered(self, case_ids: Iterable[str]) -> frozenset[str]:
+        """Those of ``case_ids`` that are registered cases."""
         ...
 
     def name_claims(self) -> list[tuple[str, str | None]]:

@@ -180,6 +180,13 @@ def check_sections(config: Config) -> None:
             f"main_loop.sleep_interval_seconds {loop.sleep_interval_seconds:g}): a healthy "
             "cycle waits for its status queries as long as one interval",
         )
+    email = config.notifications.email
+    if email is not None and (email.username is None) != (email.password_file is None):
+        given = "username" if email.username is not None else "password_file"
+        raise Invalid(
+            ("notifications", "email", given),
+            "username and password_file go together (the password is read from the file)",
+        )
     database = config.database
     if os.path.normpath(database.views_path) == os.path.normpath(database.path):
         raise Invalid(("database", "views_path"), "must differ from database.path")

@@ -156,6 +156,58 @@ class AlarmsConfig(Section, kw_only=True):
     host_down_minutes: Annotated[float, Meta(gt=0, le=525600)] = 10.0
     # Cycles further apart than this: the daemon's loop was held (cycle_overdue).
     cycle_overdue_minutes: Annotated[float, Meta(gt=0, le=1440)] = 5.0
+    # Room a node keeps under remote_base_dir: below it, node_disk_low, and no case is sent
+    # there (one that would not fit waits). 0: never. Read before each upload and every
+    # node_disk_check_minutes.
+    node_disk_free_gb: Annotated[float, Meta(ge=0, le=1_000_000)] = 20.0
+    node_disk_check_minutes: Annotated[float, Meta(gt=0, le=1440)] = 10.0
+
+
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+# An address as SMTP takes it; the display-name form ("Physics <p@x>") is not needed here.
+MAIL_PATTERN = r"^[^@\s<>,;\x00-\x1f]+@[A-Za-z0-9.-]+\Z"
+MailAddress = Annotated[str, Meta(pattern=MAIL_PATTERN, max_length=320)]
+PATTERN_HELP[MAIL_PATTERN] = "an e-mail address such as physics-oncall@clinic.example"
+
+
+class WebhookConfig(Section, kw_only=True):
+    # http(s) only; the token, if any, is in a file, never here.
+    url: Annotated[str, Meta(pattern=r"^https?://[^\s/?#@]+[^\s]*\Z", max_length=2048)]
+    token_file: Path | None = None  # Authorization: Bearer <its contents>
+    timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 10.0
+
+
+class EmailConfig(Section, kw_only=True):
+    smtp_host: HostWord
+    smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 587
+    starttls: bool = True
+    username: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    password_file: Path | None = None  # never a password in the configuration
+    sender: MailAddress = msgspec.field(name="from")
+    to: Annotated[tuple[MailAddress, ...], Meta(min_length=1, max_length=100)]
+    timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 30.0
+
+
+class NotificationsConfig(Section, kw_only=True):
+    """Who is told of what: each fact named in ``on`` is delivered at least once through
+    every channel configured (none: nothing is sent)."""
+
+    on: tuple[Literal["completed", "failed", "alarm"], ...] = ("failed", "alarm")
+    webhook: WebhookConfig | None = None
+    email: EmailConfig | None = None
+    # A receiver that is down or answers 5xx is tried again, waiting longer each time.
+    retry_backoff_seconds: Seconds = 10.0
+    retry_backoff_cap_seconds: Seconds = 600.0
+
+
+class HousekeepingConfig(Section, kw_only=True):
+    """What the daemon removes on the nodes once nothing needs it (only its own)."""
+
+    remove_finished_tasks: bool = True  # our ended tasks, once their outcome is recorded
+    # A case's folder on the node, this long after the case ended (0: at once)...
+    remote_retention_hours: Annotated[float, Meta(ge=0, le=87600)] = 72.0
+    # ... and after it failed: kept longer, for inspection.
+    keep_failed_remote_hours: Annotated[float, Meta(ge=0, le=87600)] = 336.0
 
 
 class Sections(Section, kw_only=True):
@@ -167,6 +219,8 @@ class Sections(Section, kw_only=True):
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
     alarms: AlarmsConfig = AlarmsConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    housekeeping: HousekeepingConfig = HousekeepingConfig()
 
 
 class LegacyHpc(HostSettings, kw_only=True):

@@ -20,6 +20,7 @@ KeyPath = tuple[str | int, ...]
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
 # Integers YAML 1.1 reads in base 8, 16, 2 or 60, and floats in base 60.
 _NOT_DECIMAL = {
     "tag:yaml.org,2002:int": re.compile(r"[-+]?0[0-9bx_]|.*:"),
@@ -181,6 +182,8 @@ def _walk(node: yaml.Node, path: KeyPath, seen: set[int]) -> Iterator[tuple[KeyP
 def _refuse_ambiguous(name: str, root: yaml.Node) -> None:
     """Refuse what PyYAML would otherwise accept silently: a key given twice in one mapping
     (the last would win) and numbers YAML 1.1 reads in another base (022 is 18, 1:30 is 90).
+    Plain keys YAML 1.1 would read as booleans (``on``, ``yes``) are taken as the names
+    they are.
     """
     for path, node in _walk(root, (), set()):
         if node.tag in _NOT_DECIMAL and _NOT_DECIMAL[node.tag].match(node.value):
@@ -195,6 +198,8 @@ def _refuse_ambiguous(name: str, root: yaml.Node) -> None:
         for key, _ in node.value:
             if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
                 continue
+            if key.tag == _BOOL_TAG and key.style is None:
+                key.tag = _STR_TAG  # a key is a name: `on:` means "on", never true
             location = Location.of(key)
             if (earlier := first_line.get((key.tag, key.value))) is not None:
                 where = _where(name, location, (*path, key.value))

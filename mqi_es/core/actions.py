@@ -63,7 +63,25 @@ class FailWithLog:
     category: FailureCategory = FailureCategory.CASE_FAILURE
 
 
-Action = Submit | Cancel | Release | Fetch | FailWithLog
+@dataclass(frozen=True, slots=True)
+class RemoveTasks:
+    """Housekeeping: remove ended tasks of ours whose outcomes are recorded from the host's
+    queue (its status, read every poll, then stays small)."""
+
+    host: str
+    tasks: tuple[RemoteTask, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFolder:
+    """Housekeeping: remove an ended case's folder on a node, its retention over."""
+
+    case_id: str
+    host: str
+    folder: str
+
+
+Action = Submit | Cancel | Release | Fetch | FailWithLog | RemoveTasks | RemoveFolder
 
 
 @dataclass(frozen=True, slots=True)

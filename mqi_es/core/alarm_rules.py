@@ -1,7 +1,7 @@
 """Alarms judged every cycle from the views and the shell's last word: a case that stays in
 one state too long, a host unusable for too long, results that cannot be written here.
 They clear as soon as the case moves on, the host answers or a fetch succeeds. And the
-daemon's own loop: cycles further apart than allowed. Pure."""
+daemon's own loop: cycles further apart than allowed; a node's disk filling up. Pure."""
 
 from __future__ import annotations
 
@@ -79,3 +79,19 @@ def watch_the_loop(cycle: Cycle) -> None:
         f"than {limit:g} s): its loop was held; see the log around this time",
         key=f"cycle-overdue:{cycle.now.isoformat()}",
     )
+
+
+def watch_disks(cycle: Cycle) -> None:
+    reserve = cycle.policy.node_disk_reserve
+    for host, free in cycle.world.disk_free.items():
+        if host not in cycle.policy.hosts_by_name or free >= reserve:
+            continue
+        cycle.alarm(
+            AlarmKind.NODE_DISK_LOW,
+            f"host {host} has {free / 1e9:.1f} GB free where its cases go (less than "
+            f"alarms.node_disk_free_gb, {reserve / 1e9:g}): no case is sent there until "
+            "there is room; cases wait, none fails for it",
+            key=f"disk-low:{host}",
+            host=host,
+            subject=f"host {host}",
+        )

@@ -42,6 +42,11 @@ class Backoff:
         failing = self._failing.get(key)
         return failing is None or now >= failing.retry_at
 
+    def wait_left(self, key: Hashable, now: float) -> float:
+        """Seconds until ``key`` may be tried again (0: now)."""
+        failing = self._failing.get(key)
+        return 0.0 if failing is None else max(0.0, failing.retry_at - now)
+
     def failed(self, key: Hashable, now: float) -> float:
         """Count a failure of ``key``; returns the seconds until it may be tried again."""
         failing = self._failing.get(key)

@@ -257,12 +257,43 @@ class AcknowledgeAlarm:
     reason: str
 
 
+@_command
+class RecordTaskRemoved:
+    """Housekeeping removed the ended task of a case attempt from its host's queue."""
+
+    case_id: str
+    attempt: int
+    task_id: int
+    reason: str = "its outcome is recorded"
+
+
+@_command
+class RecordFolderRemoved:
+    """Housekeeping removed a case's folder on a node."""
+
+    case_id: str
+    host: str
+    folder: str
+    reason: str = ""
+
+
+@_command
+class RecordDelivery:
+    """One attempt to deliver a notification: ``detail`` is what the receiver answered, or
+    why nothing reached it."""
+
+    notification_id: str
+    delivered: bool
+    detail: str
+
+
 Command = (
     RegisterHost | RegisterSlot | RecordHostUnavailable | RecordHostReachable | MarkSlotBusy
     | MarkSlotFree | RecordSlotResumed | LiftQuarantine | DetectCase | ClaimNames | RefuseEntry
     | HoldCase | RestabilizeCase | StartSubmission | RecordUpload | RecordEnqueued | RecordStarted
     | RecordRemoteSuccess | CompleteCase | FailCase | AbandonAttempt | RequestKill | CancelCase
-    | RetryCase | SetCaseTimeout | RaiseAlarm | ClearAlarm | AcknowledgeAlarm
+    | RetryCase | SetCaseTimeout | RaiseAlarm | ClearAlarm | AcknowledgeAlarm | RecordDelivery
+    | RecordTaskRemoved | RecordFolderRemoved
 )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from mqi_es.core.endings import failure, infrastructure_loss
 from mqi_es.core.policy import Policy
 from mqi_es.core.remote import Observation, RemoteTask, Seen
 from mqi_es.core.states import STICKY_ALARMS, AlarmKind, CaseState, FailureCategory, SlotState
-from mqi_es.core.views import AlarmView, CaseView, HostView, SlotView
+from mqi_es.core.views import AlarmView, CaseView, HostView, Leftover, SlotView
 
 ACTIVE = frozenset({CaseState.QUEUED, CaseState.RUNNING, CaseState.KILLING})
 
@@ -36,6 +36,13 @@ class World:
     alarms: Sequence[AlarmView] = ()  # every alarm not cleared
     # per case: why its results could not be written here at its last fetch
     unwritable: Mapping[str, str] = field(default_factory=dict)
+    # housekeeping: ended cases' folders still on the nodes (those ended long enough ago),
+    # and the registered cases among those our ended tasks' labels name
+    leftovers: Sequence[Leftover] = ()
+    registered: frozenset[str] = frozenset()
+    # per host: bytes free where its cases go, as last read (before an upload, or by the
+    # periodic check)
+    disk_free: Mapping[str, int] = field(default_factory=dict)
 
 
 class Cycle:

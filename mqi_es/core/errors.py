@@ -72,5 +72,9 @@ class AlarmNotFound(MqiError):
     """Raised when no alarm with the given number or id has been raised."""
 
 
+class NotificationNotFound(MqiError):
+    """Raised when no notification with the given id is due."""
+
+
 class ConcurrentUpdate(MqiError):
     """Raised when another writer recorded a conflicting event first (nothing was saved)."""

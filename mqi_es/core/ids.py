@@ -37,6 +37,11 @@ def alarm_uuid(key: str, raised_at: datetime | None) -> UUID:
     return uuid5(NAMESPACE, f"alarm/{key}{suffix}")
 
 
+def notification_uuid(channel: str, dedup_key: str) -> UUID:
+    """One fact told through one channel: recorded due once, whatever repeats."""
+    return uuid5(NAMESPACE, f"notification/{channel}/{dedup_key}")
+
+
 def name_key(case_id: str, *, fold_case: bool) -> str:
     """What two case names must differ in to be two cases: their Unicode NFC form, and
     their letters' case too where a node's file system folds case. Folders whose names
@@ -70,3 +75,13 @@ def task_label(case_id: str, attempt: int) -> str:
     be found again by label instead of being submitted twice.
     """
     return f"{TASK_LABEL_PREFIX}{case_id}:a{attempt}"
+
+
+def label_attempt(label: str | None) -> tuple[str, int] | None:
+    """The (case id, attempt) a label of ours names; None for any other label."""
+    if not label or not label.startswith(TASK_LABEL_PREFIX):
+        return None
+    case_id, sep, attempt = label.removeprefix(TASK_LABEL_PREFIX).rpartition(":a")
+    if not sep or not case_id or not attempt.isdigit() or attempt.startswith("0"):
+        return None
+    return case_id, int(attempt)

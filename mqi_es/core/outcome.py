@@ -36,6 +36,13 @@ class Unknown:
 Outcome = Ok | RemoteFailure | Unknown
 
 
+def summary(failure: RemoteFailure) -> str:
+    """What the node said, on one line short enough for a log or an event, and its exit
+    status."""
+    text = " ".join((failure.stderr or failure.stdout).split())[:300]
+    return f"{text} (exit {failure.exit_status})" if text else f"exit {failure.exit_status}"
+
+
 Progress = Callable[[int, int], None]
 """Called as work moves on: (units done, units in all), e.g. bytes of a transfer, events of
 a replay."""

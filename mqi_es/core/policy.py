@@ -31,6 +31,19 @@ class HostPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Housekeeping:
+    """What is removed on the nodes, and when (``housekeeping`` in the configuration)."""
+
+    remove_finished_tasks: bool = True
+    retention: timedelta = timedelta(hours=72)  # a case's folder, after the case ended
+    failed_retention: timedelta = timedelta(hours=336)  # ... after it failed
+
+    @property
+    def shortest(self) -> timedelta:
+        return min(self.retention, self.failed_retention)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     hosts: tuple[HostPolicy, ...] = ()
     timeout: timedelta = timedelta(hours=24)  # running time allowed, unless the case sets its own
@@ -50,6 +63,8 @@ class Policy:
     stall_limits: Mapping[CaseState, timedelta] = field(default_factory=lambda: STALL_LIMITS)
     host_down: timedelta = timedelta(minutes=10)  # a host unusable this long: alarm
     cycle_overdue: timedelta = timedelta(minutes=5)  # cycles this far apart: alarm
+    housekeeping: Housekeeping = Housekeeping()
+    node_disk_reserve: int = 20 * 10**9  # bytes a node keeps free: no case sent below it
     hosts_by_name: dict[str, HostPolicy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -10,17 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mqi_es.core.actions import FailWithLog, Release
+from mqi_es.core.actions import FailWithLog, Release, RemoveFolder, RemoveTasks
 from mqi_es.core.commands import (
     AbandonAttempt,
     CompleteCase,
     FailCase,
     HoldCase,
+    RecordFolderRemoved,
     RecordSlotResumed,
+    RecordTaskRemoved,
     RecordUpload,
 )
 from mqi_es.core.endings import infrastructure_loss
-from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
+from mqi_es.core.ids import label_attempt
+from mqi_es.core.outcome import Ok, RemoteFailure, Unknown, summary
 from mqi_es.core.policy import Policy
 from mqi_es.core.states import FailureCategory
 from mqi_es.core.views import CaseView
@@ -73,6 +76,48 @@ class Unwritable:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """These tasks left the host's queue (those asked for that it did not remove: not)."""
+
+    task_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """The host refused a housekeeping step (e.g. permission denied): tried again later."""
+
+    reason: str
+
+
+def after_task_removal(
+    action: RemoveTasks, outcome: Removed | RemoteFailure | Unknown
+) -> list[RecordTaskRemoved]:
+    if not isinstance(outcome, Removed):
+        return []
+    gone = set(outcome.task_ids)
+    return [
+        RecordTaskRemoved(case_id=named[0], attempt=named[1], task_id=task.id)
+        for task in action.tasks
+        if task.id in gone and (named := label_attempt(task.label)) is not None
+    ]
+
+
+def after_folder_removal(
+    action: RemoveFolder, outcome: Ok | RemoteFailure | Unknown
+) -> list[RecordFolderRemoved]:
+    if not isinstance(outcome, Ok):
+        return []
+    return [
+        RecordFolderRemoved(
+            case_id=action.case_id,
+            host=action.host,
+            folder=action.folder,
+            reason=f"its retention on the node is over ({outcome.stdout})",
+        )
+    ]
+
+
 def after_upload(
     case: CaseView, outcome: Uploaded | Unsendable | RemoteFailure | Unknown, now: datetime,
     policy: Policy,
@@ -93,8 +138,8 @@ def after_upload(
             ]
         case Unsendable(reason=reason):
             return [HoldCase(case_id=case.case_id, reason=reason)]
-        case RemoteFailure(stderr=stderr, exit_status=status):
-            reason = f"upload refused by the node: {_line(stderr, status)}"
+        case RemoteFailure():
+            reason = f"upload refused by the node: {summary(outcome)}"
             return [infrastructure_loss(case, reason, now, policy)]  # fmt: skip
         case _:
             return []
@@ -107,7 +152,7 @@ def after_submit(
     task by its label and records it with its ``created_at``, the same way a task submitted
     just before a crash is found. A refusal by the host loses the attempt."""
     if isinstance(outcome, RemoteFailure):
-        reason = f"the host refused the task: {_line(outcome.stderr, outcome.exit_status)}"
+        reason = f"the host refused the task: {summary(outcome)}"
         return [infrastructure_loss(case, reason, now, policy)]
     return []
 
@@ -131,8 +176,8 @@ def after_fetch(
         case NothingToFetch(globs=globs):
             reason = f"the task succeeded but produced no result file matching {list(globs)}"
             return [_failed(case.case_id, FailureCategory.CASE_FAILURE, reason)]
-        case RemoteFailure(stderr=stderr, exit_status=status):
-            reason = f"results could not be read on the node: {_line(stderr, status)}"
+        case RemoteFailure():
+            reason = f"results could not be read on the node: {summary(outcome)}"
             return [_failed(case.case_id, FailureCategory.INFRASTRUCTURE, reason)]
         case _:
             return []
@@ -144,7 +189,7 @@ def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> lis
     if isinstance(outcome, Ok):
         tail = outcome.stdout[-LOG_TAIL_CHARS:]
     elif isinstance(outcome, RemoteFailure):
-        tail = f"(log unavailable: {_line(outcome.stderr, outcome.exit_status)})"
+        tail = f"(log unavailable: {summary(outcome)})"
     else:
         tail = f"(log unavailable: {outcome.reason})"
     return [
@@ -174,8 +219,3 @@ def after_release(
 
 def _failed(case_id: str, category: FailureCategory, reason: str) -> FailCase:
     return FailCase(case_id=case_id, category=category, reason=reason)
-
-
-def _line(stderr: str, status: int) -> str:
-    text = " ".join(stderr.split())[:300]
-    return f"{text} (exit {status})" if text else f"exit {status}"

@@ -19,11 +19,15 @@ Rules, per case (only on a host seen this cycle: an unseen host changes nothing)
   (the queue service restarted), lost -> infrastructure: a new attempt with backoff, until
   ``max_attempts``. Missing for ``missing_grace`` good snapshots -> lost, the same way.
   A kill not confirmed within ``kill_confirm_timeout`` -> fail and quarantine the slot.
-- Free slots go to waiting cases in arrival order; a slot running tasks we did not
+- Free slots go to waiting cases in arrival order (not on a node whose disk would keep
+  less than ``node_disk_reserve`` with the case on it); a slot running tasks we did not
   submit is busy, not free; a held task of ours (its slot's queue paused) is released.
 - A host whose queue software cannot be used (``incompatible``) gets no case, and a case
   whose attempt started there goes back to waiting with that reason (no task can exist:
   the adapter never submits to such a node).
+
+Housekeeping (``housekeeping.py``): our ended tasks whose outcomes are recorded leave the
+queue; an ended case's folder on the node goes once its retention is over.
 
 Time: a task's running time is measured on the node's clock (its start and the node's
 time, read in the same round trip), carried over once onto our monotonic clock; local
@@ -43,9 +47,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from mqi_es.core.actions import Decision, Memory
-from mqi_es.core.alarm_rules import watch_for_stalls, watch_hosts, watch_results, watch_the_loop
+from mqi_es.core.alarm_rules import (
+    watch_disks,
+    watch_for_stalls,
+    watch_hosts,
+    watch_results,
+    watch_the_loop,
+)
 from mqi_es.core.case_rules import follow_cases
 from mqi_es.core.cycle import Cycle, World
+from mqi_es.core.housekeeping import keep_tidy
 from mqi_es.core.policy import Policy
 from mqi_es.core.slot_rules import allocate, check_slots, observe_hosts
 
@@ -61,4 +72,6 @@ def reconcile(world: World, now: datetime, policy: Policy, memory: Memory) -> De
     watch_hosts(cycle)
     watch_results(cycle)
     watch_the_loop(cycle)
+    watch_disks(cycle)
+    keep_tidy(cycle)
     return cycle.decision()

@@ -4,6 +4,8 @@ slot takes which waiting case, in arrival order. Pure."""
 
 from __future__ import annotations
 
+import math
+
 from mqi_es.core.actions import Submit
 from mqi_es.core.commands import (
     LiftQuarantine,
@@ -145,7 +147,14 @@ def allocate(cycle: Cycle) -> None:
         ),
         key=lambda c: c.arrival,
     )
-    for case, slot in zip(waiting, free, strict=False):
+    # Room on each node whose free space is known, after what it already keeps free.
+    room = {h: free - cycle.policy.node_disk_reserve for h, free in cycle.world.disk_free.items()}
+    for case in waiting:
+        slot = next((s for s in free if room.get(s.host, math.inf) >= case.total_bytes), None)
+        if slot is None:
+            continue  # no node has room for it now: it waits
+        free.remove(slot)
+        room[slot.host] = room.get(slot.host, math.inf) - case.total_bytes
         cycle.actions.append(Submit(case.case_id, slot.host, slot.name))
 
 

@@ -83,6 +83,7 @@ class AlarmKind(StrEnum):
     CLOCK_JUMP = "clock_jump"  # this machine's or a node's clock jumped
     NAME_CLASH = "name_clash"  # a folder's name clashes with a registered case's
     CYCLE_OVERDUE = "cycle_overdue"  # the daemon's loop was held longer than allowed
+    NODE_DISK_LOW = "node_disk_low"  # a node has less room than alarms.node_disk_free_gb
 
 
 # Alarms that stand for a moment, not a lasting condition: they stay open until an operator

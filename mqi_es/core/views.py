@@ -11,6 +11,7 @@ from datetime import datetime
 
 import msgspec
 
+from mqi_es.core.notices import Notice
 from mqi_es.core.states import (
     AlarmKind,
     AlarmState,
@@ -100,3 +101,25 @@ class AlarmView(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_at: datetime | None = None
     cleared_at: datetime | None = None
     reason: str = ""  # of the last acknowledgement or clearing
+
+
+class NotificationView(msgspec.Struct, frozen=True, kw_only=True):
+    notification_id: str  # the aggregate's id (hex)
+    number: int  # the notification id of its Due event
+    channel: str  # "webhook", "email"
+    notice: Notice
+    delivered: bool
+    attempts: int
+    last_attempt_at: datetime | None = None
+    last_detail: str = ""  # what the receiver answered at the last attempt, or why not
+    delivered_at: datetime | None = None
+
+
+class Leftover(msgspec.Struct, frozen=True, kw_only=True):
+    """A folder an ended case left on a node."""
+
+    case_id: str
+    host: str
+    folder: str  # as recorded: the parent of the case's attempt folders
+    ended_at: datetime
+    failed: bool

@@ -5,7 +5,8 @@ from mqi_es.domain.case import Case
 from mqi_es.domain.case_name import CaseName
 from mqi_es.domain.event_log import EventLog
 from mqi_es.domain.host import Host
+from mqi_es.domain.notification import Notification
 from mqi_es.domain.refusal import Refusal
 from mqi_es.domain.slot import Slot
 
-__all__ = ["Alarm", "Case", "CaseName", "EventLog", "Host", "Refusal", "Slot"]
+__all__ = ["Alarm", "Case", "CaseName", "EventLog", "Host", "Notification", "Refusal", "Slot"]

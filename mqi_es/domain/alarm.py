@@ -40,7 +40,10 @@ class Alarm(Recorded):
     ) -> None:  # fmt: skip
         self.key = key
         self.kind = AlarmKind(kind)
+        self.subject, self.message = subject, message
+        self.case_id, self.host = case_id, host
         self.state = AlarmState.OPEN
+        self.last_reason = reason
 
     class Acknowledged(Recorded.Event):
         pass
@@ -68,3 +71,4 @@ class Alarm(Recorded):
     @event(Cleared)
     def _cleared(self, actor: str, reason: str) -> None:
         self.state = AlarmState.CLEARED
+        self.last_reason, self.cleared_by = reason, actor

@@ -16,12 +16,13 @@ from eventsourcing.domain import event
 from mqi_es.core.errors import InvalidTransition
 from mqi_es.core.ids import case_uuid, task_label
 from mqi_es.core.states import CaseState, FailureCategory, KillCause
+from mqi_es.domain.case_cleanup import CaseCleanup
 from mqi_es.domain.recorded import Recorded
 
 _REMOTE_STATES = frozenset({CaseState.QUEUED, CaseState.RUNNING})
 
 
-class Case(Recorded):
+class Case(CaseCleanup):
     @staticmethod
     def create_id(case_id: str) -> UUID:
         return case_uuid(case_id)
@@ -57,6 +58,7 @@ class Case(Recorded):
         self.kill_cause: KillCause | None = None
         self.failure: FailureCategory | None = None
         self.infra_failures = 0
+        self.remote_folders: set[tuple[str, str]] = set()  # (host, folder) not removed yet
 
     class HeldBack(Recorded.Event):
         pass
@@ -137,6 +139,7 @@ class Case(Recorded):
         self.label = label
         self.remote_dir = remote_dir
         self.not_before = None
+        self.remote_folders.add((host, posixpath.dirname(remote_dir)))
 
     class Uploaded(Recorded.Event):
         """The case is on the node, checked there: ``digests`` lists (relative path, size,

@@ -78,7 +78,12 @@ def write_config(
         "results": {"local_path": "var/results"},  # the default globs: output/**/*.dcm, ...
         "database": {"path": "var/events.sqlite", "views_path": "var/views.sqlite"},
         "logging": {"path": "var/logs/mqi.log"},
+        # Every task stays in the stand-in's queue, so that a test can count them (one per
+        # attempt, never two); tests of housekeeping turn it on.
+        "housekeeping": {"remove_finished_tasks": False},
         **sections,
+        # A test machine's disk may be nearly full: a node keeps 1 MB free unless told.
+        "alarms": {"node_disk_free_gb": 0.001, **sections.get("alarms", {})},
     }
     path = root / "mqi.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -60,6 +60,9 @@ class FakeHost:
     async def cancel(self, task):
         return await self._call("cancel", Ok(""))
 
+    async def free_space(self):
+        return await self._call("free_space", Unknown("not measured"))
+
     async def close(self) -> None:
         pass
 

@@ -11,6 +11,7 @@ from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
 from mqi_es.bootstrap import build_daemon
 from mqi_es.config import load_config
+from mqi_es.core.outcome import Unknown
 from mqi_es.core.remote import Seen, StatusSnapshot, Unseen
 from mqi_es.runtime import QUERY_WAIT_SECONDS, Daemon
 from projections.live import LiveViews
@@ -26,6 +27,9 @@ class QuietHost:
         self.queries += 1
         await asyncio.sleep(self.delay)
         return self.answer
+
+    async def free_space(self):
+        return Unknown("not measured")
 
     async def close(self) -> None:
         pass

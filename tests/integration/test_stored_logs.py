@@ -58,6 +58,9 @@ def as_this_release_shows(shown: dict[str, Any]) -> dict[str, Any]:
             "acknowledged_alarms": [],
             **shown["status"],
             "gpus": [renamed(s, SLOT_KEYS) for s in shown["status"]["gpus"]],
+            # new here: the daemon's last cycle (no daemon runs)
+            "last_cycle_at": None,
+            "last_cycle_overdue": False,
         },
         "history": history,
     }

@@ -121,3 +121,32 @@ def test_cycles_further_apart_than_the_limit_raise_one_overdue_alarm_that_stays_
 
 def test_the_first_cycle_of_a_process_has_nothing_to_be_late_after():
     assert raised(decide([], seen(), memory=None, at=mono(T0) + 10**6)) == []
+
+
+def test_a_node_below_its_disk_reserve_raises_one_alarm_and_gets_no_case_until_there_is_room():
+    from mqi_es.core.actions import Submit
+
+    reserve = POLICY.node_disk_reserve
+    waiting = case("c1", CaseState.WAITING, total_bytes=10**9)
+    low = decide([waiting], seen(), disk_free={"n1": reserve - 1})
+    (alarm,) = raised(low)
+    assert alarm.kind is AlarmKind.NODE_DISK_LOW and alarm.host == "n1"
+    assert [a for a in low.actions if isinstance(a, Submit)] == []  # it waits
+    tight = decide([waiting], seen(), disk_free={"n1": reserve + 10**9 - 1},
+                   alarms=standing(low))  # fmt: skip
+    assert [a for a in tight.actions if isinstance(a, Submit)] == []  # would not fit
+    assert cleared(tight) == [standing(low)[0].alarm_id]  # above the reserve itself
+    room = decide([waiting], seen(), disk_free={"n1": reserve + 10**9})
+    assert [type(a) for a in room.actions] == [Submit] and raised(room) == []
+
+
+def test_room_is_shared_out_in_arrival_order_and_an_unmeasured_node_takes_cases():
+    from mqi_es.core.actions import Submit
+
+    reserve = POLICY.node_disk_reserve
+    big = case("c1", CaseState.WAITING, total_bytes=3 * 10**9)
+    small = case("c2", CaseState.WAITING, total_bytes=10**9)
+    decision = decide([big, small], seen(), disk_free={"n1": reserve + 2 * 10**9})
+    assert [a.case_id for a in decision.actions if isinstance(a, Submit)] == ["c2"]
+    unmeasured = decide([big, small], seen())
+    assert [a.case_id for a in unmeasured.actions if isinstance(a, Submit)] == ["c1", "c2"]

@@ -125,9 +125,9 @@ class TestEachErrorNamesKeyPathAndLine:
                 id="lone-tilde-is-null",
             ),
             pytest.param(
-                "scanner:\n  on: true\n",
-                "config.yaml:2:3: scanner: ",
-                "YAML reads the unquoted 'on' as a boolean",
+                "scanner:\n  on: true\n",  # a key is a name: `on` is "on", never true
+                "config.yaml:2:3: scanner.on: ",
+                "unknown key 'on'",
                 id="yaml-on-as-a-key",
             ),
             pytest.param(

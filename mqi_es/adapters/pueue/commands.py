@@ -144,9 +144,11 @@ def build_kill(task_id: int, *, pueue: str = "pueue") -> str:
     return _pueue(["kill", str(_count(task_id, "task_id"))], pueue=pueue)
 
 
-def build_remove(task_id: int, *, pueue: str = "pueue") -> str:
-    """``pueue remove <id>``: drop a task that waits in the queue (pueue refuses running ones)."""
-    return _pueue(["remove", str(_count(task_id, "task_id"))], pueue=pueue)
+def build_remove(*task_ids: int, pueue: str = "pueue") -> str:
+    """``pueue remove <id>...``: drop tasks that wait or ended (pueue refuses running ones)."""
+    if not task_ids:
+        raise ValueError("pueue remove needs at least one task id")
+    return _pueue(["remove", *(str(_count(i, "task_id")) for i in task_ids)], pueue=pueue)
 
 
 def build_start_group(group: str, *, pueue: str = "pueue") -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -44,10 +44,12 @@ from mqi_es.adapters.pueue.parse import (
     StatusReading,
     parse_add_output,
     parse_log,
+    parse_removed,
     parse_status_reading,
 )
 from mqi_es.adapters.ssh.checks import remote_folder_finding, ssh_finding
 from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.node_files import free_bytes, remove_folder
 from mqi_es.adapters.ssh.target import ssh_target
 from mqi_es.adapters.ssh.transfer import (
     NoMatches,
@@ -59,8 +61,15 @@ from mqi_es.adapters.ssh.transfer import (
 )
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.checks import Finding, Verdict, clock_finding, skipped
-from mqi_es.core.outcome import Ok, Outcome, Progress, RemoteFailure, Unknown
-from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Unwritable, Uploaded
+from mqi_es.core.outcome import Ok, Outcome, Progress, RemoteFailure, Unknown, summary
+from mqi_es.core.reactions import (
+    Fetched,
+    NothingToFetch,
+    Removed,
+    Unsendable,
+    Unwritable,
+    Uploaded,
+)
 from mqi_es.core.remote import STARTED, Blindness, Observation, RemoteTask, Seen, Unseen
 from mqi_es.core.task_command import (
     RemoteCommandTemplate,
@@ -71,6 +80,7 @@ __all__ = ["PueueHost"]
 
 log = logging.getLogger(__name__)
 
+REMOVE_BATCH = 500  # ids per `pueue remove`: a command line well under any limit
 _REFUSED_BY_TRANSFER = 1  # the exit status a RemoteFailure from a refused transfer carries
 
 
@@ -147,7 +157,7 @@ class PueueHost:
                 observation = Unseen(DAEMON_DOWN_REASON, Blindness.QUEUE_DOWN)
             case RemoteFailure():
                 observation = Unseen(
-                    f"`pueue status` failed: {_summary(outcome)}", Blindness.QUEUE_DOWN
+                    f"`pueue status` failed: {summary(outcome)}", Blindness.QUEUE_DOWN
                 )
             case Unknown(reason=reason):
                 observation = Unseen(reason, Blindness.UNREACHABLE)
@@ -256,6 +266,30 @@ class PueueHost:
         log.debug("%s: cancel task %d: %s", self.name, task.id, type(outcome).__name__)
         return outcome
 
+    async def remove_tasks(self, tasks: Sequence[RemoteTask]) -> Removed | RemoteFailure | Unknown:
+        """``pueue remove`` ended tasks, in batches (a command line has its limits)."""
+        removed: list[int] = []
+        for start in range(0, len(tasks), REMOVE_BATCH):
+            batch = [t.id for t in tasks[start : start + REMOVE_BATCH]]
+            outcome = await self._pueue_command(build_remove(*batch, pueue=self._pueue))
+            if isinstance(outcome, Ok):
+                try:
+                    removed += parse_removed(outcome.stdout)
+                except PueueOutputError as exc:
+                    outcome = Unknown(str(exc))
+            if not isinstance(outcome, Ok):
+                if removed:
+                    break  # record those that went; the rest are asked for again
+                return outcome
+        log.debug("%s: removed %d ended task(s)", self.name, len(removed))
+        return Removed(tuple(removed))
+
+    async def remove_folder(self, folder: str) -> Ok | RemoteFailure | Unknown:
+        return await remove_folder(self.connection, folder)
+
+    async def free_space(self) -> int | RemoteFailure | Unknown:
+        return await free_bytes(self.connection, self._host.remote_base_dir)
+
     async def release(self, slot: str) -> Ok | RemoteFailure | Unknown:
         """``pueue start --group G``: a group pueue paused (after a restart) runs again."""
         outcome = await self._pueue_command(build_start_group(slot, pueue=self._pueue))
@@ -331,9 +365,3 @@ class PueueHost:
 
     async def _pueue_command(self, command: str) -> Outcome:
         return classify(await self.connection.run(command))
-
-
-def _summary(failure: RemoteFailure) -> str:
-    """pueue's complaint on one line, short enough for a log, and its exit status."""
-    text = " ".join(failure.stderr.split())[:300]
-    return f"{text} (exit {failure.exit_status})" if text else f"exit {failure.exit_status}"

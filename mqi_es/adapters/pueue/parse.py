@@ -168,6 +168,22 @@ def parse_add_output(stdout: str) -> int:
     return int(lines[-1])
 
 
+_REMOVED = re.compile(r"Tasks removed from list: ([0-9]{1,20}(?:, [0-9]{1,20})*)", re.ASCII)
+
+
+def parse_removed(stdout: str) -> tuple[int, ...]:
+    """The ids ``pueue remove`` says it removed: pueue answers (message_handler/remove.rs)
+    ``Tasks removed from list: 1, 2`` and, for ids it refused, a line ``The command failed
+    for tasks: 3``; when it refused them all, only that line (on stderr, exit 1).
+
+    :raises PueueOutputError: no such line.
+    """
+    for line in stdout.splitlines():
+        if found := _REMOVED.fullmatch(line.strip()):
+            return tuple(int(i) for i in found.group(1).split(", "))
+    raise PueueOutputError("`pueue remove` did not say which tasks it removed")
+
+
 MIN_VERSION = (3, 0, 0)  # tasks carry their creation time from 3.0 on: ids alone are reused
 SUPPORTED_MAJORS = (3, 4)  # the versions whose output this release is known to read
 _VERSION = re.compile(r"\bpueue (\d+)\.(\d+)\.(\d+)", re.ASCII)

@@ -20,7 +20,7 @@ import asyncssh
 from mqi_es.adapters.ssh.connection import HostConnection
 from mqi_es.adapters.ssh.transfer.case_reader import CaseFile, TransferRefused
 from mqi_es.adapters.ssh.transfer.sums import SumsError, hash_command, names_input, read_digests
-from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown
+from mqi_es.core.outcome import Ok, Progress, RemoteFailure, Unknown, summary
 from mqi_es.core.reactions import Digests
 
 MANIFEST = ".mqi-manifest.json"
@@ -127,18 +127,13 @@ async def node_digests(
             except SumsError as exc:
                 return TransferFailed(f"{conn.target.name}: {exc}")
         case RemoteFailure():
-            return TransferFailed(f"{conn.target.name}: hashing failed: {_said(outcome)}")
+            return TransferFailed(f"{conn.target.name}: hashing failed: {summary(outcome)}")
         case Unknown():
             return outcome
 
 
 def _check_timeout(conn: HostConnection, files: Sequence[CaseFile | _File]) -> float:
     return conn.target.command_timeout + sum(f.size for f in files) / HASH_RATE
-
-
-def _said(failure: RemoteFailure) -> str:
-    text = " ".join((failure.stderr or failure.stdout).split())[:300]
-    return f"{text} (exit {failure.exit_status})" if text else f"exit {failure.exit_status}"
 
 
 def _remote_absolute(path: str, home: str) -> str:
