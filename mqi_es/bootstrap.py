@@ -74,10 +74,11 @@ def policy_from(config: Config) -> Policy:
 
 def notice_plan(config: Config) -> NoticePlan:
     """What is told, and through which channels (``notifications``)."""
-    notifications = config.notifications
+    told = config.notifications
+    configured = {"webhook": told.webhook, "email": told.email}
     return NoticePlan(
-        channels=tuple(channels(config)),
-        topics=frozenset(NoticeTopic(topic) for topic in notifications.on),
+        channels=tuple(name for name, section in configured.items() if section is not None),
+        topics=frozenset(NoticeTopic(topic) for topic in told.on),
     )
 
 

@@ -33,7 +33,8 @@ from mqi_es.core.backoff import Backoff
 from mqi_es.core.commands import ClaimNames, Command
 from mqi_es.core.cycle import World
 from mqi_es.core.errors import LogRefused
-from mqi_es.core.ids import label_attempt, name_key
+from mqi_es.core.housekeeping import finished_tasks
+from mqi_es.core.ids import name_key
 from mqi_es.core.outcome import Unknown
 from mqi_es.core.policy import Policy
 from mqi_es.core.reactions import Unwritable
@@ -422,12 +423,9 @@ def _named_by_ended_tasks(
     """The case ids our ended tasks' labels name, live attempts' left out: housekeeping
     may remove those tasks once the views say the cases are ours."""
     live = {c.label for c in cases if c.label is not None}
-    named = set()
-    for seen in observations.values():
-        if isinstance(seen, Seen):
-            for task in seen.snapshot.tasks.values():
-                if task.state == "ended" and task.label not in live:
-                    found = label_attempt(task.label)
-                    if found is not None:
-                        named.add(found[0])
-    return named
+    return {
+        case_id
+        for seen in observations.values()
+        if isinstance(seen, Seen)
+        for _, case_id in finished_tasks(seen.snapshot, live)
+    }

@@ -13,23 +13,34 @@ folder never in a cycle whose timing cannot be trusted (a clock jumped).
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from mqi_es.core.actions import RemoveFolder, RemoveTasks
 from mqi_es.core.cycle import Cycle
 from mqi_es.core.ids import label_attempt
+from mqi_es.core.remote import RemoteTask, StatusSnapshot
+
+
+def finished_tasks(snapshot: StatusSnapshot, live: Set[str]) -> list[tuple[RemoteTask, str]]:
+    """Our ended tasks that no live attempt (``live``: their labels) holds, each with the
+    case its label names (whether that case is registered here is the views' to say)."""
+    found = []
+    for task in snapshot.tasks.values():
+        if task.state == "ended" and task.label not in live:
+            named = label_attempt(task.label)
+            if named is not None:
+                found.append((task, named[0]))
+    return found
 
 
 def keep_tidy(cycle: Cycle) -> None:
     rules = cycle.policy.housekeeping
     if rules.remove_finished_tasks:
         for host, seen in cycle.seen.items():
-            live = cycle.ours.get(host, set())
             finished = tuple(
                 task
-                for task in seen.snapshot.tasks.values()
-                if task.state == "ended"
-                and task.label not in live
-                and (named := label_attempt(task.label)) is not None
-                and named[0] in cycle.world.registered
+                for task, case_id in finished_tasks(seen.snapshot, cycle.ours.get(host, set()))
+                if case_id in cycle.world.registered
             )
             if finished:
                 cycle.actions.append(RemoveTasks(host, finished))

@@ -5,8 +5,6 @@ off, the queue keeps every task."""
 
 from pathlib import Path
 
-import pytest
-
 from mqi_es.sandbox.site import EXITS_WITH_2, SUCCEEDS, drop_case, write_config
 from tests.e2e.daemon_harness import DaemonProcess, all_ended, mqi_json, remote_labels, wait_for
 
@@ -45,9 +43,8 @@ def done_task_id(trail: list[tuple[str, dict]]) -> int:
     return next(details["task_id"] for name, details in trail if name == "TaskEnqueued")
 
 
-@pytest.mark.parametrize("remove", [False])
-def test_with_housekeeping_off_every_task_stays_in_the_queue(tmp_path, sandbox_node, remove):
-    config = site(tmp_path, sandbox_node, remove_finished_tasks=remove)
+def test_with_housekeeping_off_every_task_stays_in_the_queue(tmp_path, sandbox_node):
+    config = site(tmp_path, sandbox_node, remove_finished_tasks=False)
     drop_case(config.parent / "incoming", "patient-1", SUCCEEDS)
     daemon = DaemonProcess(config)
     try:

@@ -10,8 +10,6 @@ import asyncio
 import itertools
 from pathlib import Path
 
-import pytest
-
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.adapters.notify.email import Email
 from mqi_es.adapters.notify.webhook import Webhook
@@ -209,8 +207,7 @@ def test_a_delivery_that_was_not_recorded_is_sent_again_with_the_same_dedup_key(
     assert len(requests) == 2 and requests[0].body == requests[1].body
 
 
-@pytest.mark.parametrize("channels", [()])
-def test_no_channel_no_notifier_work(tmp_path, channels):
-    site = Site(tmp_path, *channels)
+def test_no_channel_no_notifier_work(tmp_path):
+    site = Site(tmp_path)
     assert site.notifications() == []
     asyncio.run(site.notifier([]).run())  # returns at once: nothing to deliver through

@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from mqi_es.adapters.notify.secret_file import read_secret
 from mqi_es.core.notices import Delivered, NotDelivered, Notice, email_body, email_subject
 
 GRACE_SECONDS = 5.0  # past the timeout, the whole call gives up (a server trickling bytes)
@@ -64,7 +65,7 @@ class Email:
     async def send(self, notice: Notice) -> Delivered | NotDelivered:
         password: str | None = None
         if self.username is not None and self.password_file is not None:
-            read = _read_password(self.password_file)
+            read = read_secret(self.password_file, "email password file", keep_spaces=True)
             if isinstance(read, NotDelivered):
                 return read  # before any connection: nothing half-sent
             password = read
@@ -149,20 +150,6 @@ class Email:
                 return exc.strerror or str(exc) or type(exc).__name__
             case _:
                 return f"{type(exc).__name__}: {exc}"
-
-
-def _read_password(path: Path) -> str | NotDelivered:
-    try:
-        # Only the line ending goes: spaces may belong to a password.
-        password = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except FileNotFoundError:
-        return NotDelivered(f"email password file {path} does not exist")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        return NotDelivered(f"email password file {path} is unreadable: {why}")
-    if not password:
-        return NotDelivered(f"email password file {path} is empty")
-    return password
 
 
 def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mqi_es.adapters.notify.secret_file import read_secret
 from mqi_es.core.notices import Delivered, NotDelivered, Notice, webhook_body
 
 GRACE_SECONDS = 5.0  # past the timeout, the whole call gives up (a receiver trickling bytes)
@@ -54,7 +55,7 @@ class Webhook:
             "User-Agent": "mqi-communicator",
         }
         if self.token_file is not None:
-            token = _read_token(self.token_file)
+            token = read_secret(self.token_file, "webhook token file", keep_spaces=False)
             if isinstance(token, NotDelivered):
                 return token
             headers["Authorization"] = f"Bearer {token}"
@@ -115,19 +116,6 @@ class Webhook:
                 return exc.strerror or str(exc) or type(exc).__name__
             case _:
                 return f"{type(exc).__name__}: {exc}"
-
-
-def _read_token(path: Path) -> str | NotDelivered:
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return NotDelivered(f"webhook token file {path} does not exist")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        return NotDelivered(f"webhook token file {path} is unreadable: {why}")
-    if not token:
-        return NotDelivered(f"webhook token file {path} is empty")
-    return token
 
 
 def _read_some(answer: http.client.HTTPResponse) -> str:
