@@ -8,10 +8,10 @@ stand-in holding each case's ended task (its state written before it starts, as 
 that ran them would have it); then a real daemon (``build_daemon``: PueueHost over the
 sandbox's SSH server, the views, the reconciler) runs cycles. With housekeeping on, the
 first cycles remove the finished tasks (one ``pueue remove`` per 500); then ``--cycles``
-cycles are measured. Per cycle: bytes received from the node, the daemon thread's CPU time
-(SSH, parsing, the views, reconcile, recording) and, apart, the CPU of parsing one status
-answer. Target: with housekeeping on, 10,000 cases cost what 10 do, within 10%; without
-it the cost grows with the history.
+cycles are measured, the two sizes' cycles interleaved. Per cycle: bytes received from
+the node, the daemon thread's CPU time (SSH, parsing, the views, reconcile, recording)
+and, apart, the CPU of parsing one status answer. Target: with housekeeping on, 10,000
+cases cost what 10 do, within 10%; without it the cost grows with the history.
 """
 
 from __future__ import annotations
@@ -127,44 +127,74 @@ class Meter:
         connection.run = counted
 
 
-async def measure(root: Path, cases: int, housekeeping: bool, cycles: int) -> Cost:
-    at = datetime.now(UTC) - timedelta(hours=1)
-    seed_node(root / "node", cases, at)
-    node = ThreadedSandboxNode(root / "node").start()
-    try:
+class Site:
+    """A node that ran ``cases`` cases and a daemon over a log of them, warmed up."""
+
+    def __init__(self, root: Path, cases: int, housekeeping: bool) -> None:
+        self.cases, self.housekeeping = cases, housekeeping
+        at = datetime.now(UTC) - timedelta(hours=1)
+        seed_node(root / "node", cases, at)
+        self.node = ThreadedSandboxNode(root / "node").start()
         config_path = write_config(
-            root / "site", node, housekeeping={"remove_finished_tasks": housekeeping},
+            root / "site", self.node, housekeeping={"remove_finished_tasks": housekeeping},
             main_loop={"sleep_interval_seconds": 0.05},
         )  # fmt: skip
         config = load_config(config_path).config
         ledger = Ledger(sqlite_event_store_env(config.database.path))
         ledger.start_log()
         seed_log(ledger, cases, at)
-        views = LiveViews(ledger, config.database.views_path)
-        daemon = build_daemon(config, ledger, views)
-        daemon.register_configuration()
-        meter = Meter(daemon)
-        for _ in range(WARM_UP_LIMIT):  # the first cycles clean up (housekeeping on)
-            await cycle(daemon)
-            if not housekeeping or not daemon._inflight:
-                await cycle(daemon)
-                break
-        spent, received = [], []
-        for _ in range(cycles):
-            meter.bytes = 0
-            started = time.thread_time()
-            await cycle(daemon)
-            spent.append(time.thread_time() - started)
-            received.append(meter.bytes)
-        tasks_left = len(to_snapshot(parse_status_reading(meter.last_status).state).tasks)
-        parse = min(timed_parse(meter.last_status) for _ in range(5))
-        for host in daemon.hosts.values():
+        self.views = LiveViews(ledger, config.database.views_path)
+        self.daemon = build_daemon(config, ledger, self.views)
+        self.daemon.register_configuration()
+        self.meter = Meter(self.daemon)
+        self.spent: list[float] = []
+        self.received: list[int] = []
+
+    async def warm_up(self) -> None:
+        """The first cycles clean up (housekeeping on): one more once nothing is in flight."""
+        for _ in range(WARM_UP_LIMIT):
+            await cycle(self.daemon)
+            if not self.housekeeping or not self.daemon._inflight:
+                await cycle(self.daemon)
+                return
+
+    async def measured_cycle(self) -> None:
+        self.meter.bytes = 0
+        started = time.thread_time()
+        await cycle(self.daemon)
+        self.spent.append(time.thread_time() - started)
+        self.received.append(self.meter.bytes)
+
+    def cost(self) -> Cost:
+        status = self.meter.last_status
+        tasks_left = len(to_snapshot(parse_status_reading(status).state).tasks)
+        parse = min(timed_parse(status) for _ in range(5))
+        return Cost(self.cases, self.housekeeping, tasks_left, statistics.median(self.received),
+                    statistics.median(self.spent) * 1e3, parse * 1e3)  # fmt: skip
+
+    async def close(self) -> None:
+        for host in self.daemon.hosts.values():
             await host.close()
-        views.close()
-        return Cost(cases, housekeeping, tasks_left, statistics.median(received),
-                    statistics.median(spent) * 1e3, parse * 1e3)  # fmt: skip
+        self.views.close()
+        self.node.stop()
+
+
+async def compare(
+    root: Path, sizes: tuple[int, int], housekeeping: bool, cycles: int
+) -> list[Cost]:
+    """Both sizes side by side, their cycles interleaved so that the machine's drift
+    (other load, CPU frequency) falls on both alike."""
+    sites = [Site(root / str(cases), cases, housekeeping) for cases in sizes]
+    try:
+        for site in sites:
+            await site.warm_up()
+        for _ in range(cycles):
+            for site in sites:
+                await site.measured_cycle()
+        return [site.cost() for site in sites]
     finally:
-        node.stop()
+        for site in sites:
+            await site.close()
 
 
 async def cycle(daemon: Daemon) -> None:
@@ -185,17 +215,17 @@ def main() -> None:
     args = parser.parse_args()
     results: list[Cost] = []
     for housekeeping in (True, False):
-        for cases in (10, args.cases):
-            with tempfile.TemporaryDirectory(prefix="mqi-bench-") as folder:
-                results.append(asyncio.run(measure(Path(folder), cases, housekeeping, args.cycles)))
-            r = results[-1]
+        with tempfile.TemporaryDirectory(prefix="mqi-bench-") as folder:
+            costs = asyncio.run(compare(Path(folder), (10, args.cases), housekeeping, args.cycles))
+        for r in costs:
             print(
-                f"housekeeping {'on ' if housekeeping else 'off'} {cases:>6} completed cases: "
+                f"housekeeping {'on ' if housekeeping else 'off'} {r.cases:>6} completed cases: "
                 f"{r.tasks_left:>6} tasks left in the queue, {r.bytes_per_cycle:>10,.0f} bytes "
                 f"per cycle, {r.cpu_ms_per_cycle:7.2f} ms CPU per cycle, "
                 f"parse {r.parse_ms:7.2f} ms",
                 flush=True,
             )
+        results.extend(costs)
     on_small, on_large, off_small, off_large = results
     print()
     for name, small, large in (("on ", on_small, on_large), ("off", off_small, off_large)):

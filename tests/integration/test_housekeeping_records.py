@@ -87,3 +87,31 @@ def test_removals_are_in_the_case_history_and_change_nothing_else_it_shows(world
         ("TaskRemoved", {"attempt": 1, "task_id": 0}, "its outcome is recorded"),
         ("FolderRemoved", {"host": "n1", "folder": "~/c0"}, "its retention is over"),
     ]
+
+
+def instructions(views, read) -> int:
+    """How many SQLite virtual-machine instructions ``read`` executes."""
+    executed = []
+    views._c.set_progress_handler(lambda: executed.append(1), 1)  # None: go on
+    try:
+        read()
+    finally:
+        views._c.set_progress_handler(None, 1)
+    return len(executed)
+
+
+def test_the_leftovers_query_never_walks_the_cases_whose_folders_are_gone(tmp_path):
+    """Read every cycle: its cost must not grow with the history of cleaned cases (it did
+    when SQLite chose the index of states and walked every ended case)."""
+    steps = []
+    for count in (2, 200):
+        world = World(tmp_path / str(count))
+        run_cases(world.ledger, count)
+        for i in range(count):
+            world.ledger.record_folder_removed(f"c{i}", host="n1", folder=f"~/c{i}",
+                                               actor="daemon", reason="retention")  # fmt: skip
+        world.catch_up()
+        with world.views().snapshot() as views:
+            assert views.leftovers(NOW + timedelta(days=365)) == []
+            steps.append(instructions(views, lambda: views.leftovers(NOW + timedelta(days=365))))
+    assert steps[0] == steps[1] > 0
