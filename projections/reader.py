@@ -15,6 +15,7 @@ from typing import Any
 
 from mqi_es.core.errors import MqiError
 from mqi_es.core.notices import Notice, NoticeKind
+from mqi_es.core.run_progress import RunProgress
 from mqi_es.core.states import (
     AlarmKind,
     AlarmState,
@@ -310,6 +311,9 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         results_dir,
         reason,
         _remote_folders,  # housekeeping's (``leftovers``)
+        progress_done,
+        progress_total,
+        progress_at,
     ) = row  # in CASE_COLUMNS order
     return CaseView(
         case_id=case_id,
@@ -339,6 +343,8 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         infra_failures=infra_failures,
         results_dir=results_dir,
         reason=reason or "",
+        progress=None if progress_total is None else RunProgress(progress_done, progress_total),
+        progress_at=_time(progress_at),
     )
 
 

@@ -48,6 +48,7 @@ from mqi_es.core.commands import (
     RecordFolderRemoved,
     RecordHostReachable,
     RecordHostUnavailable,
+    RecordProgress,
     RecordRemoteSuccess,
     RecordSlotResumed,
     RecordStarted,
@@ -108,6 +109,7 @@ HANDLERS: Mapping[type, Callable[..., Any]] = {
     RecordDelivery: Ledger.record_delivery,
     RecordTaskRemoved: Ledger.record_task_removed,
     RecordFolderRemoved: Ledger.record_folder_removed,
+    RecordProgress: Ledger.record_progress,
 }
 
 # The ledger's answer that the state moved on: not an error, the next cycle sees why.

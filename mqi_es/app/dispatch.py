@@ -52,6 +52,7 @@ from mqi_es.core.states import CaseState
 from mqi_es.core.views import CaseView
 
 TRANSFERS_PER_HOST = 2
+FAILURE_LOG_LINES = 50  # of a failed task's output, kept with its failure
 
 log = logging.getLogger("mqi.daemon")
 
@@ -115,7 +116,8 @@ class Dispatcher:
                 outcome = await host.release(slot)
                 self.bus.handle(after_release(action, outcome))
             case FailWithLog(task=task):
-                self.bus.handle(after_log(action, await host.log_tail(task)))
+                tails = await host.log_tails([task], lines=FAILURE_LOG_LINES)
+                self.bus.handle(after_log(action, tails))
                 return None  # the case failed whatever became of reading its log
             case Fetch():
                 outcome = await self._fetch(action, host)

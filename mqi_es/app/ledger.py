@@ -18,8 +18,8 @@ from eventsourcing.persistence import Mapper, RecordConflictError
 from mqi_es.adapters.eventstore.codec import MsgspecMapper
 from mqi_es.adapters.eventstore.log import LEDGER_NAME
 from mqi_es.app.alarm_records import AlarmRecords
-from mqi_es.app.cleanup_records import CleanupRecords
 from mqi_es.app.notice_records import NoticePlan, NoticeRecords
+from mqi_es.app.remote_records import RemoteRecords
 from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
 from mqi_es.core.ids import (
     case_name_uuid,
@@ -37,7 +37,7 @@ from mqi_es.domain import Case, CaseName, EventLog, Host, Refusal, Slot
 from mqi_es.domain.recorded import Recorded
 
 
-class Ledger(NoticeRecords, AlarmRecords, CleanupRecords, Application[UUID]):
+class Ledger(NoticeRecords, AlarmRecords, RemoteRecords, Application[UUID]):
     """Records what happened to cases, GPU slots, hosts, alarms and notifications."""
 
     name = LEDGER_NAME

@@ -25,7 +25,7 @@ from mqi_es.core.reactions import (
     Unwritable,
     Uploaded,
 )
-from mqi_es.core.remote import Observation, RemoteTask
+from mqi_es.core.remote import LogTails, Observation, RemoteTask
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import (
     AlarmView,
@@ -88,8 +88,10 @@ class RemoteHost(Protocol):
         """Let the host start what it holds in ``slot`` (e.g. a queue it paused)."""
         ...
 
-    async def log_tail(self, task: RemoteTask) -> Ok | RemoteFailure | Unknown:
-        """The last lines of a task's output, in ``Ok.stdout``."""
+    async def log_tails(
+        self, tasks: Sequence[RemoteTask], *, lines: int
+    ) -> LogTails | RemoteFailure | Unknown:
+        """The last ``lines`` of the output of each of ``tasks``, in one remote command."""
         ...
 
     async def fetch(

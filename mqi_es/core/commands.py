@@ -278,6 +278,16 @@ class RecordFolderRemoved:
 
 
 @_command
+class RecordProgress:
+    """The running attempt of a case reached another tenth of its run."""
+
+    case_id: str
+    attempt: int
+    done: int
+    total: int
+
+
+@_command
 class RecordDelivery:
     """One attempt to deliver a notification: ``detail`` is what the receiver answered, or
     why nothing reached it."""
@@ -293,7 +303,7 @@ Command = (
     | HoldCase | RestabilizeCase | StartSubmission | RecordUpload | RecordEnqueued | RecordStarted
     | RecordRemoteSuccess | CompleteCase | FailCase | AbandonAttempt | RequestKill | CancelCase
     | RetryCase | SetCaseTimeout | RaiseAlarm | ClearAlarm | AcknowledgeAlarm | RecordDelivery
-    | RecordTaskRemoved | RecordFolderRemoved
+    | RecordTaskRemoved | RecordFolderRemoved | RecordProgress
 )  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from mqi_es.core.endings import infrastructure_loss
 from mqi_es.core.ids import label_attempt
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown, summary
 from mqi_es.core.policy import Policy
+from mqi_es.core.remote import LogTails
 from mqi_es.core.states import FailureCategory
 from mqi_es.core.views import CaseView
 
@@ -183,11 +184,13 @@ def after_fetch(
             return []
 
 
-def after_log(action: FailWithLog, outcome: Ok | RemoteFailure | Unknown) -> list[FailCase]:
+def after_log(action: FailWithLog, outcome: LogTails | RemoteFailure | Unknown) -> list[FailCase]:
     """The task's failure is a fact from the snapshot; its log is only a detail, so the
     case fails whatever became of reading it."""
-    if isinstance(outcome, Ok):
-        tail = outcome.stdout[-LOG_TAIL_CHARS:]
+    if isinstance(outcome, LogTails):
+        text = outcome.by_task.get(action.task.id)
+        missing = f"(log unavailable: the host has no log of task {action.task.id})"
+        tail = missing if text is None else text[-LOG_TAIL_CHARS:]
     elif isinstance(outcome, RemoteFailure):
         tail = f"(log unavailable: {summary(outcome)})"
     else:

@@ -25,6 +25,7 @@ on the host's clock alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -117,6 +118,15 @@ class StatusSnapshot:
     def tasks_in_slot(self, slot: str) -> list[RemoteTask]:
         """Tasks of ``slot``, by ascending id."""
         return list(self._by_slot.get(slot, ()))
+
+
+@dataclass(frozen=True, slots=True)
+class LogTails:
+    """The last lines of the output of the tasks asked about, by task id: only those the
+    host still had, under the label they were asked with (an id handed out again to
+    another task is not ours)."""
+
+    by_task: Mapping[int, str]
 
 
 # --- finding our task by its label ------------------------------------------------

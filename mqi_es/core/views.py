@@ -12,6 +12,7 @@ from datetime import datetime
 import msgspec
 
 from mqi_es.core.notices import Notice
+from mqi_es.core.run_progress import RunProgress
 from mqi_es.core.states import (
     AlarmKind,
     AlarmState,
@@ -51,6 +52,8 @@ class CaseView(msgspec.Struct, frozen=True, kw_only=True):
     infra_failures: int = 0
     results_dir: str | None = None
     reason: str = ""  # the reason of the last event that gave one
+    progress: RunProgress | None = None  # of its last attempt, as last recorded
+    progress_at: datetime | None = None
 
 
 class SlotView(msgspec.Struct, frozen=True, kw_only=True):

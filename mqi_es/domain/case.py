@@ -17,12 +17,13 @@ from mqi_es.core.errors import InvalidTransition
 from mqi_es.core.ids import case_uuid, task_label
 from mqi_es.core.states import CaseState, FailureCategory, KillCause
 from mqi_es.domain.case_cleanup import CaseCleanup
+from mqi_es.domain.case_progress import CaseProgress
 from mqi_es.domain.recorded import Recorded
 
 _REMOTE_STATES = frozenset({CaseState.QUEUED, CaseState.RUNNING})
 
 
-class Case(CaseCleanup):
+class Case(CaseCleanup, CaseProgress):
     @staticmethod
     def create_id(case_id: str) -> UUID:
         return case_uuid(case_id)

@@ -31,7 +31,7 @@ from mqi_es.config.schema import HostConfig
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.reactions import Fetched, NothingToFetch, Unsendable, Unwritable, Uploaded
-from mqi_es.core.remote import Blindness, RemoteTask, Seen, StatusSnapshot, Unseen
+from mqi_es.core.remote import Blindness, LogTails, RemoteTask, Seen, StatusSnapshot, Unseen
 from mqi_es.sandbox import ThreadedSandboxNode
 from tests.fixtures.sandbox import NodeFactory
 from tests.fixtures.sshd import Sshd
@@ -219,17 +219,46 @@ def test_a_case_with_an_awkward_name_is_uploaded_run_and_its_result_fetched(
 def test_a_task_that_exits_2_is_seen_failed_and_its_log_tail_is_readable(node: Node) -> None:
     host = pueue_host(node.ssh, "echo simulation of {case_id} broke; exit 2")
 
-    async def scenario() -> tuple[RemoteTask, object, object]:
+    async def scenario() -> tuple[RemoteTask, object]:
         task_id = await added(host, "case-7")
         task = await observe_until(host, in_state(task_id, "ended"), "the task done")
         gone = dataclasses.replace(task, id=task_id + 1)
-        return task, await host.log_tail(task), await host.log_tail(gone)
+        not_ours = dataclasses.replace(task, label="someone-else")
+        return task, [await host.log_tails(asked, lines=50) for asked in
+                      ([task, gone], [not_ours])]  # fmt: skip
 
-    task, tail, no_such_task = run(host, scenario)
+    task, (tails, of_another_label) = run(host, scenario)
 
     assert (task.result, task.exit_code) == ("failed", 2)
-    assert tail == Ok("simulation of case-7 broke")
-    assert no_such_task == Unknown(f"pueue has no log of task {task.id + 1}")
+    assert tails == LogTails({task.id: "simulation of case-7 broke"})  # none of a gone task
+    assert of_another_label == LogTails({})  # the id now names a task that is not ours
+
+
+def test_the_tails_of_running_tasks_come_in_one_command_as_they_grow(node: Node) -> None:
+    """What progress reading needs: a running task's output so far, all tasks at once."""
+    host = pueue_host(node.ssh, "echo 'Generating particles for (3 of 10 batches)'; sleep 30")
+
+    async def scenario() -> tuple[list[RemoteTask], object]:
+        ids = [await added(host, f"case-{n}", slot=f"gpu{n}") for n in (0, 1)]
+        running = [
+            await observe_until(host, in_state(i, "running"), f"task {i} running") for i in ids
+        ]
+        await asyncio.sleep(0.5)  # the echo has landed in the log
+        sent, send = [], host.connection.run
+
+        async def counted(command: str, *args: Any, **kwargs: Any) -> Any:
+            sent.append(command)
+            return await send(command, *args, **kwargs)
+
+        host.connection.run = counted  # type: ignore[method-assign]
+        tails = await host.log_tails(running, lines=5)
+        assert len(sent) == 1, sent
+        return running, tails
+
+    running, tails = run(host, scenario)
+
+    assert isinstance(tails, LogTails)
+    assert tails.by_task == {t.id: "Generating particles for (3 of 10 batches)" for t in running}
 
 
 def test_the_simulation_sees_its_task_env_and_what_it_copies_from_the_node(
@@ -545,7 +574,7 @@ def test_a_stopped_pueue_daemon_is_an_outage_never_a_failure(sandbox: Node) -> N
             await host.submit(slot="gpu0", label="l", remote_dir="~", case_id="c", attempt=1),
             await host.cancel(task_zero),
             await host.release("gpu0"),
-            await host.log_tail(task_zero),
+            await host.log_tails([task_zero], lines=5),
         ]
         await asyncio.to_thread(sandbox.pueue.start_pueue_daemon)
         return [*outcomes, await host.observe()]

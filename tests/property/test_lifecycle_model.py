@@ -42,7 +42,15 @@ from mqi_es.core.outcome import Ok, RemoteFailure, Unknown
 from mqi_es.core.policy import HostPolicy, Policy
 from mqi_es.core.reactions import Fetched, NothingToFetch, Uploaded
 from mqi_es.core.reconcile import reconcile
-from mqi_es.core.remote import Blindness, RemoteSlot, RemoteTask, Seen, StatusSnapshot, Unseen
+from mqi_es.core.remote import (
+    Blindness,
+    LogTails,
+    RemoteSlot,
+    RemoteTask,
+    Seen,
+    StatusSnapshot,
+    Unseen,
+)
 from mqi_es.core.states import AlarmKind, CaseState, FailureCategory, KillCause, SlotState
 from mqi_es.domain.recorded import Recorded
 from projections.feed import EventFeed
@@ -174,8 +182,10 @@ class ModelHost:
     async def free_space(self):
         return 10**12 if self.luck == "ok" else Unknown("timed out")
 
-    async def log_tail(self, task):
-        return Ok("error: dose grid") if self.luck == "ok" else Unknown("timed out")
+    async def log_tails(self, tasks, *, lines):
+        if self.luck != "ok":
+            return Unknown("timed out")
+        return LogTails({task.id: "error: dose grid" for task in tasks})
 
     async def fetch(self, remote_dir, local_dir, *, progress=None):
         return {

@@ -308,7 +308,7 @@ def test_the_observe_query_prints_the_nodes_clock_then_pueues_version_then_its_s
         (build_remove(7), ["remove", "7"]),
         (build_start_group("gpu 1"), ["start", "--group=gpu 1"]),
         (build_log(3), ["log", "--json", "--lines=50", "3"]),
-        (build_log(0, lines=5), ["log", "--json", "--lines=5", "0"]),
+        (build_log(3, 0, lines=5), ["log", "--json", "--lines=5", "3", "0"]),
         (build_group_add("gpu2", 1), ["group", "add", "--parallel=1", "gpu2"]),
         (build_parallel("gpu2", 2), ["parallel", "--group=gpu2", "2"]),
         (build_status(pueue="~/bin/pueue"), ["status", "--json"]),
@@ -502,6 +502,7 @@ def test_kill_and_remove_need_a_task_id_because_without_one_pueue_kills_the_whol
     "build",
     [
         lambda: build_log(1, lines=0),
+        lambda: build_log(),
         lambda: build_group_add("gpu0", 0),
         lambda: build_parallel("gpu0", 0),
         lambda: build_add(group="g", label="", working_dir="~", task_command="x"),

@@ -156,13 +156,15 @@ def build_start_group(group: str, *, pueue: str = "pueue") -> str:
     return _pueue(["start", "--group=" + quote(_checked_group(group))], pueue=pueue)
 
 
-def build_log(task_id: int, *, lines: int = DEFAULT_LOG_LINES, pueue: str = "pueue") -> str:
-    """``pueue log --json --lines N <id>``: the task and the last ``lines`` of its output."""
+def build_log(*task_ids: int, lines: int = DEFAULT_LOG_LINES, pueue: str = "pueue") -> str:
+    """``pueue log --json --lines N <id>...``: each task and the last ``lines`` of its output
+    (pueue reads a running task's log as it grows)."""
+    if not task_ids:
+        raise ValueError("pueue log needs at least one task id: without, it shows every task")
     if _count(lines, "lines") < 1:
         raise ValueError("lines must be at least 1")
-    return _pueue(
-        ["log", "--json", f"--lines={lines}", str(_count(task_id, "task_id"))], pueue=pueue
-    )
+    ids = [str(_count(i, "task_id")) for i in task_ids]
+    return _pueue(["log", "--json", f"--lines={lines}", *ids], pueue=pueue)
 
 
 def build_group_add(group: str, parallel: int, *, pueue: str = "pueue") -> str:

@@ -70,7 +70,15 @@ from mqi_es.core.reactions import (
     Unwritable,
     Uploaded,
 )
-from mqi_es.core.remote import STARTED, Blindness, Observation, RemoteTask, Seen, Unseen
+from mqi_es.core.remote import (
+    STARTED,
+    Blindness,
+    LogTails,
+    Observation,
+    RemoteTask,
+    Seen,
+    Unseen,
+)
 from mqi_es.core.task_command import (
     RemoteCommandTemplate,
     TaskEnvironment,
@@ -296,20 +304,23 @@ class PueueHost:
         log.debug("%s: start group %s: %s", self.name, slot, type(outcome).__name__)
         return outcome
 
-    async def log_tail(self, task: RemoteTask) -> Ok | RemoteFailure | Unknown:
-        """The last lines of a task's output (``pueue log --json --lines 50``)."""
-        task_id = task.id
-        outcome = await self._pueue_command(build_log(task_id, pueue=self._pueue))
-        if isinstance(outcome, Ok):
-            try:
-                entry = parse_log(outcome.stdout).get(task_id)
-            except PueueOutputError as exc:
-                outcome = Unknown(str(exc))
-            else:
-                missing = Unknown(f"pueue has no log of task {task_id}")
-                outcome = missing if entry is None else Ok(entry.output)
-        log.debug("%s: log of task %d: %s", self.name, task_id, type(outcome).__name__)
-        return outcome
+    async def log_tails(
+        self, tasks: Sequence[RemoteTask], *, lines: int
+    ) -> LogTails | RemoteFailure | Unknown:
+        """The last ``lines`` of each task's output, in one ``pueue log --json`` for all."""
+        labels = {task.id: task.label for task in tasks}
+        command = build_log(*labels, lines=lines, pueue=self._pueue)
+        outcome = await self._pueue_command(command)
+        if not isinstance(outcome, Ok):
+            log.debug("%s: logs of %d task(s): %s", self.name, len(labels), outcome)
+            return outcome
+        try:
+            entries = parse_log(outcome.stdout)
+        except PueueOutputError as exc:
+            return Unknown(str(exc))
+        return LogTails(
+            {i: e.output for i, e in entries.items() if i in labels and e.task.label == labels[i]}
+        )
 
     async def fetch(
         self, remote_dir: str, local_dir: Path, *, progress: Progress | None = None

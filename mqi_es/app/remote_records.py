@@ -1,5 +1,5 @@
-"""The Ledger's housekeeping records: what was removed of a case on its nodes (mixed into
-``Ledger``)."""
+"""The Ledger's records of what a case did and left on its nodes beside its lifecycle: how
+far its run got, what housekeeping removed (mixed into ``Ledger``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from mqi_es.domain.recorded import Recorded
 
 
-class CleanupRecords:
+class RemoteRecords:
     """``case`` and ``_commit`` are the Ledger's."""
 
     if TYPE_CHECKING:
@@ -31,4 +31,11 @@ class CleanupRecords:
     ) -> int | None:
         case = self.case(case_id)
         case.record_folder_removed(host=host, folder=folder, actor=actor, reason=reason)
+        return self._commit(case)
+
+    def record_progress(
+        self, case_id: str, *, attempt: int, done: int, total: int, actor: str
+    ) -> int | None:
+        case = self.case(case_id)
+        case.record_progress(attempt=attempt, done=done, total=total, actor=actor)
         return self._commit(case)
