@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from mqi_es.adapters.eventstore.log import LEDGER_NAME
 from mqi_es.adapters.local.lock import DaemonLock
+from mqi_es.adapters.local.progress import Live, live_file, read_live
 from mqi_es.config import Config, LoadedConfig, load_config, resolve_config_path
+from mqi_es.core.states import CaseState
+from mqi_es.core.views import CaseView
 
 if TYPE_CHECKING:
     from mqi_es.adapters.eventstore.log import LogState
@@ -140,6 +145,11 @@ class Context:
         finally:
             writer.release()
 
+    def live(self) -> Live:
+        """What the running daemon is doing now (nothing if none runs)."""
+        holder = self.lock.holder()
+        return read_live(live_file(self.config.database.path), holder.pid if holder else None)
+
     def lag(self) -> int:
         """Events in the log not yet in the views (read cheaply, without eventsourcing)."""
         log, origin = self.verified_log()
@@ -149,3 +159,14 @@ class Context:
 def load_context(config_option: str | None, environ: Mapping[str, str] = os.environ) -> Context:
     """Load the configuration named by ``--config`` or ``MQI_CONFIG`` (or the defaults)."""
     return Context(load_config(resolve_config_path(config_option, environ)))
+
+
+def with_live_progress(cases: Sequence[CaseView], live: Live) -> list[CaseView]:
+    """The cases, each running one with its progress as the daemon last read it (the views
+    hold only the last tenth recorded)."""
+    return [
+        msgspec.structs.replace(case, progress=live.runs[case.case_id])
+        if case.state is CaseState.RUNNING and case.case_id in live.runs
+        else case
+        for case in cases
+    ]

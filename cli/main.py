@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from cli import failures, render
-from cli.context import Context, load_context
+from cli.context import Context, load_context, with_live_progress
 from cli.json_output import as_json, emit_json
 from mqi_es.core.commands import CancelCase, RetryCase, SetCaseTimeout
 from mqi_es.core.errors import MqiError
@@ -83,9 +83,10 @@ def cases(
     ] = None,
     json: JsonOption = False,
 ) -> None:
-    """List cases, oldest arrival first."""
-    with _context(ctx).views().snapshot() as views:
-        found = views.cases(state)
+    """List cases, oldest arrival first; a running case with how far its run got."""
+    context = _context(ctx)
+    with context.views().snapshot() as views:
+        found = with_live_progress(views.cases(state), context.live())
     if json:
         emit_json(as_json(found))
     else:

@@ -65,7 +65,9 @@ def status_table(counts: dict[CaseState, int], lag: int) -> Table:
 
 def cases_table(cases: Sequence[CaseView]) -> Table:
     table = Table(title=f"Cases ({len(cases)})", title_justify="left")
-    for column in ("case", "state", "attempt", "gpu", "task", "detected", "updated", "reason"):
+    columns = ("case", "state", "attempt", "gpu", "task", "progress", "detected", "updated",
+               "reason")  # fmt: skip
+    for column in columns:
         table.add_column(column)
     for c in cases:
         state = c.state.value + (f" ({c.failure.value})" if c.failure else "")
@@ -75,6 +77,7 @@ def cases_table(cases: Sequence[CaseView]) -> Table:
             str(c.attempt),
             f"{c.host}/{c.slot}" if c.host else "",
             str(c.task_id) if c.task_id is not None else "",
+            str(c.progress) if c.progress else "",
             when(c.detected_at),
             when(c.updated_at),
             c.reason,

@@ -17,7 +17,6 @@ from cli.alarms import OPEN_ALARMS_EXIT, open_alarms
 from cli.context import Context
 from cli.json_output import as_json, emit_json
 from mqi_es.adapters.local.clock import utcnow
-from mqi_es.adapters.local.progress import live_file, read_live
 from mqi_es.core.states import CaseState
 
 OVERDUE_EXIT = 4
@@ -37,7 +36,7 @@ def show_status(context: Context, *, json: bool) -> int:
     code = OPEN_ALARMS_EXIT if alarms else 0
     lag = context.lag()
     holder = context.lock.holder()
-    live = read_live(live_file(context.config.database.path), holder.pid if holder else None)
+    live = context.live()
     transfers = live.transfers
     limit = timedelta(minutes=context.config.alarms.cycle_overdue_minutes)
     late = holder is not None and overdue(live.last_cycle_at, utcnow(), limit)

@@ -8,6 +8,7 @@ ledger (the command line opens it once, after checking the log is the right one)
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -69,6 +70,10 @@ def policy_from(config: Config) -> Policy:
             retention=timedelta(hours=tidy.remote_retention_hours),
             failed_retention=timedelta(hours=tidy.keep_failed_remote_hours),
         ),
+        progress_interval=timedelta(seconds=loop.progress_interval_seconds)
+        if loop.progress_interval_seconds > 0
+        else None,
+        progress_pattern=re.compile(loop.progress_pattern),
     )
 
 

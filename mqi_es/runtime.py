@@ -291,6 +291,7 @@ class Daemon:
         self._retry.retain(lambda key: action_keys.still_about(key, active))
         self._repeats.retain(lambda key: action_keys.still_about(key, active))
         self.dispatcher.keep_settling(c.case_id for c in cases if c.state is CaseState.SUBMITTING)
+        self.progress.keep_runs(c.case_id for c in cases if c.state is CaseState.RUNNING)
         self.dispatcher.unwritable = {
             c: why for c, why in self.dispatcher.unwritable.items() if c in active
         }

@@ -3,7 +3,7 @@ removal per host...), which back off together, which share a log line. Pure."""
 
 from __future__ import annotations
 
-from mqi_es.core.actions import Action, Cancel, Release, RemoveFolder, RemoveTasks
+from mqi_es.core.actions import Action, Cancel, ReadProgress, Release, RemoveFolder, RemoveTasks
 
 
 def key(action: Action) -> object:
@@ -14,6 +14,8 @@ def key(action: Action) -> object:
             return ("cancel", host, task.id)
         case RemoveTasks(host=host):
             return ("remove tasks", host)
+        case ReadProgress(host=host):
+            return ("progress", host)
         case RemoveFolder(host=host, folder=folder):  # of an ended case: not its case's key
             return ("remove folder", host, folder)
         case _:

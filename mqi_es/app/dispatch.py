@@ -27,6 +27,7 @@ from mqi_es.core.actions import (
     Cancel,
     FailWithLog,
     Fetch,
+    ReadProgress,
     Release,
     RemoveFolder,
     RemoveTasks,
@@ -43,6 +44,7 @@ from mqi_es.core.reactions import (
     after_fetch,
     after_folder_removal,
     after_log,
+    after_progress,
     after_release,
     after_submit,
     after_task_removal,
@@ -53,6 +55,7 @@ from mqi_es.core.views import CaseView
 
 TRANSFERS_PER_HOST = 2
 FAILURE_LOG_LINES = 50  # of a failed task's output, kept with its failure
+PROGRESS_LOG_LINES = 20  # of a running task's output, where its latest progress line is
 
 log = logging.getLogger("mqi.daemon")
 
@@ -127,6 +130,11 @@ class Dispatcher:
             case RemoveFolder(folder=folder):
                 outcome = await host.remove_folder(folder)
                 self.bus.handle(after_folder_removal(action, outcome))
+            case ReadProgress(runs=runs):
+                outcome = await host.log_tails([r.task for r in runs], lines=PROGRESS_LOG_LINES)
+                latest, records = after_progress(action, outcome, self.policy.progress_pattern)
+                self.progress.runs(latest)
+                self.bus.handle(records)
         if isinstance(outcome, RemoteFailure) and isinstance(action, RemoveTasks | RemoveFolder):
             return Declined(summary(outcome))  # not every cycle: with backoff
         return outcome if isinstance(outcome, Unknown | Unwritable) else None

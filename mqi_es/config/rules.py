@@ -25,6 +25,7 @@ from mqi_es.config.schema import (
 )
 from mqi_es.config.yaml_source import KeyPath, format_path
 from mqi_es.core.errors import ConfigError
+from mqi_es.core.run_progress import pattern_problem
 from mqi_es.core.task_command import (
     RemoteCommandTemplate,
     TaskEnvironment,
@@ -172,6 +173,8 @@ def check_sections(config: Config) -> None:
             ("main_loop", "retry_backoff_cap_seconds"),
             f"must be at least retry_backoff_seconds ({loop.retry_backoff_seconds:g})",
         )
+    if (problem := pattern_problem(loop.progress_pattern)) is not None:
+        raise Invalid(("main_loop", "progress_pattern"), problem)
     overdue = config.alarms.cycle_overdue_minutes * 60
     if overdue < 3 * loop.sleep_interval_seconds:
         raise Invalid(

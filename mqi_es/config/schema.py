@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from mqi_es.core.run_progress import MOQUI_PATTERN
+
 # Patterns, with the wording used when a value does not match. \Z, not $: $ would let
 # a trailing newline through.
 HOST_PATTERN = r"^[A-Za-z0-9_:\[][A-Za-z0-9_.:%\[\]-]*\Z"
@@ -104,6 +106,11 @@ class MainLoopConfig(Section, kw_only=True):
     retry_backoff_cap_seconds: Annotated[float, Meta(gt=0, le=86400)] = 600.0
     kill_confirm_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 120.0
     max_clock_skew_seconds: Annotated[float, Meta(gt=0, le=86400)] = 60.0
+    # How often the tails of a host's running tasks are read for their progress (one remote
+    # command per host for all of them; 0: never), and the line that tells it: a regular
+    # expression with the named groups done and total (checked by mqi_es.config.rules).
+    progress_interval_seconds: Annotated[float, Meta(ge=0, le=86400)] = 30.0
+    progress_pattern: Annotated[str, Meta(min_length=1, max_length=1000)] = MOQUI_PATTERN
 
 
 class ResultsConfig(Section, kw_only=True):

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from mqi_es.core.commands import Command
 from mqi_es.core.remote import RemoteTask
+from mqi_es.core.run_progress import RunProgress
 from mqi_es.core.states import FailureCategory
 
 
@@ -81,7 +82,26 @@ class RemoveFolder:
     folder: str
 
 
-Action = Submit | Cancel | Release | Fetch | FailWithLog | RemoveTasks | RemoveFolder
+@dataclass(frozen=True, slots=True)
+class RunOf:
+    """A running attempt whose progress is read: its task, and its progress as recorded."""
+
+    case_id: str
+    attempt: int
+    task: RemoteTask
+    recorded: RunProgress | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProgress:
+    """Read how far the host's running tasks of ours got (the tails of their output, one
+    remote command for all of them)."""
+
+    host: str
+    runs: tuple[RunOf, ...]
+
+
+Action = Submit | Cancel | Release | Fetch | FailWithLog | RemoveTasks | RemoveFolder | ReadProgress
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +118,7 @@ class Memory:
     ``node_clocks``: per host, the node's clock minus our monotonic clock, and its
     uncertainty (half the round trip), as last measured.
     ``clock``: the wall and monotonic clocks at the last cycle (a jump shows between them).
+    ``progress_read``: per host, when the progress of its running tasks was last asked for.
     Losing it (a restart) only makes the core more patient, never wrong.
     """
 
@@ -107,6 +128,7 @@ class Memory:
     running_since: dict[tuple[str, int], float] = field(default_factory=dict)
     node_clocks: dict[str, tuple[float, float]] = field(default_factory=dict)
     clock: tuple[datetime, float] | None = None
+    progress_read: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

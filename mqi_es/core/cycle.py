@@ -57,6 +57,7 @@ class Cycle:
         self.killing_since = dict(memory.killing_since)
         self.running_since = dict(memory.running_since)
         self.node_clocks = dict(memory.node_clocks)
+        self.progress_read = dict(memory.progress_read)
         self.raised: dict[str, RaiseAlarm] = {}  # conditions seen this cycle, by key
         self.seen: dict[str, Seen] = {}
         self.incompatible: dict[str, str] = {}  # host -> why its queue cannot be used
@@ -82,6 +83,7 @@ class Cycle:
             running_since={k: at for k, at in self.running_since.items() if k in live},
             node_clocks=self.node_clocks,
             clock=(self.now, self.mono),
+            progress_read=self.progress_read,
         )
         actions = tuple(dict.fromkeys(self.actions))  # e.g. one release per held slot
         return Decision((*self.records, *self._alarm_records()), actions, memory)

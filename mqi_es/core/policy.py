@@ -6,11 +6,13 @@ configuration machinery (YAML, msgspec) and tests build them directly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from mqi_es.core import backoff
+from mqi_es.core.run_progress import MOQUI_PATTERN
 from mqi_es.core.states import CaseState
 
 # Defaults that fit MOQUI runs (alarms.stall_minutes): how long a case may stay in a state.
@@ -65,6 +67,10 @@ class Policy:
     cycle_overdue: timedelta = timedelta(minutes=5)  # cycles this far apart: alarm
     housekeeping: Housekeeping = Housekeeping()
     node_disk_reserve: int = 20 * 10**9  # bytes a node keeps free: no case sent below it
+    # How often the progress of a host's running tasks is read (None: never), and the line
+    # of their output that tells it.
+    progress_interval: timedelta | None = timedelta(seconds=30)
+    progress_pattern: re.Pattern[str] = re.compile(MOQUI_PATTERN)
     hosts_by_name: dict[str, HostPolicy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

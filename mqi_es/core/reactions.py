@@ -7,16 +7,18 @@ stays where it is and the next cycle looks again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from mqi_es.core.actions import FailWithLog, Release, RemoveFolder, RemoveTasks
+from mqi_es.core.actions import FailWithLog, ReadProgress, Release, RemoveFolder, RemoveTasks
 from mqi_es.core.commands import (
     AbandonAttempt,
     CompleteCase,
     FailCase,
     HoldCase,
     RecordFolderRemoved,
+    RecordProgress,
     RecordSlotResumed,
     RecordTaskRemoved,
     RecordUpload,
@@ -26,6 +28,7 @@ from mqi_es.core.ids import label_attempt
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown, summary
 from mqi_es.core.policy import Policy
 from mqi_es.core.remote import LogTails
+from mqi_es.core.run_progress import RunProgress, read_progress, worth_recording
 from mqi_es.core.states import FailureCategory
 from mqi_es.core.views import CaseView
 
@@ -222,3 +225,23 @@ def after_release(
 
 def _failed(case_id: str, category: FailureCategory, reason: str) -> FailCase:
     return FailCase(case_id=case_id, category=category, reason=reason)
+
+
+def after_progress(
+    action: ReadProgress, outcome: LogTails | RemoteFailure | Unknown, pattern: re.Pattern[str]
+) -> tuple[dict[str, RunProgress], list[RecordProgress]]:
+    """How far each run got (to show now), and the readings that reach another tenth of
+    their run (to record). A host that could not tell changes nothing."""
+    if not isinstance(outcome, LogTails):
+        return {}, []
+    latest: dict[str, RunProgress] = {}
+    records = []
+    for run in action.runs:
+        seen = read_progress(outcome.by_task.get(run.task.id, ""), pattern)
+        if seen is None:
+            continue
+        latest[run.case_id] = seen
+        if worth_recording(run.recorded, seen):
+            records.append(RecordProgress(case_id=run.case_id, attempt=run.attempt,
+                                          done=seen.done, total=seen.total))  # fmt: skip
+    return latest, records

@@ -26,6 +26,9 @@ Rules, per case (only on a host seen this cycle: an unseen host changes nothing)
   whose attempt started there goes back to waiting with that reason (no task can exist:
   the adapter never submits to such a node).
 
+Progress (``progress_rules.py``): every ``progress_interval`` one read of the tails of a
+host's running tasks; a reading is recorded when it reaches another tenth of the run.
+
 Housekeeping (``housekeeping.py``): our ended tasks whose outcomes are recorded leave the
 queue; an ended case's folder on the node goes once its retention is over.
 
@@ -58,6 +61,7 @@ from mqi_es.core.case_rules import follow_cases
 from mqi_es.core.cycle import Cycle, World
 from mqi_es.core.housekeeping import keep_tidy
 from mqi_es.core.policy import Policy
+from mqi_es.core.progress_rules import watch_progress
 from mqi_es.core.slot_rules import allocate, check_slots, observe_hosts
 
 
@@ -74,4 +78,5 @@ def reconcile(world: World, now: datetime, policy: Policy, memory: Memory) -> De
     watch_the_loop(cycle)
     watch_disks(cycle)
     keep_tidy(cycle)
+    watch_progress(cycle)
     return cycle.decision()

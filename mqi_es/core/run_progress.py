@@ -22,6 +22,10 @@ class RunProgress:
     done: int
     total: int
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.done <= self.total or self.total < 1:
+            raise ValueError(f"{self.done} of {self.total} is no progress")
+
     @property
     def percent(self) -> int:
         return 100 * self.done // self.total
@@ -54,9 +58,8 @@ def read_progress(tail: str, pattern: re.Pattern[str]) -> RunProgress | None:
         done, total = match.group("done"), match.group("total")
         if not (done.isdigit() and total.isdigit()) or len(done) > 9 or len(total) > 9:
             continue
-        progress = RunProgress(int(done), int(total))
-        if 0 <= progress.done <= progress.total and progress.total > 0:
-            return progress
+        if int(done) <= int(total) and int(total) > 0:
+            return RunProgress(int(done), int(total))
     return None
 
 

@@ -26,6 +26,25 @@ SUCCEEDS = (  # one dose file per beam, as MOQUI's perBeam simulation writes the
 )
 EXITS_WITH_2 = 'echo "tps_env: dose grid does not cover the plan" >&2\nexit 2\n'
 NEVER_ENDS = "sleep 3600\n"
+
+
+def simulates(batches: int = 10, seconds_per_batch: float = 0.3) -> str:
+    """A run that prints its progress as MOQUI's tps_env does (one line as each batch
+    starts), then writes its dose files like ``SUCCEEDS``."""
+    return (
+        f'echo "Uploading particles with batch.. : Particle count --> 555556 with {batches} '
+        'batches"\n'
+        "b=1\n"
+        f'while [ "$b" -le {batches} ]; do\n'
+        f'  echo "Generating particles for ($b of {batches} batches) in CPU .."\n'
+        '  echo "Particle generation complete!"\n'
+        f"  sleep {seconds_per_batch}\n"
+        '  echo "Particle transportation complete!"\n'
+        "  b=$((b + 1))\n"
+        "done\n" + SUCCEEDS
+    )
+
+
 SLOW_FIRST_ATTEMPT = 'if [ "$1" = 1 ]; then sleep 3600; fi\n' + SUCCEEDS
 
 
@@ -73,6 +92,7 @@ def write_config(
             "retry_backoff_cap_seconds": 5,
             "kill_confirm_timeout_seconds": 10,
             "missing_task_grace_polls": 2,
+            "progress_interval_seconds": 1,
             **(main_loop or {}),
         },
         "results": {"local_path": "var/results"},  # the default globs: output/**/*.dcm, ...

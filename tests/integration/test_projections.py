@@ -10,6 +10,7 @@ import pytest
 
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
+from mqi_es.core.run_progress import RunProgress
 from mqi_es.core.states import CaseState, FailureCategory, HostState, SlotState
 from projections import generations, runner
 from projections.feed import EventFeed
@@ -228,3 +229,27 @@ def test_check_compares_at_the_live_position_while_the_log_grows(world):
     world.ledger.detect_case("late", file_count=1, total_bytes=1, fingerprint="f", actor="d")
     report = runner.check(world.link, world.feed)
     assert report.ok and report.position == applied < world.feed.head()
+
+
+def test_a_runs_progress_is_kept_per_attempt_and_an_ended_run_keeps_how_far_it_got(world):
+    ledger = world.ledger
+    run_cases(ledger, 0)
+    ledger.detect_case("c1", file_count=1, total_bytes=2, fingerprint="f", actor="daemon")
+    ledger.start_submission("c1", host="n1", slot="gpu0", remote_base_dir="~", actor="d")
+    ledger.record_enqueued("c1", attempt=1, task_id=3, created_at=NOW, actor="daemon")
+    ledger.record_started("c1", attempt=1, started_at=NOW, actor="daemon")
+    ledger.record_progress("c1", attempt=1, done=4, total=18, actor="daemon")
+
+    def shown():
+        world.catch_up()
+        with world.views().snapshot() as views:
+            return views.case("c1").progress
+
+    assert shown() == RunProgress(4, 18)
+    ledger.fail_case("c1", category=FailureCategory.CASE_FAILURE, actor="d", reason="exit 2")
+    assert shown() == RunProgress(4, 18)  # how far the failed run got
+    ledger.retry_case("c1", actor="user:a", reason="again")
+    ledger.start_submission("c1", host="n1", slot="gpu0", remote_base_dir="~", actor="d")
+    assert shown() is None  # the new attempt has not said yet
+    runner.replay(world.link, world.feed)
+    assert shown() is None

@@ -50,7 +50,11 @@ def as_this_release_shows(shown: dict[str, Any]) -> dict[str, Any]:
         for case_id, trail in shown["history"].items()
     }
     return {
-        "cases": [renamed(c, CASE_KEYS, CASE_KEYS_GONE) for c in shown["cases"]],
+        # new here: how far each run got (release 1 did not read it)
+        "cases": [
+            {**renamed(c, CASE_KEYS, CASE_KEYS_GONE), "progress": None, "progress_at": None}
+            for c in shown["cases"]
+        ],
         "gpus": [renamed(s, SLOT_KEYS) for s in shown["gpus"]],
         "status": {
             # new here: alarms, none in a log recorded before alarms were facts

@@ -96,6 +96,10 @@ def test_results_are_recorded_only_for_the_current_attempt():
             file_count=1, total_bytes=1, fingerprint="x", actor="d", reason="")),
         (running_case, lambda c: c.start_submission(
             host="n1", slot="gpu0", remote_base_dir="~", actor="d")),
+        (new_case, lambda c: c.record_progress(attempt=1, done=1, total=9, actor="d")),
+        (running_case, lambda c: c.record_progress(attempt=2, done=1, total=9, actor="d")),
+        (running_case, lambda c: c.record_progress(attempt=1, done=10, total=9, actor="d")),
+        (running_case, lambda c: c.record_progress(attempt=1, done=0, total=0, actor="d")),
     ],
 )  # fmt: skip
 def test_commands_that_make_no_sense_are_refused_and_record_nothing(prepare, command):
@@ -188,3 +192,15 @@ def test_what_an_outage_shows_is_recorded_at_each_change_and_the_outage_keeps_it
     assert host.collect_events()[-1].outage_seconds == 600
     with pytest.raises(ValueError, match="not an unavailable state"):
         host.record_unavailable(state=HostState.REACHABLE, since=NOW, actor="d", reason="")
+
+
+def test_the_progress_of_the_running_attempt_is_recorded():
+    case = running_case()
+    case.record_progress(attempt=1, done=5, total=18, actor="daemon")
+    (event,) = case.collect_events()[-1:]
+    assert (type(event).__name__, event.attempt, event.done, event.total) == (
+        "ProgressReported",
+        1,
+        5,
+        18,
+    )

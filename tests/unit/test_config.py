@@ -301,6 +301,18 @@ class TestEachErrorNamesKeyPathAndLine:
                 id="overdue-within-three-cycles",
             ),
             pytest.param(
+                "main_loop:\n  progress_pattern: 'batch (\\d+) of (\\d+)'\n",
+                "config.yaml:2:21: main_loop.progress_pattern: ",
+                "it needs the named groups (?P<done>...) and (?P<total>...)",
+                id="progress-pattern-without-named-groups",
+            ),
+            pytest.param(
+                "main_loop:\n  progress_pattern: 'batch (?P<done>'\n",
+                "config.yaml:2:21: main_loop.progress_pattern: ",
+                "not a regular expression: missing ), unterminated subpattern",
+                id="progress-pattern-not-a-regex",
+            ),
+            pytest.param(
                 "results:\n  globs: ['**/*.dcm', '../*.dcm']\n",
                 "config.yaml:2:23: results.globs[1]: ",
                 "must be relative to the case folder on the node",

@@ -20,7 +20,8 @@ from mqi_es.core.views import AlarmView, CaseView, HostView, SlotView
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STARTED = T0 - timedelta(hours=1)
-POLICY = Policy(hosts=(HostPolicy("n1", ("gpu0", "gpu1"), "~/mqi"),))
+# Progress reads left out: the lifecycle's tests name every action; test_run_progress sets it.
+POLICY = Policy(hosts=(HostPolicy("n1", ("gpu0", "gpu1"), "~/mqi"),), progress_interval=None)
 CREATED = T0 - timedelta(minutes=30)
 MONO0 = 50_000.0  # the monotonic clock at T0
 

@@ -1,10 +1,12 @@
 """What the daemon is doing right now, shared with `mqi status` through a small file.
 
 The daemon rewrites ``var/live.json`` (atomically, owner-only, at most a few times a second)
-with the transfers in flight, each host's clock skew as last measured and when its last
-cycle completed; `mqi status` shows them (and warns when that cycle is long past). It is a
-window on the daemon's memory, not a record: nothing in it is an event, and a stale file
-after a crash is recognised by its pid.
+with the transfers in flight, how far each running simulation got as last read (the
+history records it only every tenth of a run), each host's clock skew as last measured
+and when its last cycle completed; `mqi status`, `mqi cases`, `mqi watch` and `mqi web`
+show them (and warn when that cycle is long past). It is a window on the daemon's memory,
+not a record: nothing in it is an event, and a stale file after a crash is recognised by
+its pid.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from mqi_es.core.run_progress import RunProgress
 
 _MIN_INTERVAL_SECONDS = 0.5
 
@@ -36,6 +41,7 @@ class Transfer:
 class Live:
     transfers: list[Transfer] = field(default_factory=list)
     skews: dict[str, float | None] = field(default_factory=dict)  # host -> seconds (node - us)
+    runs: dict[str, RunProgress] = field(default_factory=dict)  # case id -> as last read
     last_cycle_at: datetime | None = None  # UTC: when the daemon's last cycle completed
 
 
@@ -44,6 +50,7 @@ class ProgressBoard:
         self.path = path
         self._transfers: dict[str, Transfer] = {}
         self._skews: dict[str, float | None] = {}
+        self._runs: dict[str, RunProgress] = {}
         self._last_cycle_at: datetime | None = None
         self._written_at = 0.0
 
@@ -65,6 +72,20 @@ class ProgressBoard:
             self._skews.update(changed)
             self._write()
 
+    def runs(self, latest: Mapping[str, RunProgress]) -> None:
+        """How far these running cases got, as just read."""
+        changed = {c: p for c, p in latest.items() if self._runs.get(c) != p}
+        if changed:
+            self._runs.update(changed)
+            self._write()
+
+    def keep_runs(self, running: Iterable[str]) -> None:
+        """Forget the progress of the cases no longer running."""
+        kept = {c: self._runs[c] for c in running if c in self._runs}
+        if len(kept) != len(self._runs):
+            self._runs = kept
+            self._write()
+
     def cycled(self, at: datetime) -> None:
         """A cycle completed at ``at`` (UTC)."""
         self._last_cycle_at = at
@@ -76,6 +97,7 @@ class ProgressBoard:
             "pid": os.getpid(),
             "transfers": [asdict(t) for t in self._transfers.values()],
             "skews": self._skews,
+            "runs": {c: [p.done, p.total] for c, p in self._runs.items()},
             "last_cycle_at": self._last_cycle_at and self._last_cycle_at.isoformat(),
         }
         staging = self.path.with_name(f"{self.path.name}.{os.getpid()}")
@@ -98,6 +120,7 @@ def read_live(path: Path, daemon_pid: int | None) -> Live:
     return Live(
         transfers=[Transfer(**t) for t in data.get("transfers", [])],
         skews=dict(data.get("skews", {})),
+        runs=_runs(data.get("runs")),
         last_cycle_at=_when(data.get("last_cycle_at")),
     )
 
@@ -107,3 +130,10 @@ def _when(text: object) -> datetime | None:
         return datetime.fromisoformat(text) if isinstance(text, str) else None
     except ValueError:
         return None
+
+
+def _runs(data: object) -> dict[str, RunProgress]:
+    try:
+        return {str(c): RunProgress(int(d), int(t)) for c, (d, t) in data.items()}  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return {}  # not what this release writes: shown as unknown
