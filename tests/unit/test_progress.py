@@ -4,6 +4,7 @@ import os
 import stat
 
 from mqi_es.adapters.local.progress import ProgressBoard, Transfer, live_file, read_live
+from mqi_es.core.run_progress import RunProgress
 
 
 def test_status_sees_the_running_daemons_transfers_and_not_a_dead_ones(tmp_path):
@@ -31,3 +32,19 @@ def test_status_sees_each_hosts_last_measured_skew(tmp_path):
     board.clocks({"n1": 0.25, "n2": None})
     board.clocks({"n1": -3.5})  # n2 not seen this cycle: its last reading stays
     assert read_live(path, os.getpid()).skews == {"n1": -3.5, "n2": None}
+
+
+def test_status_sees_how_far_each_running_case_got_until_it_stops_running(tmp_path):
+    path = live_file(tmp_path / "events.sqlite")
+    board = ProgressBoard(path)
+    board.runs({"c1": RunProgress(3, 18), "c2": RunProgress(1, 4)})
+    assert read_live(path, os.getpid()).runs == {"c1": RunProgress(3, 18), "c2": RunProgress(1, 4)}
+    board.keep_runs(["c2"])
+    assert read_live(path, os.getpid()).runs == {"c2": RunProgress(1, 4)}
+
+
+def test_runs_in_a_shape_this_release_does_not_write_are_not_shown(tmp_path):
+    path = live_file(tmp_path / "events.sqlite")
+    for runs in ('{"c1": [5, 0]}', '{"c1": "half"}', "[1, 2]", '{"c1": [9, 3]}'):
+        path.write_text(f'{{"pid": {os.getpid()}, "runs": {runs}}}')
+        assert read_live(path, os.getpid()).runs == {}
