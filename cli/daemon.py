@@ -99,10 +99,24 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
                 config, ledger, views, check_log=lambda: log_file.verify(views.position())
             ).run(stop)
         )
+        web = _web_beside(context, stop)
         try:
             yield daemon
         finally:
             stop.set()
             await daemon
+            if web is not None:
+                await web
     finally:
         context.lock.release()
+
+
+def _web_beside(context: Context, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """The dashboard in the daemon's event loop, when the configuration has ``web:``."""
+    if context.config.web is None:
+        return None
+    from cli.web.server import BesideDaemon, serve_beside_daemon, web_server
+
+    server = web_server(context, kind=BesideDaemon)
+    log.info("web: serving the dashboard on http://%s:%d/", server.config.host, server.config.port)
+    return asyncio.create_task(serve_beside_daemon(server, stop), name="web")

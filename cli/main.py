@@ -236,6 +236,31 @@ def run(ctx: typer.Context) -> None:
 
 
 @_command()
+def web(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (default: web.host, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default: web.port).", min=1, max=65535)
+    ] = None,
+) -> None:
+    """The dashboard and its JSON API, read-only, behind the token (until Ctrl-C)."""
+    from cli.web.server import web_server
+
+    context = _context(ctx)
+    server = web_server(context, host, port)
+    where = context.config.web.token_file if context.config.web else None
+    render.console.print(
+        f"mqi web: http://{server.config.host}:{server.config.port}/ (token in "
+        f"{where or context.config.database.path.parent / 'web.token'})",
+        markup=False,
+    )
+    server.run()
+
+
+@_command()
 def retry(ctx: typer.Context, case_id: CaseArgument, reason: ReasonOption = "") -> None:
     """Give a failed case a new attempt."""
     context = _context(ctx)

@@ -11,13 +11,18 @@ start: it reads the views and loads rich only to draw tables.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cli.alarms import OPEN_ALARMS_EXIT, open_alarms
 from cli.context import Context
 from cli.json_output import as_json, emit_json
 from mqi_es.adapters.local.clock import utcnow
+from mqi_es.adapters.local.lock import Holder
+from mqi_es.adapters.local.progress import Live
 from mqi_es.core.states import CaseState
+from mqi_es.core.views import AlarmView, HostView, RefusalView, SlotView
 
 OVERDUE_EXIT = 4
 
@@ -26,54 +31,79 @@ def overdue(last_cycle_at: datetime | None, now: datetime, limit: timedelta) -> 
     return last_cycle_at is not None and now - last_cycle_at > limit
 
 
-def show_status(context: Context, *, json: bool) -> int:
-    """Show the status; returns the exit code."""
+@dataclass(frozen=True)
+class StatusReport:
+    """What `mqi status` shows, and its exit code (also `/api/status` of `mqi web`)."""
+
+    counts: dict[CaseState, int]
+    slots: list[SlotView]
+    hosts: list[HostView]
+    refusals: list[RefusalView]
+    standing: list[AlarmView]  # not cleared: open or acknowledged
+    alarms: list[AlarmView]  # open
+    lag: int
+    holder: Holder | None
+    live: Live
+    late: bool
+
+    @property
+    def code(self) -> int:
+        return OVERDUE_EXIT if self.late else OPEN_ALARMS_EXIT if self.alarms else 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "open_alarms": as_json(self.alarms),
+            "acknowledged_alarms": as_json([a for a in self.standing if a not in self.alarms]),
+            "cases": {state.value: self.counts.get(state, 0) for state in CaseState},
+            "gpus": as_json(self.slots),
+            "hosts": [
+                {**host, "clock_skew_seconds": self.live.skews.get(host["name"])}
+                for host in as_json(self.hosts)
+            ],
+            "transfers": as_json(self.live.transfers),
+            "refused_folders": as_json(self.refusals),
+            "views_behind_log": self.lag,
+            "daemon": self.holder.describe() if self.holder else None,
+            "last_cycle_at": self.live.last_cycle_at and self.live.last_cycle_at.isoformat(),
+            "last_cycle_overdue": self.late,
+        }
+
+
+def status_report(context: Context) -> StatusReport:
     with context.views().snapshot() as views:
         counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
         refusals = views.refusals()
         standing = views.alarms(standing_only=True)
-    alarms = open_alarms(standing)
-    code = OPEN_ALARMS_EXIT if alarms else 0
-    lag = context.lag()
     holder = context.lock.holder()
     live = context.live()
-    transfers = live.transfers
     limit = timedelta(minutes=context.config.alarms.cycle_overdue_minutes)
     late = holder is not None and overdue(live.last_cycle_at, utcnow(), limit)
-    code = OVERDUE_EXIT if late else code
+    return StatusReport(
+        counts=counts, slots=slots, hosts=hosts, refusals=refusals, standing=standing,
+        alarms=open_alarms(standing), lag=context.lag(), holder=holder, live=live, late=late,
+    )  # fmt: skip
+
+
+def show_status(context: Context, *, json: bool) -> int:
+    """Show the status; returns the exit code."""
+    report = status_report(context)
     if json:
-        emit_json(
-            {
-                "open_alarms": as_json(alarms),
-                "acknowledged_alarms": as_json([a for a in standing if a not in alarms]),
-                "cases": {state.value: counts.get(state, 0) for state in CaseState},
-                "gpus": as_json(slots),
-                "hosts": [
-                    {**host, "clock_skew_seconds": live.skews.get(host["name"])}
-                    for host in as_json(hosts)
-                ],
-                "transfers": as_json(transfers),
-                "refused_folders": as_json(refusals),
-                "views_behind_log": lag,
-                "daemon": holder.describe() if holder else None,
-                "last_cycle_at": live.last_cycle_at and live.last_cycle_at.isoformat(),
-                "last_cycle_overdue": late,
-            }
-        )
-        return code
+        emit_json(report.as_json())
+        return report.code
     from cli import render
 
+    alarms, standing, live, holder = report.alarms, report.standing, report.live, report.holder
     if alarms:
         render.console.print(render.alarms_table(alarms, title="Open alarms"))
         render.console.print("acknowledge with `mqi ack NUMBER`", markup=False)
 
-    render.console.print(render.status_table(counts, lag))
-    render.console.print(render.slots_table(slots))
-    render.console.print(render.hosts_table(hosts, live.skews))
-    if transfers:
-        render.console.print(render.transfers_table(transfers))
-    if refusals:
-        render.console.print(render.refusals_table(refusals))
+    render.console.print(render.status_table(report.counts, report.lag))
+    render.console.print(render.slots_table(report.slots))
+    render.console.print(render.hosts_table(report.hosts, live.skews))
+    if live.transfers:
+        render.console.print(render.transfers_table(live.transfers))
+    if report.refusals:
+        render.console.print(render.refusals_table(report.refusals))
     if len(standing) > len(alarms):
         render.console.print(
             f"{len(standing) - len(alarms)} acknowledged alarm(s) still stand (`mqi alarms`)",
@@ -83,5 +113,5 @@ def show_status(context: Context, *, json: bool) -> int:
         f"daemon: {holder.describe()}" if holder else "daemon: not running", markup=False
     )
     if holder is not None:
-        render.console.print(render.last_cycle(live.last_cycle_at, utcnow(), late))
-    return code
+        render.console.print(render.last_cycle(live.last_cycle_at, utcnow(), report.late))
+    return report.code

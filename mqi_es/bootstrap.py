@@ -134,7 +134,7 @@ def build_daemon(
     hosts = dict(hosts) if hosts is not None else remote_hosts(config)
     policy = policy_from(config)
     progress = ProgressBoard(live_file(config.database.path))
-    bus = MessageBus(ledger, actor=DAEMON, views=views)
+    bus = MessageBus(ledger, actor=DAEMON, views=views, metrics=progress.metrics)
     told = config.notifications
     notifier = Notifier(
         bus, views, channels(config), monotonic=monotonic,

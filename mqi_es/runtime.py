@@ -261,6 +261,12 @@ class Daemon:
     async def cycle(self) -> None:
         self.check_log()
         now, mono = self.clock(), self.monotonic()
+        try:
+            await self._cycle(now, mono)
+        finally:
+            self.progress.metrics.cycle(self.monotonic() - mono)
+
+    async def _cycle(self, now: datetime, mono: float) -> None:
         observations = await self._observe(mono)
         self.views.catch_up()
         with self.views.snapshot() as views:
@@ -349,6 +355,7 @@ class Daemon:
     async def _query(self, name: str) -> Observation:
         """The host's ``observe()``; an exception from the adapter (a bug) is contained to
         this host and this poll: logged once with its traceback, treated as not seen."""
+        asked = self.monotonic()
         try:
             observation = await self.hosts[name].observe()
         except Exception as exc:
@@ -358,6 +365,8 @@ class Daemon:
             )  # fmt: skip
             return Unseen(f"our adapter failed ({type(exc).__name__})", Blindness.FAULT)
         self._repeats.ended(("observe", name))
+        unseen = observation.kind.value if isinstance(observation, Unseen) else None
+        self.progress.metrics.poll(name, self.monotonic() - asked, unseen)
         return observation
 
     def _schedule(self, name: str, poll: _HostPoll, now: float) -> None:

@@ -132,6 +132,37 @@ class ViewSnapshot:
             rows = self._c.execute(f"SELECT {columns} FROM cases ORDER BY arrival")  # noqa: S608
         return [_case(row) for row in rows]
 
+    def cases_page(
+        self,
+        *,
+        state: CaseState | None = None,
+        search: str = "",
+        before: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[CaseView], int]:
+        """Newest first: at most ``limit`` cases that arrived before ``before`` (an arrival
+        number, the last of the previous page), in ``state``, whose id contains ``search``;
+        and how many match in all."""
+        where, args = [], []
+        if state is not None:
+            where.append("state = ?")
+            args.append(state.value)
+        if search:
+            where.append("instr(case_id, ?) > 0")  # a plain substring: no LIKE wildcards
+            args.append(search)
+        matching = f" WHERE {' AND '.join(where)}" if where else ""
+        (total,) = self._c.execute(f"SELECT COUNT(*) FROM cases{matching}", args).fetchone()  # noqa: S608
+        if before is not None:
+            where.append("arrival < ?")
+            args.append(before)
+        shown = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._c.execute(
+            f"SELECT {', '.join(CASE_COLUMNS)} FROM cases{shown}"  # noqa: S608
+            " ORDER BY arrival DESC LIMIT ?",
+            [*args, limit],
+        )
+        return [_case(row) for row in rows], total
+
     def case(self, case_id: str) -> CaseView | None:
         row = self._c.execute(
             f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE case_id = ?",  # noqa: S608

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from mqi_es.adapters.local.failpoints import failpoint
+from mqi_es.adapters.local.metrics import DaemonMetrics
 from mqi_es.adapters.local.repeats import Repeats
 from mqi_es.app.ledger import Ledger
 from mqi_es.app.ports import Views
@@ -127,8 +128,10 @@ class MessageBus:
         actor: str,
         views: Views | None = None,
         on_held: Callable[[str], None] = lambda case_id: None,
+        metrics: DaemonMetrics | None = None,
     ) -> None:
         self.ledger = ledger
+        self.metrics = metrics
         self.actor = actor
         self.views = views
         self.on_held = on_held
@@ -146,6 +149,8 @@ class MessageBus:
             log.warning("refused case directory '%s': %s", clash.name, clash)
             return self.execute(RefuseEntry(name_repr=clash.name, reason=str(clash)))
         log.info("%s: %s", subject_of(command), describe(command))
+        if self.metrics is not None:
+            self.metrics.record(type(command).__name__, attempt_outcome(command))
         failpoint(f"after:{type(command).__name__}")
         if isinstance(command, ClaimNames):
             for clash in result:
@@ -199,6 +204,19 @@ class MessageBus:
             return False
         self._repeats.ended(("record", name))
         return True
+
+
+def attempt_outcome(command: Command) -> str | None:
+    """How an attempt ended, if ``command`` ends one: completed, a failure's category, or
+    given up (``retried``: lost by the infrastructure; ``not_sent``: it never ran)."""
+    match command:
+        case CompleteCase():
+            return "completed"
+        case FailCase(category=category):
+            return category.value
+        case AbandonAttempt(charged=charged):
+            return "retried" if charged else "not_sent"
+    return None
 
 
 def _fields(command: Command) -> dict[str, Any]:

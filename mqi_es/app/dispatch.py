@@ -38,6 +38,7 @@ from mqi_es.core.outcome import RemoteFailure, Unknown, summary
 from mqi_es.core.policy import Policy
 from mqi_es.core.reactions import (
     Declined,
+    Fetched,
     Unsendable,
     Unwritable,
     Uploaded,
@@ -178,6 +179,8 @@ class Dispatcher:
                 )  # fmt: skip
             finally:
                 self.progress.finish(case.case_id)
+        if isinstance(uploaded, Uploaded):
+            self.progress.metrics.transfer("upload", uploaded.bytes)
         not_recorded = self.bus.handle(after_upload(case, uploaded, self.clock(), self.policy))
         if not isinstance(uploaded, Uploaded):
             return uploaded if isinstance(uploaded, Unknown | Unsendable) else None
@@ -204,6 +207,8 @@ class Dispatcher:
             finally:
                 self.progress.finish(case.case_id)
         failpoint("after_download")
+        if isinstance(fetched, Fetched):
+            self.progress.metrics.transfer("download", fetched.bytes)
         if isinstance(fetched, Unwritable):
             self.unwritable[case.case_id] = fetched.reason
         else:

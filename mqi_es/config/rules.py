@@ -6,6 +6,7 @@ adds the file name, line and column. Ranges of single values are in ``schema.py`
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import posixpath
 import re
@@ -59,7 +60,10 @@ def normalise_hosts(file: ConfigFile, given: Given) -> tuple[tuple[HostConfig, .
     """
     notices: list[Notice] = []
     if file.dashboard is not UNSET:
-        notices.append((("dashboard",), "obsolete section, ignored: there is no dashboard now"))
+        notices.append((
+            ("dashboard",),
+            "obsolete section, ignored: the dashboard is `mqi watch`, and `mqi web` (section web)",
+        ))  # fmt: skip
     if isinstance(file.hosts, tuple):
         if isinstance(file.hpc, LegacyHpc):
             raise Invalid(("hpc",), _BOTH_FORMS, at_key=True)
@@ -190,6 +194,13 @@ def check_sections(config: Config) -> None:
             ("notifications", "email", given),
             "username and password_file go together (the password is read from the file)",
         )
+    web = config.web
+    if web is not None and web.token_file is None and not is_loopback(web.host):
+        raise Invalid(
+            ("web", "host"),
+            f"{web.host} is reachable from other machines: give web.token_file (a token you "
+            "keep) to listen there",
+        )
     database = config.database
     if os.path.normpath(database.views_path) == os.path.normpath(database.path):
         raise Invalid(("database", "views_path"), "must differ from database.path")
@@ -218,3 +229,13 @@ def local_outputs(config: Config) -> tuple[tuple[KeyPath, Path, Path], ...]:
         (("logging", "path"), log, log.parent),
         (("results", "local_path"), results, results),
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any address

@@ -217,6 +217,17 @@ class HousekeepingConfig(Section, kw_only=True):
     keep_failed_remote_hours: Annotated[float, Meta(ge=0, le=87600)] = 336.0
 
 
+class WebConfig(Section, kw_only=True):
+    """`mqi web`, and the daemon's own dashboard when this section is given."""
+
+    # An address to listen on; anything but loopback needs a token_file (rules.py).
+    host: Annotated[str, Meta(pattern=r"^[A-Za-z0-9.:-]{1,255}\Z")] = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8080
+    # The token every page and API call needs (Authorization: Bearer, or the login form);
+    # without one, a random token is made in the data folder (web.token, owner-only).
+    token_file: Path | None = None
+
+
 class Sections(Section, kw_only=True):
     """The sections common to the file and the normalised configuration."""
 
@@ -228,6 +239,7 @@ class Sections(Section, kw_only=True):
     alarms: AlarmsConfig = AlarmsConfig()
     notifications: NotificationsConfig = NotificationsConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
+    web: WebConfig | None = None
 
 
 class LegacyHpc(HostSettings, kw_only=True):

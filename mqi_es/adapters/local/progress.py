@@ -18,7 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from mqi_es.adapters.local.metrics import DaemonMetrics
 from mqi_es.core.run_progress import RunProgress
 
 _MIN_INTERVAL_SECONDS = 0.5
@@ -43,11 +45,13 @@ class Live:
     skews: dict[str, float | None] = field(default_factory=dict)  # host -> seconds (node - us)
     runs: dict[str, RunProgress] = field(default_factory=dict)  # case id -> as last read
     last_cycle_at: datetime | None = None  # UTC: when the daemon's last cycle completed
+    metrics: dict[str, Any] = field(default_factory=dict)  # DaemonMetrics.as_data()
 
 
 class ProgressBoard:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, metrics: DaemonMetrics | None = None) -> None:
         self.path = path
+        self.metrics = metrics or DaemonMetrics()
         self._transfers: dict[str, Transfer] = {}
         self._skews: dict[str, float | None] = {}
         self._runs: dict[str, RunProgress] = {}
@@ -99,6 +103,7 @@ class ProgressBoard:
             "skews": self._skews,
             "runs": {c: [p.done, p.total] for c, p in self._runs.items()},
             "last_cycle_at": self._last_cycle_at and self._last_cycle_at.isoformat(),
+            "metrics": self.metrics.as_data(),
         }
         staging = self.path.with_name(f"{self.path.name}.{os.getpid()}")
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -122,6 +127,7 @@ def read_live(path: Path, daemon_pid: int | None) -> Live:
         skews=dict(data.get("skews", {})),
         runs=_runs(data.get("runs")),
         last_cycle_at=_when(data.get("last_cycle_at")),
+        metrics=metrics if isinstance(metrics := data.get("metrics"), dict) else {},
     )
 
 
