@@ -17,6 +17,7 @@ import contextlib
 import logging
 import shlex
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -37,8 +38,8 @@ from mqi_es.sandbox import SandboxError, ThreadedSandboxNode
 from mqi_es.sandbox.site import (
     EXITS_WITH_2,
     NEVER_ENDS,
-    SUCCEEDS,
     drop_sample_case,
+    simulates,
     write_config,
 )
 
@@ -74,7 +75,7 @@ class Sample:
 
 
 SAMPLES = (
-    Sample("DEMO001_prostate", SUCCEEDS, CaseState.COMPLETED),
+    Sample("DEMO001_prostate", simulates(batches=8, seconds_per_batch=0.4), CaseState.COMPLETED),
     Sample("DEMO002_head-neck", EXITS_WITH_2, CaseState.FAILED, FailureCategory.CASE_FAILURE, 2),
     Sample("DEMO003_lung", NEVER_ENDS, CaseState.FAILED, FailureCategory.TIMEOUT),
 )
@@ -94,7 +95,10 @@ def run_demo(*, keep: bool, parent: Path = Path("var")) -> int:
     try:
         with ThreadedSandboxNode(root / "node", groups=("gpu0", "gpu1")) as node:
             config = write_config(
-                root, node, main_loop={"running_case_timeout_hours": TIMEOUT_SECONDS / 3600}
+                root,
+                node,
+                main_loop={"running_case_timeout_hours": TIMEOUT_SECONDS / 3600},
+                web={"port": _free_port()},
             )
             context = load_context(str(config))
             _log_to_file(context)
@@ -226,9 +230,23 @@ def _explain_keep(context: Context) -> None:
         f"  cp -r {sample} {shlex.quote(str(incoming / 'DEMO004_copy'))}   # a new case\n"
         f"  cp -r {slow} {shlex.quote(str(incoming / 'DEMO005_slow'))}   # one that runs...\n"
         f"  {mqi} cancel DEMO005_slow   # ...and is cancelled while it runs\n"
+        f"The dashboard: {_dashboard_url(context)} (its token: "
+        f"{context.config.database.path.parent / 'web.token'})\n"
         f"The daemon's log: {context.config.logging.path}\n"
         "Stop everything with Ctrl-C here."
     )
+
+
+def _free_port() -> int:
+    """A loopback port free now, for the demo's dashboard."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _dashboard_url(context: Context) -> str:
+    web = context.config.web
+    return f"http://{web.host}:{web.port}/" if web else "(none)"
 
 
 def _progress(case: CaseView) -> str:
