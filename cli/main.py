@@ -236,6 +236,19 @@ def run(ctx: typer.Context) -> None:
 
 
 @_command()
+def watch(
+    ctx: typer.Context,
+    case_id: Annotated[
+        str | None, typer.Option("--case", help="The case whose output to show first.")
+    ] = None,
+) -> None:
+    """A live view of cases, GPUs, hosts, alarms and transfers (q quits)."""
+    from cli.watch import run_watch
+
+    raise typer.Exit(run_watch(_context(ctx), case_id))
+
+
+@_command()
 def web(
     ctx: typer.Context,
     host: Annotated[

@@ -51,6 +51,7 @@ from mqi_es.core.reactions import (
     after_task_removal,
     after_upload,
 )
+from mqi_es.core.remote import LogTails
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import CaseView
 
@@ -134,7 +135,9 @@ class Dispatcher:
             case ReadProgress(runs=runs):
                 outcome = await host.log_tails([r.task for r in runs], lines=PROGRESS_LOG_LINES)
                 latest, records = after_progress(action, outcome, self.policy.progress_pattern)
-                self.progress.runs(latest)
+                tails = outcome.by_task if isinstance(outcome, LogTails) else {}
+                self.progress.runs(latest, {r.case_id: tails[r.task.id] for r in runs
+                                            if r.task.id in tails})  # fmt: skip
                 self.bus.handle(records)
         if isinstance(outcome, RemoteFailure) and isinstance(action, RemoveTasks | RemoveFolder):
             return Declined(summary(outcome))  # not every cycle: with backoff

@@ -37,10 +37,15 @@ def test_status_sees_each_hosts_last_measured_skew(tmp_path):
 def test_status_sees_how_far_each_running_case_got_until_it_stops_running(tmp_path):
     path = live_file(tmp_path / "events.sqlite")
     board = ProgressBoard(path)
-    board.runs({"c1": RunProgress(3, 18), "c2": RunProgress(1, 4)})
-    assert read_live(path, os.getpid()).runs == {"c1": RunProgress(3, 18), "c2": RunProgress(1, 4)}
+    output = "\n".join(f"line {i} " + "x" * 300 for i in range(40))
+    board.runs({"c1": RunProgress(3, 18), "c2": RunProgress(1, 4)}, {"c1": output})
+    live = read_live(path, os.getpid())
+    assert live.runs == {"c1": RunProgress(3, 18), "c2": RunProgress(1, 4)}
+    shown = live.tails["c1"].splitlines()
+    assert len(shown) == 12 and shown[0].startswith("line 28 ") and len(shown[0]) == 240
     board.keep_runs(["c2"])
-    assert read_live(path, os.getpid()).runs == {"c2": RunProgress(1, 4)}
+    live = read_live(path, os.getpid())
+    assert live.runs == {"c2": RunProgress(1, 4)} and live.tails == {}
 
 
 def test_runs_in_a_shape_this_release_does_not_write_are_not_shown(tmp_path):

@@ -24,6 +24,7 @@ from mqi_es.adapters.local.metrics import DaemonMetrics
 from mqi_es.core.run_progress import RunProgress
 
 _MIN_INTERVAL_SECONDS = 0.5
+_TAIL_LINES, _TAIL_LINE_CHARS = 12, 240  # of a running case's output, kept for `mqi watch`
 
 
 def live_file(event_log: Path) -> Path:
@@ -44,6 +45,7 @@ class Live:
     transfers: list[Transfer] = field(default_factory=list)
     skews: dict[str, float | None] = field(default_factory=dict)  # host -> seconds (node - us)
     runs: dict[str, RunProgress] = field(default_factory=dict)  # case id -> as last read
+    tails: dict[str, str] = field(default_factory=dict)  # case id -> its output's last lines
     last_cycle_at: datetime | None = None  # UTC: when the daemon's last cycle completed
     metrics: dict[str, Any] = field(default_factory=dict)  # DaemonMetrics.as_data()
 
@@ -55,6 +57,7 @@ class ProgressBoard:
         self._transfers: dict[str, Transfer] = {}
         self._skews: dict[str, float | None] = {}
         self._runs: dict[str, RunProgress] = {}
+        self._tails: dict[str, str] = {}
         self._last_cycle_at: datetime | None = None
         self._written_at = 0.0
 
@@ -76,18 +79,23 @@ class ProgressBoard:
             self._skews.update(changed)
             self._write()
 
-    def runs(self, latest: Mapping[str, RunProgress]) -> None:
-        """How far these running cases got, as just read."""
+    def runs(self, latest: Mapping[str, RunProgress], tails: Mapping[str, str]) -> None:
+        """How far these running cases got, and the last lines of their output, as just
+        read (`mqi watch` shows a case's)."""
+        shown = {c: _last_lines(t) for c, t in tails.items()}
         changed = {c: p for c, p in latest.items() if self._runs.get(c) != p}
-        if changed:
+        moved = {c: t for c, t in shown.items() if self._tails.get(c) != t}
+        if changed or moved:
             self._runs.update(changed)
+            self._tails.update(moved)
             self._write()
 
     def keep_runs(self, running: Iterable[str]) -> None:
-        """Forget the progress of the cases no longer running."""
-        kept = {c: self._runs[c] for c in running if c in self._runs}
-        if len(kept) != len(self._runs):
-            self._runs = kept
+        """Forget the progress and output of the cases no longer running."""
+        still = set(running)
+        if set(self._runs) - still or set(self._tails) - still:
+            self._runs = {c: p for c, p in self._runs.items() if c in still}
+            self._tails = {c: t for c, t in self._tails.items() if c in still}
             self._write()
 
     def cycled(self, at: datetime) -> None:
@@ -102,6 +110,7 @@ class ProgressBoard:
             "transfers": [asdict(t) for t in self._transfers.values()],
             "skews": self._skews,
             "runs": {c: [p.done, p.total] for c, p in self._runs.items()},
+            "tails": self._tails,
             "last_cycle_at": self._last_cycle_at and self._last_cycle_at.isoformat(),
             "metrics": self.metrics.as_data(),
         }
@@ -126,6 +135,9 @@ def read_live(path: Path, daemon_pid: int | None) -> Live:
         transfers=[Transfer(**t) for t in data.get("transfers", [])],
         skews=dict(data.get("skews", {})),
         runs=_runs(data.get("runs")),
+        tails={str(c): t for c, t in tails.items() if isinstance(t, str)}
+        if isinstance(tails := data.get("tails"), dict)
+        else {},
         last_cycle_at=_when(data.get("last_cycle_at")),
         metrics=metrics if isinstance(metrics := data.get("metrics"), dict) else {},
     )
@@ -143,3 +155,7 @@ def _runs(data: object) -> dict[str, RunProgress]:
         return {str(c): RunProgress(int(d), int(t)) for c, (d, t) in data.items()}  # type: ignore[attr-defined]
     except (AttributeError, TypeError, ValueError):
         return {}  # not what this release writes: shown as unknown
+
+
+def _last_lines(text: str) -> str:
+    return "\n".join(line[:_TAIL_LINE_CHARS] for line in text.splitlines()[-_TAIL_LINES:])
