@@ -153,6 +153,35 @@ def _check_host(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None:
             "daemon writes and removes case folders in it",
         )
     _check_unique(((g, path(("groups", i))) for i, g in enumerate(host.groups)), "group")
+    _check_backend(host, path)
+
+
+# sbatch options the Slurm backend sets itself: a second value would change what it does.
+_OURS = frozenset({
+    "job-name", "comment", "chdir", "output", "error", "time", "gres", "partition", "wrap",
+    "parsable", "requeue", "no-requeue", "array", "dependency", "export", "open-mode",
+})  # fmt: skip
+
+
+def _check_backend(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None:
+    if host.backend == "pueue":
+        if host.slurm is not None:
+            raise Invalid(path(("slurm",)), "is for backend: slurm (this host is pueue)",
+                          at_key=True)  # fmt: skip
+        if not host.groups:
+            raise Invalid(path(("groups",)), "a pueue node needs its groups (one per GPU)")
+        return
+    if host.groups:
+        raise Invalid(path(("groups",)), "a Slurm cluster has no groups: set slurm.slots",
+                      at_key=True)  # fmt: skip
+    if host.slurm is None:
+        raise Invalid(path(("backend",)), "backend: slurm needs a slurm: section "
+                      "(partition, slots, gres, ...)")  # fmt: skip
+    for index, option in enumerate(host.slurm.sbatch_options):
+        name = option.removeprefix("--").partition("=")[0]
+        if name in _OURS:
+            raise Invalid(path(("slurm", "sbatch_options", index)),
+                          f"--{name} is set by the daemon itself")  # fmt: skip
 
 
 def _check_unique(items: Iterable[tuple[str, KeyPath]], what: str) -> None:

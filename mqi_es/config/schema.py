@@ -75,17 +75,42 @@ class HostSettings(Section, kw_only=True):
     # that runs under `env -i`. Checked by mqi_es.pueue.TaskEnvironment.
     task_env: dict[EnvName, Annotated[str, Meta(max_length=8192)]] = {}
     task_env_from_node: tuple[EnvName, ...] = ()
-    backend: Literal["pueue"] = "pueue"
+    backend: Literal["pueue", "slurm"] = "pueue"
 
     def __post_init__(self) -> None:
         if not self.name:
             msgspec.structs.force_setattr(self, "name", self.host)
 
 
-class HostConfig(HostSettings, kw_only=True):
-    """One GPU node; each of its pueue groups stands for one GPU."""
+# One word of sbatch's: an option with its value, never one we set ourselves (rules.py).
+SBATCH_OPTION_PATTERN = r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:/@%+=-]+)?\Z"
+PATTERN_HELP[SBATCH_OPTION_PATTERN] = (
+    "one option such as --account=physics or --qos=clinical (letters, digits and _ . , : / @ "
+    "% + = - in its value)"
+)
 
-    groups: Annotated[tuple[GroupName, ...], Meta(min_length=1, max_length=256)]
+
+class SlurmConfig(Section, kw_only=True):
+    """A Slurm cluster reached through its login node: each slot stands for one job of
+    ours, queued or running; Slurm chooses the GPU."""
+
+    partition: GroupName
+    slots: Annotated[int, Meta(ge=1, le=1024)] = 1
+    gres: Annotated[str, Meta(pattern=r"^([A-Za-z0-9_]+(:[A-Za-z0-9_]+)*(,|\Z))+\Z")] = "gpu:1"
+    # Default: main_loop.running_case_timeout_hours plus a margin, so that our own kill
+    # comes first and Slurm's TIMEOUT only ends a job we could not kill.
+    time_limit_minutes: Annotated[int, Meta(ge=1, le=525600)] | None = None
+    sbatch_options: tuple[
+        Annotated[str, Meta(pattern=SBATCH_OPTION_PATTERN, max_length=256)], ...
+    ] = ()
+    accounting: Literal["auto", "sacct", "none"] = "auto"
+
+
+class HostConfig(HostSettings, kw_only=True):
+    """One GPU node (each of its pueue groups stands for one GPU), or a Slurm cluster."""
+
+    groups: Annotated[tuple[GroupName, ...], Meta(max_length=256)] = ()
+    slurm: SlurmConfig | None = None
 
 
 class ScannerConfig(Section, kw_only=True):

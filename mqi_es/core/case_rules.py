@@ -193,6 +193,10 @@ def _done(cycle: Cycle, case: CaseView, task: RemoteTask) -> None:
         cycle.actions.append(FailWithLog(case.case_id, case.attempt, case.host or "", task, reason))
     elif task.result == "killed" and case.state is CaseState.KILLING:
         _end_killed(cycle, case, "the task was killed as asked")
+    elif task.result == "timed_out":  # the host's own limit (ours is shorter: we missed it)
+        reason = f"the host stopped the task at its time limit ({task.detail})"
+        cycle.actions.append(FailWithLog(case.case_id, case.attempt, case.host or "", task,
+                                         reason, FailureCategory.TIMEOUT))  # fmt: skip
     else:
         cause = "killed, but not by us" if task.result == "killed" else task.detail
         cycle.lose(case, f"task {task.id} ended remotely: {cause}")

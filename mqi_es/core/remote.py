@@ -9,7 +9,8 @@ slots, each task in a neutral state:
     running     runs, holds its GPU
     suspended   started, paused: still holds its GPU
     ended       with a result: succeeded, failed (exit code), failed_to_start (why),
-                killed, or lost (the infrastructure ended it: ``detail`` says how)
+                killed, timed_out (the host stopped it at its own time limit), or lost
+                (the infrastructure ended it: ``detail`` says how)
 
 ``Seen`` is a fact about the host. ``Unseen`` is only a fact about our view of it, and says
 what was actually seen: the host could not be reached, its queue service did not answer,
@@ -34,7 +35,7 @@ from typing import Literal, get_args
 from mqi_es.core.states import HostState
 
 TaskState = Literal["waiting", "held", "running", "suspended", "ended"]
-TaskResult = Literal["succeeded", "failed", "failed_to_start", "killed", "lost"]
+TaskResult = Literal["succeeded", "failed", "failed_to_start", "killed", "timed_out", "lost"]
 
 _STATES = frozenset(get_args(TaskState))
 _RESULTS = frozenset(get_args(TaskResult))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from mqi_es.adapters.pueue.parse import CLOCK_MARK
+from mqi_es.adapters.ssh.node_clock import CLOCK_COMMAND
 from mqi_es.core.errors import ConfigError
 from mqi_es.core.outcome import Outcome, RemoteFailure, Unknown
 from mqi_es.core.shell import checked_env_name, quote, remote_path
@@ -130,8 +130,7 @@ def build_observe(*, pueue: str = "pueue") -> str:
     durations be computed on the node's clock alone; the version tells a pueue too old to
     tell its tasks apart before anything is submitted to it.
     """
-    clock = "date -u " + quote(f"+{CLOCK_MARK}%s.%N")
-    return f"{clock} && {build_version(pueue=pueue)} && {build_status(pueue=pueue)}"
+    return f"{CLOCK_COMMAND} && {build_version(pueue=pueue)} && {build_status(pueue=pueue)}"
 
 
 def build_version(*, pueue: str = "pueue") -> str:

@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.pueue.checks import groups_finding, status_finding, version_finding
@@ -47,28 +46,15 @@ from mqi_es.adapters.pueue.parse import (
     parse_removed,
     parse_status_reading,
 )
+from mqi_es.adapters.ssh.case_host import SshCaseHost
 from mqi_es.adapters.ssh.checks import remote_folder_finding, ssh_finding
 from mqi_es.adapters.ssh.connection import HostConnection
-from mqi_es.adapters.ssh.node_files import free_bytes, remove_folder
 from mqi_es.adapters.ssh.target import ssh_target
-from mqi_es.adapters.ssh.transfer import (
-    NoMatches,
-    TransferFailed,
-    Transferred,
-    TransferRefused,
-    download_results,
-    upload_dir,
-)
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.checks import Finding, Verdict, clock_finding, skipped
-from mqi_es.core.outcome import Ok, Outcome, Progress, RemoteFailure, Unknown, summary
+from mqi_es.core.outcome import Ok, Outcome, RemoteFailure, Unknown, summary
 from mqi_es.core.reactions import (
-    Fetched,
-    NothingToFetch,
     Removed,
-    Unsendable,
-    Unwritable,
-    Uploaded,
 )
 from mqi_es.core.remote import (
     STARTED,
@@ -89,10 +75,9 @@ __all__ = ["PueueHost"]
 log = logging.getLogger(__name__)
 
 REMOVE_BATCH = 500  # ids per `pueue remove`: a command line well under any limit
-_REFUSED_BY_TRANSFER = 1  # the exit status a RemoteFailure from a refused transfer carries
 
 
-class PueueHost:
+class PueueHost(SshCaseHost):
     """One GPU node: pueue over ``connection``, implementing ``mqi_es.app.ports.RemoteHost``.
 
     :param host: the node's configuration (name, pueue executable, task command template,
@@ -113,19 +98,15 @@ class PueueHost:
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.name = host.name
-        self.connection = connection
+        super().__init__(host, connection, results_globs=results_globs)
         self._pueue = host.pueue
         self._template = RemoteCommandTemplate(host.remote_command)
         self._task_env = TaskEnvironment(host.task_env, host.task_env_from_node)
-        self._parallel = host.max_parallel_transfers
-        self._globs = results_globs
         self._clock = clock
         self._monotonic = monotonic
         # Built once, so that a bad setting fails at start-up rather than at every poll.
         self._observe_command = build_observe(pueue=host.pueue)
         self._unusable: str | None = None  # why the last poll found pueue unusable
-        self._host = host
         self.last_state: PueueState | None = None  # pueue's own view at the last poll
 
     @classmethod
@@ -193,42 +174,6 @@ class PueueHost:
         software = "pueue " + ".".join(map(str, reading.version))
         return Seen(to_snapshot(reading.state), taken_at, node_time, skew, rtt, software)
 
-    async def upload(
-        self,
-        local_dir: Path,
-        remote_dir: str,
-        *,
-        still_registered: Callable[[], str | None] | None = None,
-        progress: Progress | None = None,
-    ) -> Uploaded | Unsendable | RemoteFailure | Unknown:
-        """Copy a case folder to ``remote_dir`` (``~/`` is the remote home), all or nothing,
-        verified on the node against the digests of what was read here."""
-        try:
-            moved = await upload_dir(
-                self.connection,
-                local_dir,
-                remote_dir,
-                parallel=self._parallel,
-                progress=progress,
-                still_registered=still_registered,
-            )
-        except TransferRefused as exc:
-            return Unsendable(str(exc))
-        except OSError as exc:  # the local case folder, read before anything is sent
-            return Unsendable(f"the case folder cannot be read: {exc.strerror or exc}")
-        result: Uploaded | Unsendable | RemoteFailure | Unknown
-        match moved:
-            case Transferred(files=files, bytes=size, seconds=seconds):
-                result = Uploaded(files, size, seconds, moved.digests, moved.manifest_sha256)
-            case TransferFailed(reason=reason, local=True):
-                result = Unsendable(f"the case folder cannot be read here: {reason}")
-            case TransferFailed(reason=reason):
-                result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
-            case Unknown():
-                result = moved
-        log.debug("%s: upload: %s", self.name, type(result).__name__)
-        return result
-
     async def submit(
         self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int
     ) -> Ok | RemoteFailure | Unknown:
@@ -292,12 +237,6 @@ class PueueHost:
         log.debug("%s: removed %d ended task(s)", self.name, len(removed))
         return Removed(tuple(removed))
 
-    async def remove_folder(self, folder: str) -> Ok | RemoteFailure | Unknown:
-        return await remove_folder(self.connection, folder)
-
-    async def free_space(self) -> int | RemoteFailure | Unknown:
-        return await free_bytes(self.connection, self._host.remote_base_dir)
-
     async def release(self, slot: str) -> Ok | RemoteFailure | Unknown:
         """``pueue start --group G``: a group pueue paused (after a restart) runs again."""
         outcome = await self._pueue_command(build_start_group(slot, pueue=self._pueue))
@@ -322,35 +261,6 @@ class PueueHost:
             {i: e.output for i, e in entries.items() if i in labels and e.task.label == labels[i]}
         )
 
-    async def fetch(
-        self, remote_dir: str, local_dir: Path, *, progress: Progress | None = None
-    ) -> Fetched | NothingToFetch | Unwritable | RemoteFailure | Unknown:
-        """Download the result files of ``remote_dir`` into ``local_dir``, all or nothing."""
-        moved = await download_results(
-            self.connection,
-            remote_dir,
-            self._globs,
-            local_dir,
-            parallel=self._parallel,
-            progress=progress,
-        )
-        result: Fetched | NothingToFetch | Unwritable | RemoteFailure | Unknown
-        match moved:
-            case Transferred(files=files, bytes=size):
-                result = Fetched(files, size, str(local_dir), moved.digests, moved.manifest_sha256)
-            case NoMatches(globs=globs):
-                result = NothingToFetch(globs)
-            case TransferFailed(reason=reason, local=True):
-                # The results are safe on the node: fetch again once this machine can
-                # take them, rather than failing the case.
-                result = Unwritable(f"results cannot be written here: {reason}")
-            case TransferFailed(reason=reason):
-                result = RemoteFailure(_REFUSED_BY_TRANSFER, reason)
-            case Unknown():
-                result = moved
-        log.debug("%s: fetch: %s", self.name, type(result).__name__)
-        return result
-
     async def check(self) -> list[Finding]:
         """Every check `mqi doctor` makes of this node, over one SSH connection, as the
         daemon reaches it: SSH, pueue's version, its status, the groups, the remote base
@@ -370,9 +280,6 @@ class PueueHost:
             await remote_folder_finding(self._host, self.connection),
             clock_finding(self.name, observation, needs="`pueue status`"),
         ]
-
-    async def close(self) -> None:
-        await self.connection.close()
 
     async def _pueue_command(self, command: str) -> Outcome:
         return classify(await self.connection.run(command))

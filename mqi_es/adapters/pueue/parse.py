@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -26,6 +26,7 @@ from mqi_es.adapters.pueue.model import (
     TaskResult,
     TaskState,
 )
+from mqi_es.adapters.ssh.node_clock import CLOCK_MARK, node_time
 from mqi_es.core.errors import MqiError
 
 
@@ -187,7 +188,6 @@ def parse_removed(stdout: str) -> tuple[int, ...]:
 MIN_VERSION = (3, 0, 0)  # tasks carry their creation time from 3.0 on: ids alone are reused
 SUPPORTED_MAJORS = (3, 4)  # the versions whose output this release is known to read
 _VERSION = re.compile(r"\bpueue (\d+)\.(\d+)\.(\d+)", re.ASCII)
-CLOCK_MARK = "mqi-clock "  # the line `build_observe` starts with: the node's clock
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -222,18 +222,7 @@ def parse_status_reading(stdout: str) -> StatusReading:
         raise PueueOutputError(f"`pueue --version` printed {lines[1][:60]!r}, not a version")
     # `status --json` is one line; pueue 3 may print a warning line before it.
     snapshot = parse_status(lines[-1])
-    return StatusReading(_node_time(lines[0][len(CLOCK_MARK) :]), version, snapshot)
-
-
-def _node_time(text: str) -> datetime | None:
-    """``date -u +%s.%N`` as a time; a ``date`` without ``%N`` (busybox) gives seconds."""
-    seconds, _, fraction = text.strip().partition(".")
-    if not re.fullmatch(r"[0-9]{1,12}", seconds, re.ASCII):
-        return None
-    moment = datetime.fromtimestamp(int(seconds), UTC)
-    if re.fullmatch(r"[0-9]{1,9}", fraction, re.ASCII):
-        moment += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
-    return moment
+    return StatusReading(node_time(lines[0][len(CLOCK_MARK) :]), version, snapshot)
 
 
 @contextmanager

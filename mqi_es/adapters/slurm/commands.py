@@ -1,0 +1,110 @@
+"""The command lines we send a Slurm login node over SSH. Pure.
+
+Every value that reaches the remote shell is single-quoted (``mqi_es.core.shell``); the
+task command reaches sbatch as one ``--wrap`` word, run by Slurm through ``sh -c``, as
+pueue runs it. Times are asked for in UTC (``TZ=UTC``): Slurm prints local times without
+a zone. ``HostConnection.run`` bounds how long each command may take.
+
+A job of ours is named by our label (chosen before any submission, so a lost ``sbatch``
+reply is found by name, never submitted twice) and carries its slot in its comment. Its
+output goes to ``<remote_base_dir>/.mqi-slurm/<job id>.out``, where the progress and the
+failure tail are read; removing that file is what "removing an ended task" means here
+(Slurm forgets ended jobs by itself, after MinJobAge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from mqi_es.adapters.ssh.node_clock import CLOCK_COMMAND
+from mqi_es.core.shell import quote, remote_path
+
+LOG_FOLDER = ".mqi-slurm"
+SLOT_MARK = "mqi-slot="  # the comment of a job of ours: mqi-slot=<slot>
+SQUEUE_MARK = "=== squeue"
+LOGS_MARK = "=== logs"
+SACCT_MARK = "=== sacct"
+# squeue's fields, '|'-separated, whole (no width): the job, its state and the raw wait
+# status (exit code << 8 | signal), its times, where it ran and why it waits or ended.
+SQUEUE_FIELDS = ("JobID", "Name", "State", "Comment", "Exit_Code", "SubmitTime", "StartTime",
+                 "EndTime", "NodeList", "Reason")  # fmt: skip
+SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Submit", "Start", "End", "NodeList")
+NO_REQUEUE = "--no-requeue"  # a job re-run from scratch by a restarted controller is a duplicate
+
+
+def log_folder(remote_base_dir: str) -> str:
+    return remote_path(remote_base_dir, LOG_FOLDER)
+
+
+def job_log(remote_base_dir: str, job_id: int | str) -> str:
+    return remote_path(remote_base_dir, LOG_FOLDER, f"{job_id}.out")
+
+
+def build_observe(remote_base_dir: str) -> str:
+    """One round trip: the node's clock, every job of ours Slurm still remembers (``-t all``:
+    ended ones too), and the output files of ours that are left."""
+    fields = ",".join(f"{name}:|" for name in SQUEUE_FIELDS[:-1]) + f",{SQUEUE_FIELDS[-1]}:"
+    squeue = f"TZ=UTC squeue --me --noheader --states=all --Format={quote(fields)}"
+    logs = f"ls -1 {log_folder(remote_base_dir)} 2>/dev/null"
+    return (f"{CLOCK_COMMAND} && echo {quote(SQUEUE_MARK)} && {squeue} && "
+            f"echo {quote(LOGS_MARK)} && {{ {logs} || true; }}")  # fmt: skip
+
+
+def build_sacct(job_ids: Iterable[int]) -> str:
+    """The final state of jobs Slurm's queue forgot, from its accounting (text form: the
+    JSON form misreports exit codes)."""
+    ids = ",".join(str(int(i)) for i in job_ids)
+    return (f"echo {quote(SACCT_MARK)} && TZ=UTC sacct --noheader --parsable2 --allocations "
+            f"--jobs={ids} --format={','.join(SACCT_FIELDS)}")  # fmt: skip
+
+
+def build_submit(
+    *,
+    label: str,
+    slot: str,
+    remote_dir: str,
+    remote_base_dir: str,
+    task_command: str,
+    partition: str,
+    gres: str,
+    time_limit_minutes: int,
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """``sbatch --parsable`` of the task command in its case folder; prints the job id."""
+    if not label or not task_command:
+        raise ValueError("label and task_command must not be empty")
+    words = [
+        "sbatch", "--parsable", NO_REQUEUE, "--job-name=" + quote(label),
+        "--comment=" + quote(SLOT_MARK + slot), "--chdir=" + remote_path(remote_dir),
+        "--output=" + job_log(remote_base_dir, "%j"), f"--time={int(time_limit_minutes)}",
+        "--partition=" + quote(partition), *(quote(option) for option in options),
+    ]  # fmt: skip
+    if gres:
+        words.append("--gres=" + quote(gres))
+    # The job gets the submitting shell's environment (sbatch's default) and ``env``, set
+    # by the wrapped command itself: sbatch's own --export splits values at commas.
+    exports = "".join(f"export {name}={quote(value)}; " for name, value in (env or {}).items())
+    words.append("--wrap=" + quote(exports + task_command))
+    return f"mkdir -p {log_folder(remote_base_dir)} && " + " ".join(words)
+
+
+def build_cancel(job_id: int) -> str:
+    """``scancel``: Slurm signals the job; a later poll confirms it ended."""
+    return f"scancel {int(job_id)}"
+
+
+def build_tails(remote_base_dir: str, job_ids: Iterable[int], lines: int) -> str:
+    """The last ``lines`` of each job's output, each after a ``=== <id>`` line."""
+    parts = [
+        f"echo {quote(f'=== {int(i)}')}; tail -n {int(lines)} {job_log(remote_base_dir, i)} "
+        "2>/dev/null"
+        for i in job_ids
+    ]
+    return "; ".join(parts) + "; true"
+
+
+def build_forget(remote_base_dir: str, job_ids: Iterable[int]) -> str:
+    """Remove the output files of ended jobs (what is left of them on the cluster)."""
+    files = " ".join(job_log(remote_base_dir, i) for i in job_ids)
+    return f"rm -f -- {files}"
