@@ -106,7 +106,11 @@ def channels(config: Config) -> dict[str, Channel]:
 
 def remote_hosts(config: Config) -> dict[str, RemoteHost]:
     """Each configured host, reached through the adapter its ``backend`` names."""
-    return {h.name: remote_host(h, results_globs=config.results.globs) for h in config.hosts}
+    hours = config.main_loop.running_case_timeout_hours
+    return {
+        h.name: remote_host(h, results_globs=config.results.globs, timeout_hours=hours)
+        for h in config.hosts
+    }
 
 
 def configuration(config: Config) -> list[Command]:

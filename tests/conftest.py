@@ -2,7 +2,12 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.fixtures.sshd", "tests.fixtures.sandbox", "tests.fixtures.receivers"]
+pytest_plugins = [
+    "tests.fixtures.sshd",
+    "tests.fixtures.sandbox",
+    "tests.fixtures.receivers",
+    "tests.fixtures.slurm",
+]
 
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True

@@ -1,0 +1,131 @@
+"""The Slurm adapter against a real Slurm 22.05 (one node, four fake GPUs) over real
+OpenSSH: jobs found by name, final states and exit codes as Slurm tells them, the output
+read in one command, a cancelled job ended, housekeeping's forgetting."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from mqi_es.adapters.slurm.host import SlurmHost
+from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.target import ssh_target
+from mqi_es.config.schema import HostConfig, SlurmConfig
+from mqi_es.core.ids import task_label
+from mqi_es.core.outcome import Ok
+from mqi_es.core.reactions import Removed
+from mqi_es.core.remote import LogTails, RemoteTask, Seen
+from tests.fixtures.slurm import SlurmCluster
+from tests.fixtures.sshd import Sshd
+
+T = TypeVar("T")
+WAIT_SECONDS = 60
+
+
+@pytest.fixture
+def login(slurm_cluster: SlurmCluster, sshd_factory: Callable[..., Sshd]) -> Sshd:
+    """The cluster's login node: an sshd whose sessions find the cluster."""
+    return sshd_factory(env=slurm_cluster.env)
+
+
+def cluster_host(ssh: Sshd, remote_command: str, **slurm: Any) -> SlurmHost:
+    host = HostConfig(
+        name="cluster", host=ssh.host, port=ssh.port, user=ssh.user, key_file=ssh.key_file,
+        known_hosts=ssh.known_hosts, remote_command=remote_command, backend="slurm",
+        slurm=SlurmConfig(partition="gpu", slots=4, **slurm), command_timeout_seconds=20.0,
+    )  # fmt: skip
+    target = dataclasses.replace(ssh_target(host), ssh_config=())
+    return SlurmHost(host, HostConnection(target), results_globs=("output/*",),
+                     timeout_hours=1)  # fmt: skip
+
+
+def run(host: SlurmHost, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    async def closing() -> T:
+        try:
+            return await scenario()
+        finally:
+            await host.close()
+
+    return asyncio.run(closing())
+
+
+async def until(host: SlurmHost, label: str, state: str) -> RemoteTask:
+    loop = asyncio.get_running_loop()
+    deadline, last = loop.time() + WAIT_SECONDS, None
+    while loop.time() < deadline:
+        last = await host.observe()
+        if isinstance(last, Seen):
+            found = [t for t in last.snapshot.tasks.values() if t.label == label]
+            if found and found[0].state == state:
+                return found[0]
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{label} not {state} within {WAIT_SECONDS} s; last: {last}")
+
+
+async def submitted(host: SlurmHost, case_id: str, slot: str = "slot0") -> tuple[str, int]:
+    label = task_label(case_id, 1)
+    outcome = await host.submit(slot=slot, label=label, remote_dir=f"~/cases/{case_id}",
+                                case_id=case_id, attempt=1)  # fmt: skip
+    assert isinstance(outcome, Ok), outcome
+    return label, int(outcome.stdout)
+
+
+def test_a_job_that_exits_2_is_failed_with_its_code_and_its_output_is_read(login):
+    host = cluster_host(login, "mkdir -p {case_dir} && cd {case_dir} && "
+                        "echo 'Generating particles for (1 of 3 batches) in CPU ..' && "
+                        "echo GPU=$CUDA_VISIBLE_DEVICES && sleep 1 && exit 2")  # fmt: skip
+
+    async def scenario():
+        await host.connection.run("mkdir -p ~/cases/case-2")
+        label, job = await submitted(host, "case-2", "slot2")
+        running = await until(host, label, "running")
+        ended = await until(host, label, "ended")
+        return job, running, ended, await host.log_tails([ended], lines=5)
+
+    job, running, ended, tails = run(host, scenario)
+    assert running.id == job and running.slot == "slot2" and running.created_at is not None
+    assert (ended.result, ended.exit_code) == ("failed", 2)
+    assert ended.start is not None and ended.end is not None and ended.end >= ended.start
+    assert isinstance(tails, LogTails)
+    progress = "Generating particles for (1 of 3 batches) in CPU .."
+    assert tails.by_task[job].splitlines() == [progress, "GPU=0"]
+
+
+def test_a_job_that_succeeds_and_a_cancelled_one_and_housekeeping_forgets_them(login):
+    host = cluster_host(login, "mkdir -p {case_dir} && cd {case_dir} && "
+                        "[ {case_id} = case-ok ] && exit 0; sleep 300")  # fmt: skip
+
+    async def scenario():
+        await host.connection.run("mkdir -p ~/cases/case-ok ~/cases/case-long")
+        ok_label, _ = await submitted(host, "case-ok")
+        long_label, _ = await submitted(host, "case-long", "slot1")
+        done = await until(host, ok_label, "ended")
+        running = await until(host, long_label, "running")
+        assert isinstance(await host.cancel(running), Ok)
+        killed = await until(host, long_label, "ended")
+        removed = await host.remove_tasks([done, killed])
+        after = await host.observe()
+        return done, killed, removed, after
+
+    done, killed, removed, after = run(host, scenario)
+    assert done.result == "succeeded" and done.exit_code is None
+    assert killed.result == "killed"
+    assert removed == Removed((done.id, killed.id))
+    assert isinstance(after, Seen) and after.snapshot.tasks == {}  # forgotten, though listed
+
+
+def test_only_jobs_named_by_our_labels_are_ours(login, slurm_cluster):
+    slurm_cluster.run("sbatch", "--job-name=someone-else", "--wrap=sleep 30")
+    host = cluster_host(login, "sleep 30")
+
+    async def scenario():
+        await host.connection.run("mkdir -p ~/cases/case-3")
+        label, _ = await submitted(host, "case-3")
+        return label, await until(host, label, "running")
+
+    label, task = run(host, scenario)
+    assert task.label == label
