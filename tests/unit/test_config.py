@@ -31,6 +31,17 @@ hosts:
 """
 
 
+CLUSTER = """\
+hosts:
+  - name: cluster
+    host: login1.example
+    backend: slurm
+    remote_command: cd {case_dir} && tps_env moqui_tps.in
+    slurm:
+      partition: gpu
+"""
+
+
 def load_text(folder: Path, text: str, name: str = "config.yaml") -> LoadedConfig:
     (folder / name).write_text(text)
     return load_config(Path(name), cwd=folder)
@@ -299,6 +310,37 @@ class TestEachErrorNamesKeyPathAndLine:
                 "config.yaml:4:26: alarms.cycle_overdue_minutes: ",
                 "must be at least three cycles (3 min with main_loop.sleep_interval_seconds 60)",
                 id="overdue-within-three-cycles",
+            ),
+            pytest.param(
+                CLUSTER + "    groups: [gpu0]\n",
+                "config.yaml:8:5: hosts[0].groups: ",
+                "a Slurm cluster has no groups: set slurm.slots",
+                id="slurm-cluster-with-groups",
+            ),
+            pytest.param(
+                CLUSTER.replace(
+                    "      partition: gpu\n",
+                    "      partition: gpu\n"
+                    "      sbatch_options: [--account=physics, --chdir=/tmp]\n",
+                ),
+                "config.yaml:8:43: hosts[0].slurm.sbatch_options[1]: ",
+                "--chdir is set by the daemon itself",
+                id="sbatch-option-we-set",
+            ),
+            pytest.param(
+                CLUSTER.replace(
+                    "      partition: gpu\n",
+                    "      partition: gpu\n      sbatch_options: ['--qos=x; rm -rf ~']\n",
+                ),
+                "config.yaml:8:24: hosts[0].slurm.sbatch_options[0]: ",
+                "one option such as --account=physics",
+                id="sbatch-option-not-one-word",
+            ),
+            pytest.param(
+                CLUSTER.replace("    slurm:\n      partition: gpu\n", ""),
+                "config.yaml:4:14: hosts[0].backend: ",
+                "backend: slurm needs a slurm: section",
+                id="slurm-without-its-section",
             ),
             pytest.param(
                 "main_loop:\n  progress_pattern: 'batch (\\d+) of (\\d+)'\n",
