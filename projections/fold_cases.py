@@ -16,7 +16,7 @@ from projections.fold import Batch, Fields, Row, on
 _CLEAR_ATTEMPT: Row = {
     "host": None, "slot": None, "label": None, "remote_dir": None, "task_id": None,
     "task_created_at": None, "cancel_requested": 0, "kill_cause": None, "started_at": None,
-    "seen_running_at": None,
+    "seen_running_at": None, "node": None,
 }  # fmt: skip
 
 # Progress belongs to an attempt: a new one starts from none (an ended one keeps how far it got).
@@ -109,7 +109,7 @@ def _enqueued(batch: Batch, row: Row, e: Fields, nid: int) -> None:
 @on(Case.TaskStarted)
 def _started(batch: Batch, row: Row, e: Fields, nid: int) -> None:
     _touch(row, e, CaseState.RUNNING)
-    row.update(started_at=e["started_at"], seen_running_at=e["timestamp"])
+    row.update(started_at=e["started_at"], seen_running_at=e["timestamp"], node=e["node"])
 
 
 @on(Case.RemoteSucceeded)

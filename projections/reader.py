@@ -345,6 +345,7 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         progress_done,
         progress_total,
         progress_at,
+        node,
     ) = row  # in CASE_COLUMNS order
     return CaseView(
         case_id=case_id,
@@ -376,6 +377,7 @@ def _case(row: tuple[Any, ...]) -> CaseView:
         reason=reason or "",
         progress=None if progress_total is None else RunProgress(progress_done, progress_total),
         progress_at=_time(progress_at),
+        node=node,
     )
 
 

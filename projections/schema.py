@@ -8,7 +8,7 @@ from projections import database
 
 # Kept in the file (PRAGMA user_version). Raise it with any change below: views built by
 # another release are then rebuilt from the log instead of being misread.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 CASE_COLUMNS = (
     "aggregate_id", "case_id", "state", "state_since", "arrival", "attempt", "detected_at",
@@ -17,7 +17,7 @@ CASE_COLUMNS = (
     "task_id", "task_created_at", "started_at", "seen_running_at", "not_before",
     "timeout_hours",
     "cancel_requested", "kill_cause", "failure", "exit_code", "infra_failures", "results_dir",
-    "reason", "remote_folders", "progress_done", "progress_total", "progress_at",
+    "reason", "remote_folders", "progress_done", "progress_total", "progress_at", "node",
 )  # fmt: skip
 SLOT_COLUMNS = (
     "aggregate_id", "host", "name", "state", "updated_at", "case_id", "attempt", "task_id",

@@ -303,21 +303,23 @@ class Ledger(NoticeRecords, AlarmRecords, RemoteRecords, Application[UUID]):
         return self._commit(case)
 
     def record_started(
-        self, case_id: str, *, attempt: int, started_at: datetime | None, actor: str
-    ) -> int | None:
+        self, case_id: str, *, attempt: int, started_at: datetime | None, actor: str,
+        node: str | None = None,
+    ) -> int | None:  # fmt: skip
         case = self.case(case_id)
-        case.record_started(attempt=attempt, started_at=started_at, actor=actor)
+        case.record_started(attempt=attempt, started_at=started_at, actor=actor, node=node)
         return self._commit(case)
 
     # --- endings ---------------------------------------------------------------------
 
     def record_remote_success(
-        self, case_id: str, *, attempt: int, ended_at: datetime | None, actor: str
-    ) -> int | None:
+        self, case_id: str, *, attempt: int, ended_at: datetime | None, actor: str,
+        reason: str = "",
+    ) -> int | None:  # fmt: skip
         """The task succeeded: its GPU is released now, while the results are fetched."""
         case = self.case(case_id)
         slot = self._slot_to_release(case)
-        case.record_remote_success(attempt=attempt, ended_at=ended_at, actor=actor)
+        case.record_remote_success(attempt=attempt, ended_at=ended_at, actor=actor, reason=reason)
         self._release(slot, case, actor=actor, reason="remote task succeeded")
         return self._commit(case, slot)
 

@@ -134,7 +134,9 @@ def _waiting(cycle: Cycle, case: CaseView, task: RemoteTask) -> None:
 def _running(cycle: Cycle, case: CaseView, task: RemoteTask, seen: Seen) -> None:
     if case.state is CaseState.QUEUED:
         cycle.record(
-            RecordStarted(case_id=case.case_id, attempt=case.attempt, started_at=task.start)
+            RecordStarted(
+                case_id=case.case_id, attempt=case.attempt, started_at=task.start, node=task.node
+            )
         )
     if case.state is CaseState.KILLING:
         _kill(cycle, case, task, case.kill_cause or KillCause.CANCEL, "")
@@ -182,11 +184,17 @@ def _done(cycle: Cycle, case: CaseView, task: RemoteTask) -> None:
             cycle.fail(case, FailureCategory.CANCELLED, "cancelled by an operator")
         else:
             cycle.record(
-                RecordRemoteSuccess(case_id=case.case_id, attempt=case.attempt, ended_at=task.end)
+                RecordRemoteSuccess(
+                    case_id=case.case_id,
+                    attempt=case.attempt,
+                    ended_at=task.end,
+                    reason=task.detail or "",
+                )
             )
     elif task.result in ("failed", "failed_to_start"):
         reason = (
             f"the simulation exited with code {task.exit_code}"
+            + (f" ({task.detail})" if task.detail else "")
             if task.result == "failed"
             else f"the task could not be started: {task.detail}"
         )

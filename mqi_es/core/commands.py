@@ -155,6 +155,7 @@ class RecordStarted:
     case_id: str
     attempt: int
     started_at: datetime | None
+    node: str | None = None  # where the host ran it, when it says
 
 
 @_command
@@ -162,6 +163,7 @@ class RecordRemoteSuccess:
     case_id: str
     attempt: int
     ended_at: datetime | None
+    reason: str = ""  # what the host said of the ending, when it says (Slurm's state)
 
 
 @_command

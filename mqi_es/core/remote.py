@@ -65,6 +65,7 @@ class RemoteTask:
     start: datetime | None
     end: datetime | None
     detail: str | None = None
+    node: str | None = None  # where it runs or ran, when the host says (a cluster's node)
 
     def __post_init__(self) -> None:
         if self.state not in _STATES:

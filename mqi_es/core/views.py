@@ -52,6 +52,7 @@ class CaseView(msgspec.Struct, frozen=True, kw_only=True):
     infra_failures: int = 0
     results_dir: str | None = None
     reason: str = ""  # the reason of the last event that gave one
+    node: str | None = None  # where the current attempt runs, when its host says
     progress: RunProgress | None = None  # of its last attempt, as last recorded
     progress_at: datetime | None = None
 

@@ -202,16 +202,26 @@ class Case(CaseCleanup, CaseProgress):
         self.task_created_at = created_at
 
     class TaskStarted(Recorded.Event):
+        class_version = 2
         attempt: int
         started_at: datetime | None
+        node: str | None  # where the host ran it, when it says (a Slurm cluster's node)
 
-    def record_started(self, *, attempt: int, started_at: datetime | None, actor: str) -> None:
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state["node"] = None  # recorded before hosts told where
+
+    def record_started(
+        self, *, attempt: int, started_at: datetime | None, actor: str, node: str | None = None
+    ) -> None:
         self._require(CaseState.QUEUED, verb="record the start of")
         self._require_attempt(attempt)
-        self._started(attempt=attempt, started_at=started_at, actor=actor, reason="")
+        self._started(attempt=attempt, started_at=started_at, node=node, actor=actor, reason="")
 
     @event(TaskStarted)
-    def _started(self, attempt: int, started_at: datetime | None, actor: str, reason: str) -> None:
+    def _started(
+        self, attempt: int, started_at: datetime | None, node: str | None, actor: str, reason: str
+    ) -> None:
         self.state = CaseState.RUNNING
 
     # --- endings ---------------------------------------------------------------------
@@ -220,7 +230,9 @@ class Case(CaseCleanup, CaseProgress):
         attempt: int
         ended_at: datetime | None
 
-    def record_remote_success(self, *, attempt: int, ended_at: datetime | None, actor: str) -> None:
+    def record_remote_success(
+        self, *, attempt: int, ended_at: datetime | None, actor: str, reason: str = ""
+    ) -> None:
         """The remote task finished with success: its GPU is free, results are to be fetched.
 
         Also while a timeout kill is pending: the task finished before the kill reached it,
@@ -228,7 +240,7 @@ class Case(CaseCleanup, CaseProgress):
         """
         self._require(*_REMOTE_STATES, CaseState.KILLING, verb="record the success of")
         self._require_attempt(attempt)
-        self._remote_succeeded(attempt=attempt, ended_at=ended_at, actor=actor, reason="")
+        self._remote_succeeded(attempt=attempt, ended_at=ended_at, actor=actor, reason=reason)
 
     @event(RemoteSucceeded)
     def _remote_succeeded(

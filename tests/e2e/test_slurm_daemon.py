@@ -91,3 +91,79 @@ def test_one_daemon_drives_a_pueue_node_and_a_slurm_cluster_together(
     assert where == {"sandbox", "cluster"}  # both kinds of host took cases
     on_cluster = [n for n in names if jobs_named(slurm_cluster, n)]
     assert on_cluster and all(len(jobs_named(slurm_cluster, n)) == 1 for n in on_cluster)
+
+
+def test_a_lost_sbatch_answer_then_a_crash_leaves_one_job_found_by_name(
+    tmp_path, slurm_cluster, sshd_factory
+):
+    """sbatch submits, then its answer never comes back (a wrapper on the login node's PATH
+    hangs after the real sbatch); the daemon is killed meanwhile. The next daemon finds the
+    job by its name: one job, the case completes."""
+    wrappers, submitted = tmp_path / "bin", tmp_path / "submitted"
+    wrappers.mkdir()
+    (wrappers / "sbatch").write_text(f"#!/bin/sh\n/usr/bin/sbatch \"$@\"\ntouch {submitted}\n"
+                                     "sleep 120\n")  # fmt: skip
+    (wrappers / "sbatch").chmod(0o755)
+    login = sshd_factory(env=slurm_cluster.env, extra_path=[wrappers])
+    config = cluster_site(tmp_path / "site", login)
+    drop_case(config.parent / "incoming", "patient-1", SUCCEEDS)
+    first = DaemonProcess(config)
+    try:
+        wait_for(submitted.exists, timeout=60, daemon=first)
+    finally:
+        first.process.kill()
+        first.wait(30)
+        first.stop()
+    second = DaemonProcess(config)
+    try:
+        found = wait_for(all_ended(config, ["patient-1"]), timeout=120, daemon=second)
+    finally:
+        assert second.stop() == 0
+    assert found["patient-1"]["state"] == "completed"
+    assert len(jobs_named(slurm_cluster, "patient-1")) == 1  # never submitted twice
+    trail = [e["event"] for e in mqi_json(config, "history", "patient-1")]
+    assert trail.count("SubmissionStarted") == 1 and trail.count("TaskEnqueued") == 1
+
+
+def test_more_cases_than_slots_queue_in_arrival_order_and_someone_elses_cancel_is_retried(
+    tmp_path, slurm_cluster, login
+):
+    config = write_config(tmp_path / "site", login, host={
+        "name": "cluster", "backend": "slurm", "groups": [],
+        "slurm": {**SLURM, "slots": 2}})  # fmt: skip
+    incoming = config.parent / "incoming"
+    names = [f"patient-{i}" for i in range(5)]
+    for name in names:
+        drop_case(incoming, name, simulates(batches=2, seconds_per_batch=1)
+                  if name != "patient-0" else "sleep 600\n")  # fmt: skip
+    daemon = DaemonProcess(config)
+    try:
+
+        def running_job_of(case_id):
+            shown = slurm_cluster.run("squeue", "--noheader", "--format=%i|%j|%T")
+            for line in shown.splitlines():
+                job, name, state = line.split("|")
+                if name == f"mqi:{case_id}:a1" and state == "RUNNING":
+                    return job
+            return None
+
+        job = wait_for(lambda: running_job_of("patient-0"), timeout=60, daemon=daemon)
+        slurm_cluster.run("scancel", job)  # an administrator, not the daemon
+        found = wait_for(all_ended(config, names[1:]), timeout=120, daemon=daemon)
+        attempt_2 = wait_for(lambda: cases_now(config)["patient-0"]["attempt"] == 2,
+                             timeout=60, daemon=daemon)  # fmt: skip
+    finally:
+        assert daemon.stop() == 0
+    assert attempt_2 and {found[n]["state"] for n in names[1:]} == {"completed"}
+    starts = {}
+    for name in names[1:]:
+        trail = mqi_json(config, "history", name)
+        starts[name] = next(e["notification_id"] for e in trail
+                            if e["event"] == "SubmissionStarted")  # fmt: skip
+    assert sorted(starts, key=starts.get) == names[1:]  # they were sent in arrival order
+    lost = [e for e in mqi_json(config, "history", "patient-0") if e["event"] == "AttemptAbandoned"]
+    assert lost and "killed, but not by us" in lost[0]["reason"]
+
+
+def cases_now(config: Path) -> dict:
+    return {c["case_id"]: c for c in mqi_json(config, "cases")}

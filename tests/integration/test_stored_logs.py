@@ -43,7 +43,11 @@ def as_this_release_shows(shown: dict[str, Any]) -> dict[str, Any]:
             {
                 **entry,
                 "event": EVENT_NAMES.get(entry["event"], entry["event"]),
-                "details": renamed(entry["details"], DETAIL_KEYS.get(entry["event"], {})),
+                "details": {
+                    **renamed(entry["details"], DETAIL_KEYS.get(entry["event"], {})),
+                    # new here: where the task ran, when the host says (v2 of TaskStarted)
+                    **({"node": None} if entry["event"] == "TaskStarted" else {}),
+                },
             }
             for entry in trail
         ]
@@ -52,7 +56,12 @@ def as_this_release_shows(shown: dict[str, Any]) -> dict[str, Any]:
     return {
         # new here: how far each run got (release 1 did not read it)
         "cases": [
-            {**renamed(c, CASE_KEYS, CASE_KEYS_GONE), "progress": None, "progress_at": None}
+            {
+                **renamed(c, CASE_KEYS, CASE_KEYS_GONE),
+                "progress": None,
+                "progress_at": None,
+                "node": None,
+            }
             for c in shown["cases"]
         ],
         "gpus": [renamed(s, SLOT_KEYS) for s in shown["gpus"]],

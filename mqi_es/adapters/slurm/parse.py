@@ -176,7 +176,7 @@ def to_task(job: SlurmJob) -> RemoteTask | None:
     return RemoteTask(
         id=job.job_id, label=job.name, slot=job.slot, state=state, result=result,
         exit_code=exit_code, created_at=job.submitted, start=job.started,
-        end=job.ended if state == "ended" else None, detail=detail,
+        end=job.ended if state == "ended" else None, detail=detail, node=job.nodes or None,
     )  # fmt: skip
 
 
