@@ -129,3 +129,29 @@ def test_only_jobs_named_by_our_labels_are_ours(login, slurm_cluster):
 
     label, task = run(host, scenario)
     assert task.label == label
+
+
+def test_a_job_restarted_by_a_killed_controller_runs_once_and_is_lost(login, slurm_cluster):
+    """A controller SIGKILLed under a running job starts it again, same id (Slurm 22.05).
+    With --no-requeue the node then finds the duplicate and the job is cancelled (seen here;
+    without it, the job ran again from scratch); should a second start get through, the job
+    refuses it (its first-start mark). Either way the simulation ran once, and the poll says
+    the job ended by others' hands, which the core retries as a new attempt."""
+    host = cluster_host(login, "mkdir -p {case_dir} && cd {case_dir} && echo ran >> ~/runs && "
+                        "sleep 8")  # fmt: skip
+
+    async def scenario():
+        await host.connection.run("mkdir -p ~/cases/case-r")
+        label, _ = await submitted(host, "case-r")
+        await until(host, label, "running")
+        await asyncio.sleep(1)
+        await asyncio.to_thread(slurm_cluster.kill_controller)
+        await asyncio.to_thread(slurm_cluster.start_controller)
+        await asyncio.to_thread(slurm_cluster.wait_idle)
+        ended = await until(host, label, "ended")
+        runs = await host.connection.run("cat ~/runs")
+        return ended, runs
+
+    ended, runs = run(host, scenario)
+    assert ended.result in ("killed", "lost"), ended
+    assert isinstance(runs, Ok) and runs.stdout.splitlines() == ["ran"]  # never twice

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -125,4 +127,26 @@ def test_everything_from_the_case_reaches_sbatch_quoted():
     assert "--chdir=$HOME/mqi_cases/case $(rm)/attempt-1" in argv  # $HOME: by the login shell
     assert "--output=$HOME/mqi_cases/.mqi-slurm/%j.out" in argv
     assert {"--time=75", "--partition=gpu", "--qos=clinical", "--gres=gpu:1"} <= set(argv)
-    assert argv[-1] == "--wrap=export MODE='a b;c'; tps_env 'x'; echo $HOME"
+    assert argv[-1].startswith("--wrap=if ! mkdir ")
+    assert argv[-1].endswith("; export MODE='a b;c'; tps_env 'x'; echo $HOME")
+
+
+def test_a_job_started_a_second_time_refuses_to_run_and_says_so(tmp_path):
+    """What a controller restarted under a running job does (Slurm 22.05 starts it again
+    from scratch under the same id): the job's own first words let it run once only."""
+    (tmp_path / "mqi_cases").mkdir()
+    command = build_submit(
+        label="mqi:c:a1", slot="slot0", remote_dir="~/mqi_cases/c/attempt-1",
+        remote_base_dir="~/mqi_cases", task_command="echo ran >> ~/runs", partition="gpu",
+        gres="", time_limit_minutes=5,
+    )  # fmt: skip
+    wrapped = shlex.split(command.partition(" && ")[2])[-1].removeprefix("--wrap=")
+    env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "SLURM_JOB_ID": "5"}
+    (tmp_path / "mqi_cases" / ".mqi-slurm").mkdir()
+    first = subprocess.run(["sh", "-c", wrapped], env=env, capture_output=True, text=True)
+    again = subprocess.run(["sh", "-c", wrapped], env=env, capture_output=True, text=True)
+    assert first.returncode == 0 and (tmp_path / "runs").read_text() == "ran\n"
+    assert again.returncode == 75 and "runs only once" in again.stderr
+    assert (tmp_path / "mqi_cases" / ".mqi-slurm" / "5.refused").exists()
+    listing = "mqi-clock 1\n=== squeue\n=== logs\n5.out\n5.started\n5.refused\n"
+    assert parse_observe(listing).refused == {5} and parse_observe(listing).logs == {5}

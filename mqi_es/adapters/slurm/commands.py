@@ -29,7 +29,12 @@ SACCT_MARK = "=== sacct"
 SQUEUE_FIELDS = ("JobID", "Name", "State", "Comment", "Exit_Code", "SubmitTime", "StartTime",
                  "EndTime", "NodeList", "Reason")  # fmt: skip
 SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Submit", "Start", "End", "NodeList")
-NO_REQUEUE = "--no-requeue"  # a job re-run from scratch by a restarted controller is a duplicate
+NO_REQUEUE = "--no-requeue"
+# A controller killed while a job runs starts it again from scratch, under the same id, even
+# with --no-requeue (seen on 22.05): each job marks its first start (mkdir is atomic) and
+# refuses a second one, leaving a mark the poll sees. The attempt is then lost, not run twice.
+STARTED_SUFFIX, REFUSED_SUFFIX = ".started", ".refused"
+RERUN_REFUSED_EXIT = 75
 
 
 def log_folder(remote_base_dir: str) -> str:
@@ -85,8 +90,16 @@ def build_submit(
     # The job gets the submitting shell's environment (sbatch's default) and ``env``, set
     # by the wrapped command itself: sbatch's own --export splits values at commas.
     exports = "".join(f"export {name}={quote(value)}; " for name, value in (env or {}).items())
-    words.append("--wrap=" + quote(exports + task_command))
+    words.append("--wrap=" + quote(_run_once(remote_base_dir) + exports + task_command))
     return f"mkdir -p {log_folder(remote_base_dir)} && " + " ".join(words)
+
+
+def _run_once(remote_base_dir: str) -> str:
+    """The job's first words: run only at its first start (see ``STARTED_SUFFIX``)."""
+    mark = log_folder(remote_base_dir) + '/"$SLURM_JOB_ID"'
+    return (f"if ! mkdir {mark}{STARTED_SUFFIX} 2>/dev/null; then touch {mark}{REFUSED_SUFFIX}; "
+            "echo \"mqi: Slurm started job $SLURM_JOB_ID again; it runs only once\" >&2; "
+            f"exit {RERUN_REFUSED_EXIT}; fi; ")  # fmt: skip
 
 
 def build_cancel(job_id: int) -> str:
@@ -105,6 +118,9 @@ def build_tails(remote_base_dir: str, job_ids: Iterable[int], lines: int) -> str
 
 
 def build_forget(remote_base_dir: str, job_ids: Iterable[int]) -> str:
-    """Remove the output files of ended jobs (what is left of them on the cluster)."""
-    files = " ".join(job_log(remote_base_dir, i) for i in job_ids)
-    return f"rm -f -- {files}"
+    """Remove what is left of ended jobs on the cluster: their output and marks."""
+    files = " ".join(
+        remote_path(remote_base_dir, LOG_FOLDER, f"{int(i)}{suffix}")
+        for i in job_ids for suffix in (".out", STARTED_SUFFIX, REFUSED_SUFFIX)
+    )  # fmt: skip
+    return f"rm -rf -- {files}"

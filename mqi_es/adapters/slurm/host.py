@@ -119,7 +119,7 @@ class SlurmHost(SshCaseHost):
             jobs.update(await self._accounted(gone))
         tasks = {}
         for job in jobs.values():
-            task = to_task(job)
+            task = to_task(job, refused_rerun=job.job_id in reading.refused)
             # An ended job whose output file is gone was removed by housekeeping: it is
             # forgotten here even while Slurm still lists it.
             if task is None or (task.state == "ended" and job.job_id not in reading.logs):

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from mqi_es.adapters.slurm.commands import (
     LOGS_MARK,
+    REFUSED_SUFFIX,
     SACCT_FIELDS,
     SACCT_MARK,
     SLOT_MARK,
@@ -65,6 +66,7 @@ class SlurmReading:
     node_time: datetime | None
     jobs: dict[int, SlurmJob]  # ours and others' of this user: filter by label
     logs: frozenset[int]  # the jobs whose output file is still there
+    refused: frozenset[int]  # the jobs Slurm started a second time, which refused to run
 
 
 def parse_observe(stdout: str) -> SlurmReading:
@@ -85,9 +87,14 @@ def parse_observe(stdout: str) -> SlurmReading:
             job = _squeue_job(line)
             if job is not None:
                 jobs[job.job_id] = job
-    logs = frozenset(int(name[:-4]) for name in lines[logs_at + 1 :]
-                     if re.fullmatch(r"[0-9]{1,12}\.out", name, re.ASCII))  # fmt: skip
-    return SlurmReading(node_time(lines[0][len(CLOCK_MARK) :]), jobs, logs)
+    left = lines[logs_at + 1 :]
+    return SlurmReading(node_time(lines[0][len(CLOCK_MARK) :]), jobs, _ids(left, ".out"),
+                        _ids(left, REFUSED_SUFFIX))  # fmt: skip
+
+
+def _ids(names: list[str], suffix: str) -> frozenset[int]:
+    pattern = re.compile(r"([0-9]{1,12})" + re.escape(suffix), re.ASCII)
+    return frozenset(int(m[1]) for name in names if (m := pattern.fullmatch(name)))
 
 
 def _squeue_job(line: str) -> SlurmJob | None:
@@ -154,10 +161,18 @@ def parse_tails(stdout: str) -> dict[int, str]:
     return {job_id: "\n".join(lines) for job_id, lines in tails.items()}
 
 
-def to_task(job: SlurmJob) -> RemoteTask | None:
-    """The neutral task of a job of ours (named by one of our labels); None otherwise."""
+def to_task(job: SlurmJob, *, refused_rerun: bool = False) -> RemoteTask | None:
+    """The neutral task of a job of ours (named by one of our labels); None otherwise.
+    ``refused_rerun``: Slurm started it again and it refused (an infrastructure loss)."""
     if label_attempt(job.name) is None:
         return None
+    if refused_rerun and job.state not in _WAITING | _RUNNING:
+        return RemoteTask(
+            id=job.job_id, label=job.name, slot=job.slot, state="ended", result="lost",
+            exit_code=None, created_at=job.submitted, start=job.started, end=job.ended,
+            detail="Slurm started the job a second time (its controller restarted); it ran "
+            "only once, so the attempt is lost", node=job.nodes or None,
+        )  # fmt: skip
     state: TaskState
     result: TaskResult | None = None
     detail = None
