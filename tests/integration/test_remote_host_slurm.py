@@ -18,7 +18,7 @@ from mqi_es.config.schema import HostConfig, SlurmConfig
 from mqi_es.core.ids import task_label
 from mqi_es.core.outcome import Ok
 from mqi_es.core.reactions import Removed
-from mqi_es.core.remote import LogTails, RemoteTask, Seen
+from mqi_es.core.remote import LogTails, RemoteTask, Seen, Unseen
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import Sshd
 
@@ -32,11 +32,12 @@ def login(slurm_cluster: SlurmCluster, sshd_factory: Callable[..., Sshd]) -> Ssh
     return sshd_factory(env=slurm_cluster.env)
 
 
-def cluster_host(ssh: Sshd, remote_command: str, **slurm: Any) -> SlurmHost:
+def cluster_host(ssh: Sshd, remote_command: str, *, timeout: float = 20.0,
+                 **slurm: Any) -> SlurmHost:  # fmt: skip
     host = HostConfig(
         name="cluster", host=ssh.host, port=ssh.port, user=ssh.user, key_file=ssh.key_file,
         known_hosts=ssh.known_hosts, remote_command=remote_command, backend="slurm",
-        slurm=SlurmConfig(partition="gpu", slots=4, **slurm), command_timeout_seconds=20.0,
+        slurm=SlurmConfig(partition="gpu", slots=4, **slurm), command_timeout_seconds=timeout,
     )  # fmt: skip
     target = dataclasses.replace(ssh_target(host), ssh_config=())
     return SlurmHost(host, HostConnection(target), results_globs=("output/*",),
@@ -155,3 +156,28 @@ def test_a_job_restarted_by_a_killed_controller_runs_once_and_is_lost(login, slu
     ended, runs = run(host, scenario)
     assert ended.result in ("killed", "lost"), ended
     assert isinstance(runs, Ok) and runs.stdout.splitlines() == ["ran"]  # never twice
+
+
+def test_a_hanging_squeue_is_not_seen_and_says_so(slurm_cluster, sshd_factory, tmp_path):
+    """The controller is busy and squeue hangs: the poll is unknown (nothing changes), then
+    the cluster is seen again once squeue answers."""
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    hang = tmp_path / "hang"
+    (wrappers / "squeue").write_text(
+        f'#!/bin/sh\n[ -e {hang} ] && sleep 60\nexec /usr/bin/squeue "$@"\n'
+    )
+    (wrappers / "squeue").chmod(0o755)
+    login = sshd_factory(env=slurm_cluster.env, extra_path=[wrappers])
+    host = cluster_host(login, "sleep 30", timeout=2.0)
+
+    async def scenario():
+        before = await host.observe()
+        hang.touch()
+        hung = await host.observe()
+        hang.unlink()
+        return before, hung, await host.observe()
+
+    before, hung, after = run(host, scenario)
+    assert isinstance(before, Seen) and isinstance(after, Seen)
+    assert isinstance(hung, Unseen) and "timed out" in hung.reason
