@@ -143,3 +143,25 @@ def test_a_configuration_that_does_not_load_is_one_failed_check(tmp_path):
     assert code == 1
     assert line(output, "config").startswith("FAIL") and "force_poling" in output
     assert "1 checks: 1 failed" in output
+
+
+def test_a_slurm_cluster_is_checked_as_the_daemon_will_use_it(tmp_path, slurm_cluster,
+                                                              sshd_factory):  # fmt: skip
+    login = sshd_factory(env=slurm_cluster.env)
+    cluster = {"name": "cluster", "backend": "slurm", "groups": [],
+               "slurm": {"partition": "gpu", "slots": 2, "gres": "gpu:1"}}  # fmt: skip
+    code, output = doctor(write_config(tmp_path / "site", login, host=cluster))
+    assert code == 0, output
+    for check in ("ssh", "squeue", "partition", "remote folder", "clock", "MinJobAge"):
+        assert verdict(output, f"cluster: {check}") == "ok", output
+    assert "partition gpu is up and takes gpu:1" in line(output, "cluster: partition")
+    assert verdict(output, "cluster: accounting") == "warn"  # jobcomp only: no slurmdbd
+    assert "86400 s" in line(output, "cluster: MinJobAge")
+
+    wrong = {**cluster, "slurm": {"partition": "nosuch", "gres": "gpu:1"}}
+    code, output = doctor(write_config(tmp_path / "other", login, host=wrong))
+    assert code == 1 and verdict(output, "cluster: partition") == "FAIL"
+    assert "partition nosuch not found" in line(output, "cluster: partition")
+    no_gres = {**cluster, "slurm": {"partition": "gpu", "gres": "fpga:1"}}
+    code, output = doctor(write_config(tmp_path / "third", login, host=no_gres))
+    assert code == 1 and "offers gres fpga" in line(output, "cluster: partition")
