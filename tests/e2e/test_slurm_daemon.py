@@ -167,3 +167,25 @@ def test_more_cases_than_slots_queue_in_arrival_order_and_someone_elses_cancel_i
 
 def cases_now(config: Path) -> dict:
     return {c["case_id"]: c for c in mqi_json(config, "cases")}
+
+
+def test_our_timeout_kills_the_job_with_scancel_and_the_case_fails_as_a_timeout(
+    tmp_path, slurm_cluster, login
+):
+    config = write_config(tmp_path / "site", login, host={
+        "name": "cluster", "backend": "slurm", "groups": [], "slurm": SLURM},
+        main_loop={"running_case_timeout_hours": 4 / 3600})  # fmt: skip
+    drop_case(config.parent / "incoming", "patient-1", "sleep 600\n")
+    daemon = DaemonProcess(config)
+    try:
+        found = wait_for(all_ended(config, ["patient-1"]), timeout=90, daemon=daemon)
+    finally:
+        assert daemon.stop() == 0
+    case = found["patient-1"]
+    assert (case["state"], case["failure"]) == ("failed", "timeout")
+    (job,) = [line for line in slurm_cluster.run(
+        "squeue", "--noheader", "--states=all", "--format=%j|%T").splitlines()
+        if line.startswith("mqi:patient-1:")]  # fmt: skip
+    assert job.endswith("|CANCELLED")  # killed by our scancel, confirmed by a later poll
+    events = [e["event"] for e in mqi_json(config, "history", "patient-1")]
+    assert events.index("KillRequested") < events.index("Failed")
