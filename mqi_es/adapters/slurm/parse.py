@@ -229,7 +229,9 @@ def _exit_code(text: str) -> int | None:
 
 def _time(text: str) -> datetime | None:
     """Slurm's ``2026-12-04T21:52:40`` (asked in UTC); N/A, Unknown, None: no time."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", text, re.ASCII):
+        return None
     try:
-        return datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)  # 10x strptime: 3 per job
     except ValueError:
         return None
