@@ -156,6 +156,7 @@ def test_a_slurm_cluster_is_checked_as_the_daemon_will_use_it(tmp_path, slurm_cl
         assert verdict(output, f"cluster: {check}") == "ok", output
     assert "partition gpu is up and takes gpu:1" in line(output, "cluster: partition")
     assert verdict(output, "cluster: accounting") == "warn"  # jobcomp only: no slurmdbd
+    assert "job completion log" in line(output, "cluster: accounting")
     assert "86400 s" in line(output, "cluster: MinJobAge")
 
     wrong = {**cluster, "slurm": {"partition": "nosuch", "gres": "gpu:1"}}

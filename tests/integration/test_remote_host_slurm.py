@@ -181,3 +181,41 @@ def test_a_hanging_squeue_is_not_seen_and_says_so(slurm_cluster, sshd_factory, t
     before, hung, after = run(host, scenario)
     assert isinstance(before, Seen) and isinstance(after, Seen)
     assert isinstance(hung, Unseen) and "timed out" in hung.reason
+
+
+@pytest.mark.parametrize("accounting", ["auto", "none"])
+def test_a_job_that_left_the_queue_is_read_from_accounting_or_is_missing(
+    accounting, slurm_cluster, sshd_factory, tmp_path
+):
+    """The queue forgets an ended job after MinJobAge (hidden here by a wrapper, as if the
+    controller had purged it): with accounting (here Slurm's job completion log, there is
+    no slurmdbd) its final state and exit code are read there, as the queue showed the job;
+    without, the job is simply not in the snapshot (never "done", never "failed")."""
+    wrappers, hidden = tmp_path / "bin", tmp_path / "hidden"
+    wrappers.mkdir()
+    hidden.write_text("^$\n")
+    (wrappers / "squeue").write_text(f'#!/bin/sh\n/usr/bin/squeue "$@" | grep -v -f {hidden}\n'
+                                     "exit 0\n")  # fmt: skip
+    (wrappers / "squeue").chmod(0o755)
+    login = sshd_factory(env=slurm_cluster.env, extra_path=[wrappers])
+    host = cluster_host(login, "mkdir -p {case_dir} && sleep 2 && exit 3", accounting=accounting)
+
+    async def scenario():
+        await host.connection.run("mkdir -p ~/cases/case-gone")
+        label, job = await submitted(host, "case-gone", "slot3")
+        running = await until(host, label, "running")
+        hidden.write_text(f"^{job}|\n")
+        while "RUNNING" in await asyncio.to_thread(slurm_cluster.run, "squeue", "-h", "-j",
+                                                   str(job), "-t", "all", "-o", "%T"):  # fmt: skip
+            await asyncio.sleep(0.3)
+        return running, await host.observe()
+
+    running, after = run(host, scenario)
+    assert isinstance(after, Seen)
+    if accounting == "none":
+        assert running.id not in after.snapshot.tasks  # missing: the core's grace decides
+        return
+    ended = after.snapshot.tasks[running.id]
+    assert (ended.state, ended.result, ended.exit_code) == ("ended", "failed", 3)
+    assert (ended.slot, ended.created_at, ended.label) == (running.slot, running.created_at,
+                                                           running.label)  # fmt: skip

@@ -89,7 +89,14 @@ async def _accounting(cluster: SlurmHost) -> Finding:
                        "job has left the queue")  # fmt: skip
     if wanted == "sacct":
         return Finding(check, Verdict.FAIL, f"sacct does not answer: {why(outcome)}",
-                       "set up slurmdbd, or set slurm.accounting: none")  # fmt: skip
+                       "set up slurmdbd, or set slurm.accounting: auto or none")  # fmt: skip
+    completion = await cluster.connection.run("sacct --completion --noheader --parsable2 "
+                                              "--format=JobID")  # fmt: skip
+    if wanted == "auto" and isinstance(completion, Ok):
+        return Finding(check, Verdict.WARN,
+                       "no slurmdbd: the final state of a job that left the queue is read "
+                       "from Slurm's job completion log (sacct --completion)",
+                       "set up slurmdbd for full accounting")  # fmt: skip
     return Finding(check, Verdict.WARN,
                    f"no accounting ({why(outcome)}): a job is followed while the queue lists "
                    "it (MinJobAge); one that left it unseen is lost after its grace",

@@ -55,12 +55,17 @@ def build_observe(remote_base_dir: str) -> str:
             f"echo {quote(LOGS_MARK)} && {{ {logs} || true; }}")  # fmt: skip
 
 
-def build_sacct(job_ids: Iterable[int]) -> str:
-    """The final state of jobs Slurm's queue forgot, from its accounting (text form: the
-    JSON form misreports exit codes)."""
+def build_sacct(job_ids: Iterable[int], *, completion_log: bool) -> str:
+    """The final state of jobs Slurm's queue forgot, from its accounting (slurmdbd), or,
+    with ``completion_log``, from its job completion log where there is no slurmdbd
+    (``sacct -c``, jobcomp/filetxt). Text form: the JSON form misreports exit codes."""
     ids = ",".join(str(int(i)) for i in job_ids)
-    return (f"echo {quote(SACCT_MARK)} && TZ=UTC sacct --noheader --parsable2 --allocations "
-            f"--jobs={ids} --format={','.join(SACCT_FIELDS)}")  # fmt: skip
+    words = (f"--noheader --parsable2 --allocations --jobs={ids} "
+             f"--format={','.join(SACCT_FIELDS)}")  # fmt: skip
+    ask = f"TZ=UTC sacct {words}"
+    if completion_log:
+        ask = f"{{ {ask} 2>/dev/null || TZ=UTC sacct --completion {words}; }}"
+    return f"echo {quote(SACCT_MARK)} && {ask}"
 
 
 def build_submit(

@@ -10,6 +10,7 @@ neither tells is missing, and the core loses it only after its grace.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -26,7 +27,6 @@ from mqi_es.adapters.slurm.commands import (
     build_tails,
 )
 from mqi_es.adapters.slurm.parse import (
-    SlurmJob,
     SlurmOutputError,
     parse_observe,
     parse_sacct,
@@ -89,8 +89,7 @@ class SlurmHost(SshCaseHost):
         )
         self._observe_command = build_observe(host.remote_base_dir)
         self._clock, self._monotonic = clock, monotonic
-        self._seen: dict[int, str] = {}  # jobs of ours seen in the queue: id -> label
-        self._accounting = host.slurm.accounting != "none"
+        self._seen: dict[int, RemoteTask] = {}  # jobs of ours seen unended in the queue
 
     @classmethod
     def from_config(
@@ -113,29 +112,30 @@ class SlurmHost(SshCaseHost):
                 return Unseen(f"`squeue` failed: {summary(outcome)}", Blindness.QUEUE_DOWN)
             case Unknown(reason=reason):
                 return Unseen(reason, Blindness.UNREACHABLE)
-        jobs = dict(reading.jobs)
-        gone = [i for i in self._seen if i not in jobs]
-        if gone and self._accounting:
-            jobs.update(await self._accounted(gone))
         tasks = {}
-        for job in jobs.values():
+        for job in reading.jobs.values():
             task = to_task(job, refused_rerun=job.job_id in reading.refused)
             # An ended job whose output file is gone was removed by housekeeping: it is
             # forgotten here even while Slurm still lists it.
             if task is None or (task.state == "ended" and job.job_id not in reading.logs):
                 continue
             tasks[task.id] = task
-        self._seen = {t.id: t.label or "" for t in tasks.values() if t.state != "ended"}
+        gone = [i for i in self._seen if i not in reading.jobs]
+        if gone and self.settings.accounting != "none":
+            tasks.update(await self._accounted(gone))
+        self._seen = {i: t for i, t in tasks.items() if t.state != "ended"}
         node_time = reading.node_time
         midpoint = sent_at + timedelta(seconds=rtt / 2)
         skew = None if node_time is None else (node_time - midpoint).total_seconds()
         slots = {slot: RemoteSlot(open=True) for slot in self.slots}
         return Seen(StatusSnapshot(tasks, slots), taken_at, node_time, skew, rtt, "slurm")
 
-    async def _accounted(self, job_ids: Sequence[int]) -> dict[int, SlurmJob]:
-        """What accounting says of jobs the queue forgot; nothing if it cannot say (the
-        jobs are then missing: the core's grace decides)."""
-        outcome = await self.connection.run(build_sacct(job_ids))
+    async def _accounted(self, job_ids: Sequence[int]) -> dict[int, RemoteTask]:
+        """What accounting says of jobs the queue forgot, as they were seen (their slot and
+        submission time are the queue's); nothing if it cannot say (the jobs are then
+        missing: the core's grace decides)."""
+        auto = self.settings.accounting == "auto"
+        outcome = await self.connection.run(build_sacct(job_ids, completion_log=auto))
         if not isinstance(outcome, Ok):
             log.info("%s: sacct could not tell (%s)", self.name, outcome)
             return {}
@@ -144,9 +144,13 @@ class SlurmHost(SshCaseHost):
         except SlurmOutputError as exc:
             log.info("%s: %s", self.name, exc)
             return {}
-        # sacct has no comment: the slot is the one the job was seen in; and the output
-        # file is kept for these (they were not removed: they were never seen ended).
-        return {i: job for i, job in found.items() if i in job_ids}
+        told = {}
+        for job_id, job in found.items():
+            seen, task = self._seen.get(job_id), to_task(job)
+            if seen is not None and task is not None and task.label == seen.label:
+                told[job_id] = dataclasses.replace(task, slot=seen.slot,
+                                                   created_at=seen.created_at)  # fmt: skip
+        return told
 
     async def submit(
         self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int
