@@ -4,6 +4,8 @@ its results come back, a failure keeps its exit code and output."""
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -189,3 +191,28 @@ def test_our_timeout_kills_the_job_with_scancel_and_the_case_fails_as_a_timeout(
     assert job.endswith("|CANCELLED")  # killed by our scancel, confirmed by a later poll
     events = [e["event"] for e in mqi_json(config, "history", "patient-1")]
     assert events.index("KillRequested") < events.index("Failed")
+
+
+def test_a_controller_restarted_under_running_jobs_changes_nothing(tmp_path, slurm_cluster, login):
+    """slurmctld stopped (SIGTERM) while jobs run, started again 5 s later: meanwhile the
+    polls fail (an outage, nothing changes), the jobs go on and end, each case completes
+    with its one job."""
+    config = cluster_site(tmp_path / "site", login)
+    names = ["patient-1", "patient-2"]
+    for name in names:
+        drop_case(config.parent / "incoming", name, simulates(batches=4, seconds_per_batch=2))
+    daemon = DaemonProcess(config)
+    try:
+        wait_for(lambda: all(c.get("state") == "running" for c in
+                             (cases_now(config).get(n, {}) for n in names)),
+                 timeout=60, daemon=daemon)  # fmt: skip
+        slurm_cluster.kill_controller(signal.SIGTERM)
+        time.sleep(5)
+        down = cases_now(config)
+        slurm_cluster.start_controller()
+        found = wait_for(all_ended(config, names), timeout=120, daemon=daemon)
+    finally:
+        assert daemon.stop() == 0
+    assert all(down[n]["state"] == "running" for n in names)  # the outage changed nothing
+    assert {found[n]["state"] for n in names} == {"completed"}
+    assert all(len(jobs_named(slurm_cluster, n)) == 1 for n in names)
