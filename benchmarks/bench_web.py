@@ -30,7 +30,7 @@ from cli.context import load_context
 from cli.json_output import as_json
 from cli.web.server import web_server
 
-TOKEN = "benchmark-token"
+TOKEN = "benchmark-token-of-the-dashboard"
 PER_CASE = 9.5  # events per case in _history's installation
 
 

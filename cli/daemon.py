@@ -94,12 +94,12 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
         ledger = context.ledger
         views = LiveViews(ledger, config.database.views_path)
         log_file = stores.guard(config.database, ledger.start_log())
+        web = _web_beside(context, stop)  # its errors (a port taken) come before any work
         daemon = asyncio.create_task(
             build_daemon(
                 config, ledger, views, check_log=lambda: log_file.verify(views.position())
             ).run(stop)
         )
-        web = _web_beside(context, stop)
         try:
             yield daemon
         finally:

@@ -25,7 +25,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cli.json_output import as_json
-from cli.web.auth import COOKIE, Gate
+from cli.web.auth import COOKIE, SESSION_SECONDS, Gate
 from cli.web.data import Dashboard, when
 from cli.web.metrics import exposition
 from mqi_es.core.states import CaseState
@@ -46,7 +46,6 @@ def create_app(dashboard: Dashboard, token: str) -> Starlette:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     templates = Jinja2Templates(env=env)
     templates.env.globals["when"] = when
-    templates.env.filters["percent"] = lambda p: f"{p.percent}%" if p else ""
     pages = Pages(dashboard, templates, gate)
     routes = [
         Route("/healthz", pages.healthz),
@@ -78,9 +77,11 @@ class Guarded:
         self.app, self.gate, self.pages = app, gate, pages
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
+        if scope["type"] != "http":  # no websocket, nor anything else, is served
+            raise RuntimeError(f"{scope['type']} is not served")
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -90,7 +91,7 @@ class Guarded:
             await send(message)
 
         request = Request(scope)
-        path = request.url.path
+        path = scope["path"]  # what routing uses (not a URL rebuilt from the Host header)
         open_path = any(path == p or (p.endswith("/") and path.startswith(p)) for p in OPEN_PATHS)
         shown = request.headers.get("authorization"), request.cookies.get(COOKIE)
         if open_path or self.gate.admits(*shown):
@@ -122,8 +123,9 @@ class Pages:
         if not self.gate.is_token(str(form.get("token", ""))):
             return self._login_page(request, after, error="wrong token")
         answer = RedirectResponse(after, status_code=303)
-        answer.set_cookie(COOKIE, self.gate.session, httponly=True, samesite="strict",
-                          secure=request.url.scheme == "https", path="/")  # fmt: skip
+        answer.set_cookie(COOKIE, self.gate.session(), httponly=True, samesite="strict",
+                          secure=request.url.scheme == "https", path="/",
+                          max_age=SESSION_SECONDS)  # fmt: skip
         return answer
 
     def logout(self, request: Request) -> Response:
@@ -191,7 +193,7 @@ class Pages:
         found = self.dashboard.cases(
             state=_state(request), search=request.query_params.get("q", "").strip()[:200],
             before=_int(request.query_params.get("before")),
-            limit=min(_int(request.query_params.get("limit")) or 50, 500),
+            limit=max(1, min(_int(request.query_params.get("limit")) or 50, 500)),
         )  # fmt: skip
         return JSONResponse(found.as_json())
 
@@ -238,7 +240,9 @@ def _state(request: Request) -> CaseState | None:
 
 
 def _int(text: str | None) -> int | None:
+    """A whole number SQLite can take, or None."""
     try:
-        return int(text) if text else None
+        value = int(text) if text and len(text) <= 19 else None
     except ValueError:
         return None
+    return value if value is None or abs(value) < 2**63 else None

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mqi_es.adapters.notify.secret_file import read_secret
@@ -20,7 +22,9 @@ from mqi_es.core.errors import ConfigError
 from mqi_es.core.notices import NotDelivered
 
 COOKIE = "mqi_session"
-_SESSION_PURPOSE = b"mqi web session v1"
+SESSION_SECONDS = 12 * 3600  # a login lasts a working day
+MIN_TOKEN_CHARS = 16
+_SESSION_PURPOSE = b"mqi web session v2"
 
 
 def web_token(token_file: Path | None, data_folder: Path) -> str:
@@ -33,6 +37,10 @@ def web_token(token_file: Path | None, data_folder: Path) -> str:
         token = read_secret(token_file, "web.token_file", keep_spaces=False)
         if isinstance(token, NotDelivered):
             raise ConfigError(token.detail)
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"web.token_file {token_file} holds a token of {len(token)} "
+                              f"characters: give at least {MIN_TOKEN_CHARS} (e.g. `openssl "
+                              "rand -hex 32`)")  # fmt: skip
         return token
     made = data_folder / "web.token"
     data_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -46,17 +54,31 @@ def web_token(token_file: Path | None, data_folder: Path) -> str:
 
 
 class Gate:
-    """Checks what a request shows against the token."""
+    """Checks what a request shows against the token. A session cookie is its issue time
+    and an HMAC of it under the token: it expires, and rotating the token ends them all."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, clock: Callable[[], float] = time.time) -> None:
         self._token = token.encode()
-        self.session = hmac.new(self._token, _SESSION_PURPOSE, hashlib.sha256).hexdigest()
+        self._clock = clock
 
     def is_token(self, shown: str) -> bool:
         return hmac.compare_digest(shown.encode(), self._token)
+
+    def session(self) -> str:
+        issued = str(int(self._clock()))
+        return f"{issued}.{self._sign(issued)}"
 
     def admits(self, authorization: str | None, cookie: str | None) -> bool:
         if authorization is not None:
             scheme, _, shown = authorization.partition(" ")
             return scheme.lower() == "bearer" and self.is_token(shown.strip())
-        return cookie is not None and hmac.compare_digest(cookie.encode(), self.session.encode())
+        if cookie is None:
+            return False
+        issued, _, signature = cookie.partition(".")
+        if not issued.isdigit() or not hmac.compare_digest(signature, self._sign(issued)):
+            return False
+        return 0 <= self._clock() - int(issued) <= SESSION_SECONDS
+
+    def _sign(self, issued: str) -> str:
+        message = _SESSION_PURPOSE + b"|" + issued.encode()
+        return hmac.new(self._token, message, hashlib.sha256).hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -20,17 +21,27 @@ from mqi_es.core.errors import ConfigError
 log = logging.getLogger("mqi.web")
 
 
+class BoundServer(uvicorn.Server):
+    """A server on a socket bound beforehand: a port taken is an error of ``web_server``,
+    raised where it is called, not a ``sys.exit`` inside the event loop."""
+
+    bound: socket.socket
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().serve(sockets or [self.bound])
+
+
 def web_server(
     context: Context,
     host: str | None = None,
     port: int | None = None,
     *,
-    kind: type[uvicorn.Server] = uvicorn.Server,
-) -> uvicorn.Server:
+    kind: type[BoundServer] = BoundServer,
+) -> BoundServer:
     """The dashboard of ``context`` on ``host``:``port`` (default: the ``web`` section's).
 
-    :raises ConfigError: an address other than loopback without ``web.token_file``, or a
-        token file that cannot be read.
+    :raises ConfigError: an address other than loopback without ``web.token_file``, a
+        token file that cannot be read, or an address and port that cannot be listened on.
     """
     settings = context.config.web
     token_file = settings.token_file if settings else None
@@ -43,12 +54,19 @@ def web_server(
         )
     token = web_token(token_file, context.config.database.path.parent)
     app = create_app(Dashboard(context), token)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        bound = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(f"the dashboard cannot listen on {host}:{port}: {exc.strerror}") from None
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", server_header=False)  # fmt: skip
-    return kind(config)
+    server = kind(config)
+    server.bound = bound
+    return server
 
 
-class BesideDaemon(uvicorn.Server):
+class BesideDaemon(BoundServer):
     """A server that leaves the signals to the daemon it runs beside."""
 
     @contextlib.contextmanager
@@ -56,9 +74,9 @@ class BesideDaemon(uvicorn.Server):
         yield
 
 
-async def serve_beside_daemon(server: uvicorn.Server, stop: asyncio.Event) -> None:
-    """Serve until ``stop``; a dashboard that cannot listen is logged, the daemon goes on."""
-    serving = asyncio.create_task(server.serve())
+async def serve_beside_daemon(server: BoundServer, stop: asyncio.Event) -> None:
+    """Serve until ``stop``; a dashboard that fails is logged, the daemon goes on."""
+    serving = asyncio.create_task(_contained(server))
     await asyncio.wait([serving, asyncio.create_task(stop.wait())],
                        return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
     server.should_exit = True
@@ -66,3 +84,10 @@ async def serve_beside_daemon(server: uvicorn.Server, stop: asyncio.Event) -> No
         await serving
     except (OSError, SystemExit) as exc:
         log.error("web: the dashboard could not be served: %r", exc)
+
+
+async def _contained(server: BoundServer) -> None:
+    try:
+        await server.serve()
+    except (OSError, SystemExit) as exc:  # uvicorn exits the process on some faults
+        log.error("web: the dashboard stopped: %r", exc)

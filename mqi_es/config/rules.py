@@ -156,10 +156,14 @@ def _check_host(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None:
     _check_backend(host, path)
 
 
-# sbatch options the Slurm backend sets itself: a second value would change what it does.
+# sbatch options the Slurm backend sets itself, or that would take a job where the poll
+# does not look or change when it answers: never in sbatch_options, nor any abbreviation of
+# one (sbatch, like getopt_long, takes an unambiguous prefix for the whole name).
 _OURS = frozenset({
-    "job-name", "comment", "chdir", "output", "error", "time", "gres", "partition", "wrap",
-    "parsable", "requeue", "no-requeue", "array", "dependency", "export", "open-mode",
+    "job-name", "comment", "chdir", "output", "error", "input", "time", "gres", "partition",
+    "wrap", "parsable", "requeue", "no-requeue", "array", "dependency", "export",
+    "open-mode", "clusters", "cluster", "wait", "test-only", "hold", "uid", "gid",
+    "export-file", "get-user-env", "batch", "kill-on-invalid-dep", "signal",
 })  # fmt: skip
 
 
@@ -179,9 +183,11 @@ def _check_backend(host: HostConfig, path: Callable[[KeyPath], KeyPath]) -> None
                       "(partition, slots, gres, ...)")  # fmt: skip
     for index, option in enumerate(host.slurm.sbatch_options):
         name = option.removeprefix("--").partition("=")[0]
-        if name in _OURS:
+        clash = next((ours for ours in sorted(_OURS) if ours.startswith(name)), None)
+        if clash is not None:
             raise Invalid(path(("slurm", "sbatch_options", index)),
-                          f"--{name} is set by the daemon itself")  # fmt: skip
+                          f"--{name} would set --{clash}, which the daemon sets or needs as "
+                          "it is")  # fmt: skip
 
 
 def _check_unique(items: Iterable[tuple[str, KeyPath]], what: str) -> None:

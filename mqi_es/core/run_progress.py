@@ -56,8 +56,9 @@ def read_progress(tail: str, pattern: re.Pattern[str]) -> RunProgress | None:
     of zero, more done than in all, digits beyond any run)."""
     for match in reversed(list(pattern.finditer(tail))):
         done, total = match.group("done"), match.group("total")
-        if not (done.isdigit() and total.isdigit()) or len(done) > 9 or len(total) > 9:
-            continue
+        if not all(n is not None and n.isascii() and n.isdigit() and len(n) <= 9
+                   for n in (done, total)):  # fmt: skip
+            continue  # an optional group that did not match, other digits, or too many
         if int(done) <= int(total) and int(total) > 0:
             return RunProgress(int(done), int(total))
     return None

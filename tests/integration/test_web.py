@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 from cli.context import load_context
 from cli.main import app as mqi_app
 from cli.web.app import SECURITY_HEADERS, create_app
-from cli.web.auth import COOKIE, web_token
+from cli.web.auth import COOKIE, SESSION_SECONDS, Gate, web_token
 from cli.web.data import Dashboard
 from cli.web.server import web_server
 from mqi_es.core.errors import ConfigError
 from mqi_es.core.states import FailureCategory
+from tests.fixtures.receivers import free_port
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 TOKEN = "s3cret-token-for-tests"
@@ -197,10 +198,43 @@ def test_a_made_token_is_owner_only_and_kept(tmp_path):
         web_token(tmp_path / "empty", tmp_path)
 
 
-def test_no_address_beyond_loopback_without_a_token_file(tmp_path):
+def test_no_address_beyond_loopback_without_a_token_file_and_no_port_taken_twice(tmp_path):
     (tmp_path / "mqi.yaml").write_text("database:\n  path: var/events.sqlite\n")
     context = load_context(str(tmp_path / "mqi.yaml"))
     with pytest.raises(ConfigError, match=r"0\.0\.0\.0 is reachable from other machines"):
         web_server(context, "0.0.0.0", 8080)
-    assert web_server(context, "127.0.0.1", 8080).config.host == "127.0.0.1"
-    assert os.path.exists(tmp_path / "var" / "web.token")
+    port = free_port()
+    server = web_server(context, "127.0.0.1", port)
+    try:
+        assert server.config.host == "127.0.0.1"
+        assert os.path.exists(tmp_path / "var" / "web.token")
+        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1"):
+            web_server(context, "127.0.0.1", port)  # before any work: not a sys.exit later
+    finally:
+        server.bound.close()
+
+
+def test_a_short_token_file_is_refused(tmp_path):
+    (tmp_path / "weak").write_text("letmein\n")
+    with pytest.raises(ConfigError, match="at least 16"):
+        web_token(tmp_path / "weak", tmp_path)
+
+
+def test_a_login_expires_and_a_forged_or_old_cookie_is_refused():
+    now = [1_000_000.0]
+    gate = Gate(TOKEN, clock=lambda: now[0])
+    cookie = gate.session()
+    assert gate.admits(None, cookie)
+    now[0] += SESSION_SECONDS + 1
+    assert not gate.admits(None, cookie)  # a working day later: log in again
+    issued, _, signature = gate.session().partition(".")
+    assert not gate.admits(None, f"{int(issued) + 3600}.{signature}")  # its time moved
+    rotated = Gate("another-token-of-the-same-site", clock=lambda: now[0])
+    assert not rotated.admits(None, gate.session())  # a rotated token ends every session
+
+
+def test_a_page_size_is_bounded_whatever_is_asked(site):
+    api = authorized(site)
+    assert len(api.get("/api/cases?limit=-2").json()["cases"]) == 1
+    assert len(api.get("/api/cases?limit=100000").json()["cases"]) == 120  # at most 500
+    assert api.get(f"/api/cases?before={10**30}").status_code == 200

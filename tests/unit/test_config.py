@@ -324,7 +324,7 @@ class TestEachErrorNamesKeyPathAndLine:
                     "      sbatch_options: [--account=physics, --chdir=/tmp]\n",
                 ),
                 "config.yaml:8:43: hosts[0].slurm.sbatch_options[1]: ",
-                "--chdir is set by the daemon itself",
+                "--chdir would set --chdir, which the daemon sets or needs as it is",
                 id="sbatch-option-we-set",
             ),
             pytest.param(
@@ -335,6 +335,15 @@ class TestEachErrorNamesKeyPathAndLine:
                 "config.yaml:8:24: hosts[0].slurm.sbatch_options[0]: ",
                 "one option such as --account=physics",
                 id="sbatch-option-not-one-word",
+            ),
+            pytest.param(
+                CLUSTER.replace(
+                    "      partition: gpu\n",
+                    "      partition: gpu\n      sbatch_options: [--out=/elsewhere/%j]\n",
+                ),
+                "config.yaml:8:24: hosts[0].slurm.sbatch_options[0]: ",
+                "--out would set --output",
+                id="sbatch-option-abbreviating-ours",
             ),
             pytest.param(
                 CLUSTER.replace("    slurm:\n      partition: gpu\n", ""),

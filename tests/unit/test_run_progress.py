@@ -60,6 +60,13 @@ def test_lines_that_make_no_sense_tell_nothing(text):
     assert read_progress(text, MOQUI) is None
 
 
+def test_a_permitted_pattern_with_optional_groups_or_other_digits_tells_nothing():
+    optional = re.compile(r"step (?P<done>[0-9]+)?/(?P<total>\d+)")
+    assert read_progress("step /10", optional) is None
+    assert read_progress("step 3/\u00b2", re.compile(r"step (?P<done>\d+)/(?P<total>\S+)")) is None
+    assert read_progress("step 3/10", optional) == RunProgress(3, 10)
+
+
 def test_the_last_line_that_makes_sense_wins():
     text = "Generating particles for (3 of 18 batches)\nGenerating particles for (99 of 18 batches)"
     assert read_progress(text, MOQUI) == RunProgress(3, 18)

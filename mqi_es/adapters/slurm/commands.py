@@ -25,15 +25,17 @@ SQUEUE_MARK = "=== squeue"
 LOGS_MARK = "=== logs"
 SACCT_MARK = "=== sacct"
 # squeue's fields, '|'-separated, whole (no width): the job, its state and the raw wait
-# status (exit code << 8 | signal), its times, where it ran and why it waits or ended.
-SQUEUE_FIELDS = ("JobID", "Name", "State", "Comment", "Exit_Code", "SubmitTime", "StartTime",
-                 "EndTime", "NodeList", "Reason")  # fmt: skip
-SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Submit", "Start", "End", "NodeList")
+# status (exit code << 8 | signal), its times, where it ran, why it waits or ended; the free
+# texts last (a name may hold a '|': the comment of ours never does, so it ends at the first).
+SQUEUE_FIELDS = ("JobID", "State", "Exit_Code", "SubmitTime", "StartTime", "EndTime",
+                 "NodeList", "Reason", "Comment", "Name")  # fmt: skip
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "Submit", "Start", "End", "NodeList", "JobName")
 NO_REQUEUE = "--no-requeue"
 # A controller killed while a job runs starts it again from scratch, under the same id, even
 # with --no-requeue (seen on 22.05): each job marks its first start (mkdir is atomic) and
 # refuses a second one, leaving a mark the poll sees. The attempt is then lost, not run twice.
 STARTED_SUFFIX, REFUSED_SUFFIX = ".started", ".refused"
+FORGOTTEN_SUFFIX = ".forgotten"  # housekeeping removed what was left of an ended job
 RERUN_REFUSED_EXIT = 75
 
 
@@ -50,9 +52,10 @@ def build_observe(remote_base_dir: str) -> str:
     ended ones too), and the output files of ours that are left."""
     fields = ",".join(f"{name}:|" for name in SQUEUE_FIELDS[:-1]) + f",{SQUEUE_FIELDS[-1]}:"
     squeue = f"TZ=UTC squeue --me --noheader --states=all --Format={quote(fields)}"
-    logs = f"ls -1 {log_folder(remote_base_dir)} 2>/dev/null"
+    folder = log_folder(remote_base_dir)
+    logs = f"{{ [ ! -d {folder} ] || ls -1 {folder}; }}"  # an unreadable folder fails the poll
     return (f"{CLOCK_COMMAND} && echo {quote(SQUEUE_MARK)} && {squeue} && "
-            f"echo {quote(LOGS_MARK)} && {{ {logs} || true; }}")  # fmt: skip
+            f"echo {quote(LOGS_MARK)} && {logs}")  # fmt: skip
 
 
 def build_sacct(job_ids: Iterable[int], *, completion_log: bool) -> str:
@@ -84,11 +87,11 @@ def build_submit(
     """``sbatch --parsable`` of the task command in its case folder; prints the job id."""
     if not label or not task_command:
         raise ValueError("label and task_command must not be empty")
-    words = [
-        "sbatch", "--parsable", NO_REQUEUE, "--job-name=" + quote(label),
-        "--comment=" + quote(SLOT_MARK + slot), "--chdir=" + remote_path(remote_dir),
-        "--output=" + job_log(remote_base_dir, "%j"), f"--time={int(time_limit_minutes)}",
-        "--partition=" + quote(partition), *(quote(option) for option in options),
+    words = [  # the configured options first: where an option comes twice, sbatch takes the last
+        "sbatch", *(quote(option) for option in options), "--parsable", NO_REQUEUE,
+        "--job-name=" + quote(label), "--comment=" + quote(SLOT_MARK + slot),
+        "--chdir=" + remote_path(remote_dir), "--output=" + job_log(remote_base_dir, "%j"),
+        f"--time={int(time_limit_minutes)}", "--partition=" + quote(partition),
     ]  # fmt: skip
     if gres:
         words.append("--gres=" + quote(gres))
@@ -112,20 +115,27 @@ def build_cancel(job_id: int) -> str:
     return f"scancel {int(job_id)}"
 
 
-def build_tails(remote_base_dir: str, job_ids: Iterable[int], lines: int) -> str:
-    """The last ``lines`` of each job's output, each after a ``=== <id>`` line."""
-    parts = [
-        f"echo {quote(f'=== {int(i)}')}; tail -n {int(lines)} {job_log(remote_base_dir, i)} "
-        "2>/dev/null"
-        for i in job_ids
-    ]
-    return "; ".join(parts) + "; true"
+def build_tails(remote_base_dir: str, job_ids: Iterable[int], lines: int, mark: str) -> str:
+    """The last ``lines`` of each job's output, each after a ``<mark> <id>`` line (``mark``:
+    chosen at random per command, so that no output can pass for another job's), or
+    ``<mark> <id> missing`` when the job has no output file."""
+    parts = []
+    for i in job_ids:
+        path, head = job_log(remote_base_dir, i), quote(f"{mark} {int(i)}")
+        parts.append(f"if [ -e {path} ]; then echo {head}; tail -n {int(lines)} {path}; "
+                     f"else echo {head}' missing'; fi")  # fmt: skip
+    return "; ".join(parts)
 
 
 def build_forget(remote_base_dir: str, job_ids: Iterable[int]) -> str:
-    """Remove what is left of ended jobs on the cluster: their output and marks."""
+    """Remove what is left of ended jobs on the cluster (their output and marks), leaving
+    a mark that they were removed: the queue may list them a while longer."""
+    ids = [int(i) for i in job_ids]
     files = " ".join(
-        remote_path(remote_base_dir, LOG_FOLDER, f"{int(i)}{suffix}")
-        for i in job_ids for suffix in (".out", STARTED_SUFFIX, REFUSED_SUFFIX)
+        remote_path(remote_base_dir, LOG_FOLDER, f"{i}{suffix}")
+        for i in ids for suffix in (".out", STARTED_SUFFIX, REFUSED_SUFFIX)
     )  # fmt: skip
-    return f"rm -rf -- {files}"
+    marks = " ".join(
+        remote_path(remote_base_dir, LOG_FOLDER, f"{i}{FORGOTTEN_SUFFIX}") for i in ids
+    )
+    return f"rm -rf -- {files} && touch -- {marks}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from mqi_es.adapters.slurm.commands import (
 )
 from mqi_es.adapters.slurm.parse import (
     SlurmOutputError,
+    SlurmReading,
     parse_observe,
     parse_sacct,
     parse_submit,
@@ -55,6 +57,13 @@ from mqi_es.core.task_command import RemoteCommandTemplate, TaskEnvironment
 log = logging.getLogger(__name__)
 
 KILL_MARGIN_MINUTES = 15  # Slurm's own limit comes this long after ours: our kill comes first
+ASK_LIMIT = 30  # polls that ask accounting of a job that left the queue, before giving up
+SACCT_BATCH = 500  # job ids per sacct: a command line well under any limit
+# sbatch's answers that say no job was made (anything else may have made one: unknown).
+_REFUSALS = ("Invalid partition", "Invalid generic resource", "Invalid account",
+             "Invalid qos", "Requested node configuration is not available",
+             "Requested time limit is invalid", "violates accounting/QOS policy",
+             "unrecognized option", "invalid option", "DOS line breaks")  # fmt: skip
 
 
 def slurm_slots(settings: SlurmConfig) -> tuple[str, ...]:
@@ -90,6 +99,8 @@ class SlurmHost(SshCaseHost):
         self._observe_command = build_observe(host.remote_base_dir)
         self._clock, self._monotonic = clock, monotonic
         self._seen: dict[int, RemoteTask] = {}  # jobs of ours seen unended in the queue
+        self._told: dict[int, RemoteTask] = {}  # ended jobs accounting told of, gone from it
+        self._asked: dict[int, int] = {}  # how often accounting was asked of a job in vain
 
     @classmethod
     def from_config(
@@ -115,27 +126,54 @@ class SlurmHost(SshCaseHost):
         tasks = {}
         for job in reading.jobs.values():
             task = to_task(job, refused_rerun=job.job_id in reading.refused)
-            # An ended job whose output file is gone was removed by housekeeping: it is
-            # forgotten here even while Slurm still lists it.
-            if task is None or (task.state == "ended" and job.job_id not in reading.logs):
+            # An ended job housekeeping removed is forgotten here, though Slurm lists it.
+            if task is None or (task.state == "ended" and job.job_id in reading.forgotten):
                 continue
             tasks[task.id] = task
-        gone = [i for i in self._seen if i not in reading.jobs]
-        if gone and self.settings.accounting != "none":
-            tasks.update(await self._accounted(gone))
-        self._seen = {i: t for i, t in tasks.items() if t.state != "ended"}
+        tasks.update(await self._unlisted(reading))
+        self._seen = {i: t for i, t in tasks.items() if t.state != "ended"} | {
+            i: t for i, t in self._seen.items() if i not in tasks and i in self._asked
+        }  # still asked of: not told yet
         node_time = reading.node_time
         midpoint = sent_at + timedelta(seconds=rtt / 2)
         skew = None if node_time is None else (node_time - midpoint).total_seconds()
         slots = {slot: RemoteSlot(open=True) for slot in self.slots}
         return Seen(StatusSnapshot(tasks, slots), taken_at, node_time, skew, rtt, "slurm")
 
-    async def _accounted(self, job_ids: Sequence[int]) -> dict[int, RemoteTask]:
-        """What accounting says of jobs the queue forgot, as they were seen (their slot and
-        submission time are the queue's); nothing if it cannot say (the jobs are then
-        missing: the core's grace decides)."""
+    async def _unlisted(self, reading: SlurmReading) -> dict[int, RemoteTask]:
+        """Jobs of ours the queue no longer lists (after MinJobAge), whose outcome may not be
+        recorded yet: those seen before, and those whose output is still here (after a
+        restart of the daemon, it knows them only so). Accounting tells how they ended,
+        once; a job it cannot tell of is asked again for a while, then left missing (the
+        core's grace decides). Never "done" or "failed" on a guess."""
+        unlisted = ((set(self._seen) | reading.logs) - set(reading.jobs)) - reading.forgotten
+        self._told = {i: t for i, t in self._told.items() if i in unlisted}
+        self._asked = {i: n for i, n in self._asked.items() if i in unlisted}
+        ask = sorted(i for i in unlisted - set(self._told) if self._asked.get(i, 0) < ASK_LIMIT)
+        if ask and self.settings.accounting != "none":
+            told = await self._accounted(ask, reading.refused)
+            self._told.update(told)
+            for job_id in ask:
+                if job_id not in told:
+                    self._asked[job_id] = self._asked.get(job_id, 0) + 1
+        return dict(self._told)
+
+    async def _accounted(
+        self, job_ids: Sequence[int], refused: frozenset[int]
+    ) -> dict[int, RemoteTask]:
+        """What accounting says of these jobs, as the queue showed them (their slot and
+        submission time are the queue's); nothing of those it cannot tell of."""
         auto = self.settings.accounting == "auto"
-        outcome = await self.connection.run(build_sacct(job_ids, completion_log=auto))
+        told: dict[int, RemoteTask] = {}
+        for start in range(0, len(job_ids), SACCT_BATCH):
+            batch = job_ids[start : start + SACCT_BATCH]
+            told.update(await self._sacct(batch, refused, completion_log=auto))
+        return told
+
+    async def _sacct(
+        self, job_ids: Sequence[int], refused: frozenset[int], *, completion_log: bool
+    ) -> dict[int, RemoteTask]:
+        outcome = await self.connection.run(build_sacct(job_ids, completion_log=completion_log))
         if not isinstance(outcome, Ok):
             log.info("%s: sacct could not tell (%s)", self.name, outcome)
             return {}
@@ -146,8 +184,13 @@ class SlurmHost(SshCaseHost):
             return {}
         told = {}
         for job_id, job in found.items():
-            seen, task = self._seen.get(job_id), to_task(job)
-            if seen is not None and task is not None and task.label == seen.label:
+            task = to_task(job, refused_rerun=job_id in refused)
+            if task is None or job_id not in job_ids or task.state != "ended":
+                continue  # not ours, or not ended yet as accounting sees it (it lags)
+            seen = self._seen.get(job_id)
+            if seen is None:
+                told[job_id] = task  # known by its output only: as accounting tells it
+            elif task.label == seen.label:
                 told[job_id] = dataclasses.replace(task, slot=seen.slot,
                                                    created_at=seen.created_at)  # fmt: skip
         return told
@@ -171,6 +214,12 @@ class SlurmHost(SshCaseHost):
                 outcome = Ok(str(parse_submit(outcome.stdout)))
             except SlurmOutputError as exc:
                 outcome = Unknown(str(exc))  # the job may exist: the next poll finds it by name
+        elif isinstance(outcome, RemoteFailure) and not any(
+            refusal in outcome.stderr for refusal in _REFUSALS
+        ):
+            # e.g. "Socket timed out on send/recv operation": the controller may have taken
+            # the job; the next polls find it by its name, or, once settled, know it is not.
+            outcome = Unknown(f"sbatch failed without saying no: {summary(outcome)}")
         log.debug("%s: sbatch %s: %s", self.name, label, type(outcome).__name__)
         return outcome
 
@@ -189,11 +238,12 @@ class SlurmHost(SshCaseHost):
     async def log_tails(
         self, tasks: Sequence[RemoteTask], *, lines: int
     ) -> LogTails | RemoteFailure | Unknown:
-        command = build_tails(self._host.remote_base_dir, [t.id for t in tasks], lines)
+        mark = f"=== mqi {secrets.token_hex(8)}"
+        command = build_tails(self._host.remote_base_dir, [t.id for t in tasks], lines, mark)
         outcome = await self.connection.run(command)
         if not isinstance(outcome, Ok):
             return outcome
-        return LogTails(parse_tails(outcome.stdout))
+        return LogTails(parse_tails(outcome.stdout, mark))
 
     async def check(self) -> list:  # type: ignore[type-arg]
         from mqi_es.adapters.slurm.checks import cluster_findings

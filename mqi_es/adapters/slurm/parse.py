@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mqi_es.adapters.slurm.commands import (
+    FORGOTTEN_SUFFIX,
     LOGS_MARK,
     REFUSED_SUFFIX,
     SACCT_FIELDS,
@@ -67,6 +68,7 @@ class SlurmReading:
     jobs: dict[int, SlurmJob]  # ours and others' of this user: filter by label
     logs: frozenset[int]  # the jobs whose output file is still there
     refused: frozenset[int]  # the jobs Slurm started a second time, which refused to run
+    forgotten: frozenset[int]  # the ended jobs housekeeping removed
 
 
 def parse_observe(stdout: str) -> SlurmReading:
@@ -89,7 +91,7 @@ def parse_observe(stdout: str) -> SlurmReading:
                 jobs[job.job_id] = job
     left = lines[logs_at + 1 :]
     return SlurmReading(node_time(lines[0][len(CLOCK_MARK) :]), jobs, _ids(left, ".out"),
-                        _ids(left, REFUSED_SUFFIX))  # fmt: skip
+                        _ids(left, REFUSED_SUFFIX), _ids(left, FORGOTTEN_SUFFIX))  # fmt: skip
 
 
 def _ids(names: list[str], suffix: str) -> frozenset[int]:
@@ -98,17 +100,21 @@ def _ids(names: list[str], suffix: str) -> frozenset[int]:
 
 
 def _squeue_job(line: str) -> SlurmJob | None:
-    fields = line.split("|")
-    if len(fields) != len(SQUEUE_FIELDS):
+    fields = line.split("|", len(SQUEUE_FIELDS) - 2)  # the comment and the name stay together
+    if len(fields) != len(SQUEUE_FIELDS) - 1:
         raise SlurmOutputError(f"unreadable squeue line ({len(fields)} fields): {line[:120]!r}")
-    job_id, name, state, comment, status, submitted, started, ended, nodes, reason = (
+    job_id, state, status, submitted, started, ended, nodes, reason, texts = (
         f.strip() for f in fields
     )
-    if not re.fullmatch(r"[0-9]{1,12}", job_id, re.ASCII):
-        return None  # an array or heterogeneous job (123_4, 123+1): never one of ours
+    shifted = SLOT_MARK in reason or not re.fullmatch(r"[0-9]{1,6}", status, re.ASCII)
+    if shifted or not all(_is_time(t) for t in (submitted, started, ended)):
+        raise SlurmOutputError(f"unreadable squeue line (a field is missing): {line[:120]!r}")
+    if not re.fullmatch(r"[0-9]{1,12}", job_id, re.ASCII) or not texts.startswith(SLOT_MARK):
+        return None  # not ours: another job of this user, an array or heterogeneous job
+    comment, _, name = texts.partition("|")  # our comment holds no '|'; a name may
     code = _wait_status(status) if _base(state) in _ENDED else None
-    return SlurmJob(int(job_id), name, _state(state), _slot(comment), code, _time(submitted),
-                    _time(started), _time(ended), nodes, reason)  # fmt: skip
+    return SlurmJob(int(job_id), name.strip(), _state(state), _slot(comment), code,
+                    _time(submitted), _time(started), _time(ended), nodes, reason)  # fmt: skip
 
 
 def parse_sacct(stdout: str) -> dict[int, SlurmJob]:
@@ -123,10 +129,10 @@ def parse_sacct(stdout: str) -> dict[int, SlurmJob]:
     for line in lines[lines.index(SACCT_MARK) + 1 :]:
         if not line.strip():
             continue
-        fields = line.split("|")
+        fields = line.split("|", len(SACCT_FIELDS) - 1)  # the name last: it may hold a '|'
         if len(fields) != len(SACCT_FIELDS):
             raise SlurmOutputError(f"unreadable sacct line: {line[:120]!r}")
-        job_id, name, state, exit_code, submitted, started, ended, nodes = fields
+        job_id, state, exit_code, submitted, started, ended, nodes, name = fields
         if not re.fullmatch(r"[0-9]{1,12}", job_id, re.ASCII):
             continue  # a step (123.batch): the allocation's own line says it all
         code = _exit_code(exit_code) if _base(state) in _ENDED else None
@@ -148,16 +154,21 @@ def parse_submit(stdout: str) -> int:
     return int(found[1])
 
 
-def parse_tails(stdout: str) -> dict[int, str]:
-    """Read ``build_tails``'s output: each job's lines, by id."""
+def parse_tails(stdout: str, mark: str) -> dict[int, str]:
+    """Read ``build_tails``'s output (made with ``mark``): each job's lines, by id; a job
+    without an output file is left out."""
     tails: dict[int, list[str]] = {}
     current: list[str] | None = None
+    head = re.compile(re.escape(mark) + r" ([0-9]{1,12})( missing)?", re.ASCII)
     for line in stdout.splitlines():
-        mark = re.fullmatch(r"=== ([0-9]{1,12})", line, re.ASCII)
-        if mark is not None:
-            current = tails.setdefault(int(mark[1]), [])
-        elif current is not None:
-            current.append(line)
+        found = head.fullmatch(line)
+        if found is None:
+            if current is not None:
+                current.append(line)
+        elif found[2]:
+            current = None
+        else:
+            current = tails.setdefault(int(found[1]), [])
     return {job_id: "\n".join(lines) for job_id, lines in tails.items()}
 
 
@@ -227,9 +238,17 @@ def _exit_code(text: str) -> int | None:
     return 128 + signal if signal else code
 
 
+_NO_TIME = frozenset({"", "N/A", "NONE", "None", "Unknown"})
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
+
+
+def _is_time(text: str) -> bool:
+    return text in _NO_TIME or _ISO.fullmatch(text) is not None
+
+
 def _time(text: str) -> datetime | None:
     """Slurm's ``2026-12-04T21:52:40`` (asked in UTC); N/A, Unknown, None: no time."""
-    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", text, re.ASCII):
+    if _ISO.fullmatch(text) is None:
         return None
     try:
         return datetime.fromisoformat(text).replace(tzinfo=UTC)  # 10x strptime: 3 per job
