@@ -191,7 +191,7 @@ class Dispatcher:
             return None  # what was sent is not on record: nothing is queued on it
         submitted = await host.submit(
             slot=action.slot, label=case.label, remote_dir=case.remote_dir,
-            case_id=case.case_id, attempt=case.attempt,
+            case_id=case.case_id, attempt=case.attempt, timeout_hours=case.timeout_hours,
         )  # fmt: skip
         failpoint("after_submit")
         self.bus.handle(after_submit(case, submitted, self.clock(), self.policy))

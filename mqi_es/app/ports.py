@@ -60,9 +60,11 @@ class RemoteHost(Protocol):
         ...
 
     async def submit(
-        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int
-    ) -> Ok | RemoteFailure | Unknown:
-        """Queue the case's simulation in ``slot``, under ``label``; ``Ok.stdout`` is the
+        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int,
+        timeout_hours: float | None = None,
+    ) -> Ok | RemoteFailure | Unknown:  # fmt: skip
+        """Queue the case's simulation in ``slot``, under ``label`` (``timeout_hours``: the
+        case's own running-time limit, for a host that limits jobs itself); ``Ok.stdout`` is the
         task's id. The next snapshot finds the task by its label whatever this returns."""
         ...
 

@@ -163,7 +163,7 @@ class ModelHost:
             self.luck, Uploaded(1, 10, 0.1)
         )
 
-    async def submit(self, *, slot, label, remote_dir, case_id, attempt):
+    async def submit(self, *, slot, label, remote_dir, case_id, attempt, timeout_hours=None):
         if self.luck not in ("ok", "lost"):
             return Unknown("timed out")
         task_id = self.model.node.add(label, slot, self.model.node_now())

@@ -191,3 +191,28 @@ def test_a_job_started_a_second_time_refuses_to_run_and_says_so(tmp_path):
     assert (tmp_path / "mqi_cases" / ".mqi-slurm" / "5.refused").exists()
     listing = "mqi-clock 1\n=== squeue\n=== logs\n5.out\n5.started\n5.refused\n"
     assert parse_observe(listing).refused == {5} and parse_observe(listing).logs == {5}
+
+
+def test_a_cases_own_longer_timeout_reaches_sbatch():
+    sent = []
+
+    class Login:
+        async def run(self, command: str, **_: object) -> object:
+            sent.append(command)
+            return Ok("12\n")
+
+    host = SlurmHost(
+        HostConfig(name="c", host="login", remote_command="run", backend="slurm",
+                   slurm=SlurmConfig(partition="gpu")),
+        Login(), results_globs=("*",), timeout_hours=1,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+    async def submit(hours):
+        return await host.submit(slot="slot0", label="mqi:c:a1", remote_dir="~/c",
+                                 case_id="c", attempt=1, timeout_hours=hours)  # fmt: skip
+
+    assert asyncio.run(submit(None)) == Ok("12") and "--time=75" in sent[-1]
+    asyncio.run(submit(3))
+    assert "--time=195" in sent[-1]  # 3 h of its own and our margin: our kill comes first
+    asyncio.run(submit(0.5))
+    assert "--time=75" in sent[-1]  # never below the default

@@ -175,8 +175,9 @@ class PueueHost(SshCaseHost):
         return Seen(to_snapshot(reading.state), taken_at, node_time, skew, rtt, software)
 
     async def submit(
-        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int
-    ) -> Ok | RemoteFailure | Unknown:
+        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int,
+        timeout_hours: float | None = None,
+    ) -> Ok | RemoteFailure | Unknown:  # fmt: skip
         """``pueue add`` of the case's task command; ``Ok.stdout`` is the new task's id.
 
         Output that is not a task id is ``Unknown``: the task may exist, and the next

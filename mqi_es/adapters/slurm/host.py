@@ -196,8 +196,14 @@ class SlurmHost(SshCaseHost):
         return told
 
     async def submit(
-        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int
-    ) -> Ok | RemoteFailure | Unknown:
+        self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int,
+        timeout_hours: float | None = None,
+    ) -> Ok | RemoteFailure | Unknown:  # fmt: skip
+        """``sbatch`` of the case's task; its ``--time`` lets our own kill come first, also
+        for a case given a longer limit of its own."""
+        limit = self._time_limit
+        if timeout_hours is not None:
+            limit = max(limit, math.ceil(timeout_hours * 60) + KILL_MARGIN_MINUTES)
         values = {"case_id": case_id, "attempt": attempt, "slot": slot, "gpu_index": "",
                   "label": label}  # fmt: skip
         command = build_submit(
@@ -205,7 +211,7 @@ class SlurmHost(SshCaseHost):
             remote_base_dir=self._host.remote_base_dir,
             task_command=self._template.render(case_dir=remote_dir, **values),
             partition=self.settings.partition, gres=self.settings.gres,
-            time_limit_minutes=self._time_limit, options=self.settings.sbatch_options,
+            time_limit_minutes=limit, options=self.settings.sbatch_options,
             env=self._task_env.render(**values),
         )  # fmt: skip
         outcome = await self.connection.run(command)
