@@ -200,6 +200,30 @@ def test_a_task_that_failed_to_spawn_fails_the_case():
     assert isinstance(action, FailWithLog) and "No such file" in action.reason
 
 
+def test_a_task_the_host_stopped_at_its_own_time_limit_fails_the_case_as_a_timeout():
+    stopped = task(state="ended", result="timed_out", detail="Slurm TIMEOUT (TimeLimit)", end=T0)
+    (action,) = decide([case()], seen(stopped)).actions
+    assert isinstance(action, FailWithLog) and action.category is FailureCategory.TIMEOUT
+    expected = "the host stopped the task at its time limit (Slurm TIMEOUT (TimeLimit))"
+    assert action.reason == expected
+
+
+def test_a_failure_and_a_success_carry_what_the_host_said_of_them():
+    failed = task(state="ended", result="failed", exit_code=2, end=T0,
+                  detail="Slurm FAILED (NonZeroExitCode)")  # fmt: skip
+    (action,) = decide([case()], seen(failed)).actions
+    assert action.reason == "the simulation exited with code 2 (Slurm FAILED (NonZeroExitCode))"
+    done = task(state="ended", result="succeeded", end=T0, detail="Slurm COMPLETED")
+    (record,) = facts(decide([case()], seen(done)))
+    assert isinstance(record, RecordRemoteSuccess) and record.reason == "Slurm COMPLETED"
+
+
+def test_the_node_a_task_runs_on_is_recorded_with_its_start():
+    running = task(node="gpu-node-7")
+    (record,) = facts(decide([case(state=CaseState.QUEUED)], seen(running)))
+    assert isinstance(record, RecordStarted) and record.node == "gpu-node-7"
+
+
 def test_a_task_killed_by_others_is_resubmitted_with_backoff():
     killed = task(state="ended", result="killed", end=T0)
     decision = decide([case()], seen(killed))

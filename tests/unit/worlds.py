@@ -55,6 +55,7 @@ def task(task_id: int = 7, label: str | None = None, state: str = "running", **k
         slot=kw.pop("slot", "gpu0"), state=state, result=result,
         exit_code=kw.pop("exit_code", None), created_at=kw.pop("created_at", CREATED),
         start=kw.pop("start", CREATED), end=kw.pop("end", None), detail=kw.pop("detail", None),
+        node=kw.pop("node", None),
     )  # fmt: skip
 
 
