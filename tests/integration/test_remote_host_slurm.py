@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -54,9 +55,9 @@ def run(host: SlurmHost, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(closing())
 
 
-async def until(host: SlurmHost, label: str, state: str) -> RemoteTask:
+async def until(host: SlurmHost, label: str, state: str, wait: float = WAIT_SECONDS) -> RemoteTask:
     loop = asyncio.get_running_loop()
-    deadline, last = loop.time() + WAIT_SECONDS, None
+    deadline, last = loop.time() + wait, None
     while loop.time() < deadline:
         last = await host.observe()
         if isinstance(last, Seen):
@@ -64,7 +65,7 @@ async def until(host: SlurmHost, label: str, state: str) -> RemoteTask:
             if found and found[0].state == state:
                 return found[0]
         await asyncio.sleep(0.3)
-    raise AssertionError(f"{label} not {state} within {WAIT_SECONDS} s; last: {last}")
+    raise AssertionError(f"{label} not {state} within {wait} s; last: {last}")
 
 
 async def submitted(host: SlurmHost, case_id: str, slot: str = "slot0") -> tuple[str, int]:
@@ -219,3 +220,58 @@ def test_a_job_that_left_the_queue_is_read_from_accounting_or_is_missing(
     assert (ended.state, ended.result, ended.exit_code) == ("ended", "failed", 3)
     assert (ended.slot, ended.created_at, ended.label) == (running.slot, running.created_at,
                                                            running.label)  # fmt: skip
+
+
+def test_slurms_own_time_limit_ends_a_job_as_timed_out(login):
+    """Our kill normally comes first (Slurm's limit is ours plus a margin); when it did not,
+    Slurm's TIMEOUT is a timeout of the case, not a loss. Slurm's smallest limit is a
+    minute, enforced within about half a minute more."""
+    host = cluster_host(login, "sleep 600", time_limit_minutes=1)
+
+    async def scenario():
+        label, _ = await submitted(host, "case-long")
+        return await until(host, label, "ended", wait=180)
+
+    ended = run(host, scenario)
+    assert (ended.result, ended.detail) == ("timed_out", "Slurm TIMEOUT (TimeLimit)")
+
+
+def test_after_a_daemon_restart_a_job_that_left_the_queue_is_read_from_slurmdbd(
+    accounted_slurm_cluster, sshd_factory, tmp_path
+):
+    """The daemon was down while its job ended and left the queue: the next daemon knows the
+    job by its output file, and slurmdbd tells how it ended, with the submission time the
+    queue had shown (so the core finds it as the attempt's own task)."""
+    wrappers, hidden = tmp_path / "bin", tmp_path / "hidden"
+    wrappers.mkdir()
+    hidden.write_text("^$\n")
+    (wrappers / "squeue").write_text(f'#!/bin/sh\n/usr/bin/squeue "$@" | grep -v -f {hidden}\n'
+                                     "exit 0\n")  # fmt: skip
+    (wrappers / "squeue").chmod(0o755)
+    cluster = accounted_slurm_cluster
+    login = sshd_factory(env=cluster.env, extra_path=[wrappers])
+    first = cluster_host(login, "mkdir -p {case_dir} && sleep 1 && exit 4", accounting="sacct")
+
+    async def before():
+        await first.connection.run("mkdir -p ~/cases/case-down")
+        label, job = await submitted(first, "case-down")
+        return job, await until(first, label, "running")
+
+    job, running = run(first, before)
+    while "RUNNING" in cluster.run("squeue", "-h", "-j", str(job), "-t", "all", "-o", "%T"):
+        time.sleep(0.3)
+    hidden.write_text(f"^{job}|\n")  # purged from the queue while no daemon looked
+    second = cluster_host(login, "true", accounting="sacct")  # a new daemon: no memory
+
+    async def after():
+        deadline = time.monotonic() + 30
+        while True:  # slurmdbd records a job's end a moment after it
+            seen = await second.observe()
+            if job in seen.snapshot.tasks or time.monotonic() > deadline:
+                return seen
+            await asyncio.sleep(0.5)
+
+    seen = run(second, after)
+    ended = seen.snapshot.tasks[job]
+    assert (ended.state, ended.result, ended.exit_code) == ("ended", "failed", 4)
+    assert (ended.label, ended.created_at) == (running.label, running.created_at)
