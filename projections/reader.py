@@ -11,19 +11,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from mqi_es.core.errors import MqiError
-from mqi_es.core.notices import Notice, NoticeKind
-from mqi_es.core.run_progress import RunProgress
 from mqi_es.core.states import (
-    AlarmKind,
-    AlarmState,
     CaseState,
-    FailureCategory,
-    HostState,
-    KillCause,
-    SlotState,
 )
 from mqi_es.core.views import (
     AlarmView,
@@ -35,6 +26,14 @@ from mqi_es.core.views import (
     SlotView,
 )
 from projections import database, generations
+from projections.rows import (
+    alarm_row,
+    case_row,
+    fromiso,
+    host_row,
+    notification_row,
+    slot_row,
+)
 from projections.schema import (
     ALARM_COLUMNS,
     CASE_COLUMNS,
@@ -130,7 +129,7 @@ class ViewSnapshot:
             )
         else:
             rows = self._c.execute(f"SELECT {columns} FROM cases ORDER BY arrival")  # noqa: S608
-        return [_case(row) for row in rows]
+        return [case_row(row) for row in rows]
 
     def cases_page(
         self,
@@ -161,14 +160,14 @@ class ViewSnapshot:
             " ORDER BY arrival DESC LIMIT ?",
             [*args, limit],
         )
-        return [_case(row) for row in rows], total
+        return [case_row(row) for row in rows], total
 
     def case(self, case_id: str) -> CaseView | None:
         row = self._c.execute(
             f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE case_id = ?",  # noqa: S608
             (case_id,),
         ).fetchone()
-        return _case(row) if row else None
+        return case_row(row) if row else None
 
     def case_counts(self) -> dict[CaseState, int]:
         rows = self._c.execute("SELECT state, count(*) FROM cases GROUP BY state")
@@ -178,17 +177,17 @@ class ViewSnapshot:
         rows = self._c.execute(
             f"SELECT {', '.join(SLOT_COLUMNS)} FROM slots ORDER BY host, name"  # noqa: S608
         )
-        return [_slot(row) for row in rows]
+        return [slot_row(row) for row in rows]
 
     def hosts(self) -> list[HostView]:
         rows = self._c.execute(
             f"SELECT {', '.join(HOST_COLUMNS)} FROM hosts ORDER BY name"  # noqa: S608
         )
-        return [_host(row) for row in rows]
+        return [host_row(row) for row in rows]
 
     def refusals(self) -> list[RefusalView]:
         rows = self._c.execute("SELECT name_repr, reason, refused_at FROM refusals ORDER BY 3")
-        return [RefusalView(name_repr=n, reason=r, refused_at=_fromiso(t)) for n, r, t in rows]
+        return [RefusalView(name_repr=n, reason=r, refused_at=fromiso(t)) for n, r, t in rows]
 
     def log_id(self) -> str | None:
         """The identity of the log these views were built from (None: not seen yet)."""
@@ -235,14 +234,14 @@ class ViewSnapshot:
         rows = self._c.execute(
             f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms{where} ORDER BY number DESC"  # noqa: S608
         )
-        return [_alarm(row) for row in rows]
+        return [alarm_row(row) for row in rows]
 
     def alarm(self, number: int) -> AlarmView | None:
         row = self._c.execute(
             f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms WHERE number = ?",  # noqa: S608
             (number,),
         ).fetchone()
-        return _alarm(row) if row else None
+        return alarm_row(row) if row else None
 
     def notifications(self, *, due_only: bool = False) -> list[NotificationView]:
         """Notifications, oldest first; ``due_only``: those not delivered yet."""
@@ -251,7 +250,7 @@ class ViewSnapshot:
             f"SELECT {', '.join(NOTIFICATION_COLUMNS)} FROM notifications{where}"  # noqa: S608
             " ORDER BY number"
         )
-        return [_notification(row) for row in rows]
+        return [notification_row(row) for row in rows]
 
     def leftovers(self, ended_before: datetime) -> list[Leftover]:
         """Folders on the nodes of the cases that ended before ``ended_before``."""
@@ -268,7 +267,7 @@ class ViewSnapshot:
                 case_id=case_id,
                 host=host,
                 folder=folder,
-                ended_at=_fromiso(since),
+                ended_at=fromiso(since),
                 failed=state == CaseState.FAILED,
             )
             for case_id, state, since, folders in rows
@@ -295,162 +294,3 @@ class ViewSnapshot:
             "SELECT notification_id FROM case_links WHERE case_id = ? ORDER BY 1", (case_id,)
         )
         return [row[0] for row in rows]
-
-
-_fromiso = datetime.fromisoformat
-# Enum lookups by value through a dict: calling the enum class costs more than the rest of
-# a row, and the daemon reads every active case each cycle.
-_CASE_STATE = {s.value: s for s in CaseState}
-_SLOT_STATE = {s.value: s for s in SlotState}
-_HOST_STATE = {s.value: s for s in HostState}
-_KILL_CAUSE = {c.value: c for c in KillCause}
-_FAILURE = {f.value: f for f in FailureCategory}
-
-
-def _time(value: str | None) -> Any:
-    return _fromiso(value) if value is not None else None
-
-
-def _case(row: tuple[Any, ...]) -> CaseView:
-    (
-        _,
-        case_id,
-        state,
-        state_since,
-        arrival,
-        attempt,
-        detected_at,
-        updated_at,
-        file_count,
-        total_bytes,
-        fingerprint,
-        host,
-        slot,
-        label,
-        remote_dir,
-        task_id,
-        task_created_at,
-        started_at,
-        seen_running_at,
-        not_before,
-        timeout_hours,
-        cancel_requested,
-        kill_cause,
-        failure,
-        exit_code,
-        infra_failures,
-        results_dir,
-        reason,
-        _remote_folders,  # housekeeping's (``leftovers``)
-        progress_done,
-        progress_total,
-        progress_at,
-        node,
-    ) = row  # in CASE_COLUMNS order
-    return CaseView(
-        case_id=case_id,
-        state=_CASE_STATE[state],
-        arrival=arrival,
-        attempt=attempt,
-        detected_at=_fromiso(detected_at),
-        updated_at=_fromiso(updated_at),
-        state_since=_fromiso(state_since),
-        file_count=file_count,
-        total_bytes=total_bytes,
-        fingerprint=fingerprint,
-        host=host,
-        slot=slot,
-        label=label,
-        remote_dir=remote_dir,
-        task_id=task_id,
-        task_created_at=_time(task_created_at),
-        started_at=_time(started_at),
-        seen_running_at=_time(seen_running_at),
-        not_before=_time(not_before),
-        timeout_hours=timeout_hours,
-        cancel_requested=bool(cancel_requested),
-        kill_cause=_KILL_CAUSE[kill_cause] if kill_cause else None,
-        failure=_FAILURE[failure] if failure else None,
-        exit_code=exit_code,
-        infra_failures=infra_failures,
-        results_dir=results_dir,
-        reason=reason or "",
-        progress=None if progress_total is None else RunProgress(progress_done, progress_total),
-        progress_at=_time(progress_at),
-        node=node,
-    )
-
-
-def _slot(row: tuple[Any, ...]) -> SlotView:
-    (
-        _,
-        host,
-        name,
-        state,
-        updated_at,
-        case_id,
-        attempt,
-        task_id,
-        task_label,
-        task_created_at,
-        reason,
-    ) = row  # in SLOT_COLUMNS order
-    return SlotView(
-        host=host,
-        name=name,
-        state=_SLOT_STATE[state],
-        updated_at=_fromiso(updated_at),
-        case_id=case_id,
-        attempt=attempt,
-        task_id=task_id,
-        task_label=task_label,
-        task_created_at=_time(task_created_at),
-        reason=reason or "",
-    )
-
-
-def _host(row: tuple[Any, ...]) -> HostView:
-    _, name, address, state, updated_at, since, outage, reason = row  # HOST_COLUMNS order
-    return HostView(
-        name=name,
-        address=address,
-        state=_HOST_STATE[state],
-        updated_at=_fromiso(updated_at),
-        unreachable_since=_time(since),
-        last_outage_seconds=outage,
-        reason=reason or "",
-    )
-
-
-_ALARM_KIND = {k.value: k for k in AlarmKind}
-_ALARM_STATE = {s.value: s for s in AlarmState}
-
-
-def _alarm(row: tuple[Any, ...]) -> AlarmView:
-    (aggregate_id, number, key, kind, subject, message, state, raised_at, case_id, host,
-     acknowledged_by, acknowledged_at, cleared_at, reason) = row  # fmt: skip
-    return AlarmView(
-        alarm_id=aggregate_id, number=number, key=key, kind=_ALARM_KIND[kind], subject=subject,
-        message=message, state=_ALARM_STATE[state], raised_at=_fromiso(raised_at),
-        case_id=case_id, host=host, acknowledged_by=acknowledged_by,
-        acknowledged_at=_time(acknowledged_at), cleared_at=_time(cleared_at), reason=reason,
-    )  # fmt: skip
-
-
-_NOTICE_KIND = {k.value: k for k in NoticeKind}
-
-
-def _notification(row: tuple[Any, ...]) -> NotificationView:
-    (aggregate_id, number, channel, kind, dedup_key, fact_at, case_id, notice_state, category,
-     host, alarm_id, subject, log_tail, notice_reason, delivered, attempts, last_attempt_at,
-     last_detail, delivered_at) = row  # fmt: skip
-    notice = Notice(
-        kind=_NOTICE_KIND[kind], dedup_key=dedup_key, at=_fromiso(fact_at),
-        reason=notice_reason, case_id=case_id, state=notice_state, category=category,
-        host=host, alarm_id=alarm_id, subject=subject, log_tail=log_tail,
-    )  # fmt: skip
-    return NotificationView(
-        notification_id=aggregate_id, number=number, channel=channel, notice=notice,
-        delivered=bool(delivered), attempts=attempts, last_attempt_at=_time(last_attempt_at),
-        last_detail=last_detail, delivered_at=_time(delivered_at),
-    )  # fmt: skip

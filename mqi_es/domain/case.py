@@ -17,13 +17,14 @@ from mqi_es.core.errors import InvalidTransition
 from mqi_es.core.ids import case_uuid, task_label
 from mqi_es.core.states import CaseState, FailureCategory, KillCause
 from mqi_es.domain.case_cleanup import CaseCleanup
+from mqi_es.domain.case_guards import CaseGuards, require_aware
 from mqi_es.domain.case_progress import CaseProgress
 from mqi_es.domain.recorded import Recorded
 
 _REMOTE_STATES = frozenset({CaseState.QUEUED, CaseState.RUNNING})
 
 
-class Case(CaseCleanup, CaseProgress):
+class Case(CaseCleanup, CaseProgress, CaseGuards):
     @staticmethod
     def create_id(case_id: str) -> UUID:
         return case_uuid(case_id)
@@ -188,7 +189,7 @@ class Case(CaseCleanup, CaseProgress):
         """The remote task of this attempt exists (added by us, or found again by its label)."""
         self._require(CaseState.SUBMITTING, verb="record a remote task for")
         self._require_attempt(attempt)
-        _require_aware(created_at)
+        require_aware(created_at)
         self._enqueued(
             attempt=attempt, task_id=task_id, created_at=created_at, actor=actor, reason=reason
         )
@@ -349,7 +350,7 @@ class Case(CaseCleanup, CaseProgress):
             verb="abandon the attempt of",
         )
         if not_before is not None:
-            _require_aware(not_before)
+            require_aware(not_before)
         self._abandoned(
             attempt=self.attempt,
             not_before=not_before,
@@ -442,18 +443,3 @@ class Case(CaseCleanup, CaseProgress):
         self.task_created_at = None
         self.cancel_requested = False
         self.kill_cause = None
-
-    def _require(self, *states: CaseState, verb: str) -> None:
-        if self.state not in states:
-            raise InvalidTransition(f"cannot {verb} case {self.case_id}: it is {self.state}")
-
-    def _require_attempt(self, attempt: int) -> None:
-        if attempt != self.attempt:
-            raise InvalidTransition(
-                f"case {self.case_id} is on attempt {self.attempt}, not {attempt}"
-            )
-
-
-def _require_aware(moment: datetime) -> None:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("times recorded in events must be timezone-aware")
