@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -184,6 +185,18 @@ def test_a_hanging_squeue_is_not_seen_and_says_so(slurm_cluster, sshd_factory, t
     assert isinstance(hung, Unseen) and "timed out" in hung.reason
 
 
+def squeue_hiding(tmp_path) -> tuple[Path, Path]:
+    """A squeue on the login node's PATH that leaves out the jobs whose lines match the
+    patterns in the second file (none at first), as if the controller had purged them."""
+    wrappers, hidden = tmp_path / "bin", tmp_path / "hidden"
+    wrappers.mkdir()
+    hidden.write_text("^$\n")
+    (wrappers / "squeue").write_text(f'#!/bin/sh\n/usr/bin/squeue "$@" | grep -v -f {hidden}\n'
+                                     "exit 0\n")  # fmt: skip
+    (wrappers / "squeue").chmod(0o755)
+    return wrappers, hidden
+
+
 @pytest.mark.parametrize("accounting", ["auto", "none"])
 def test_a_job_that_left_the_queue_is_read_from_accounting_or_is_missing(
     accounting, slurm_cluster, sshd_factory, tmp_path
@@ -192,12 +205,7 @@ def test_a_job_that_left_the_queue_is_read_from_accounting_or_is_missing(
     controller had purged it): with accounting (here Slurm's job completion log, there is
     no slurmdbd) its final state and exit code are read there, as the queue showed the job;
     without, the job is simply not in the snapshot (never "done", never "failed")."""
-    wrappers, hidden = tmp_path / "bin", tmp_path / "hidden"
-    wrappers.mkdir()
-    hidden.write_text("^$\n")
-    (wrappers / "squeue").write_text(f'#!/bin/sh\n/usr/bin/squeue "$@" | grep -v -f {hidden}\n'
-                                     "exit 0\n")  # fmt: skip
-    (wrappers / "squeue").chmod(0o755)
+    wrappers, hidden = squeue_hiding(tmp_path)
     login = sshd_factory(env=slurm_cluster.env, extra_path=[wrappers])
     host = cluster_host(login, "mkdir -p {case_dir} && sleep 2 && exit 3", accounting=accounting)
 
@@ -242,12 +250,7 @@ def test_after_a_daemon_restart_a_job_that_left_the_queue_is_read_from_slurmdbd(
     """The daemon was down while its job ended and left the queue: the next daemon knows the
     job by its output file, and slurmdbd tells how it ended, with the submission time the
     queue had shown (so the core finds it as the attempt's own task)."""
-    wrappers, hidden = tmp_path / "bin", tmp_path / "hidden"
-    wrappers.mkdir()
-    hidden.write_text("^$\n")
-    (wrappers / "squeue").write_text(f'#!/bin/sh\n/usr/bin/squeue "$@" | grep -v -f {hidden}\n'
-                                     "exit 0\n")  # fmt: skip
-    (wrappers / "squeue").chmod(0o755)
+    wrappers, hidden = squeue_hiding(tmp_path)
     cluster = accounted_slurm_cluster
     login = sshd_factory(env=cluster.env, extra_path=[wrappers])
     first = cluster_host(login, "mkdir -p {case_dir} && sleep 1 && exit 4", accounting="sacct")
