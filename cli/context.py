@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from mqi_es.adapters.eventstore.log import LEDGER_NAME
-from mqi_es.adapters.local.lock import DaemonLock
+from mqi_es.adapters.local.lock import DaemonLock, Holder
 from mqi_es.adapters.local.progress import Live, live_file, read_live
 from mqi_es.config import Config, LoadedConfig, load_config, resolve_config_path
 from mqi_es.core.states import CaseState
@@ -147,8 +147,13 @@ class Context:
 
     def live(self) -> Live:
         """What the running daemon is doing now (nothing if none runs)."""
+        return self.daemon()[1]
+
+    def daemon(self) -> tuple[Holder | None, Live]:
+        """Who holds the data folder (the running daemon, if any) and what it is doing."""
         holder = self.lock.holder()
-        return read_live(live_file(self.config.database.path), holder.pid if holder else None)
+        path = live_file(self.config.database.path)
+        return holder, read_live(path, holder.pid if holder else None)
 
     def lag(self) -> int:
         """Events in the log not yet in the views (read cheaply, without eventsourcing)."""

@@ -31,6 +31,11 @@ def overdue(last_cycle_at: datetime | None, now: datetime, limit: timedelta) -> 
     return last_cycle_at is not None and now - last_cycle_at > limit
 
 
+def overdue_limit(context: Context) -> timedelta:
+    """How long after the last cycle the daemon is late (``alarms.cycle_overdue_minutes``)."""
+    return timedelta(minutes=context.config.alarms.cycle_overdue_minutes)
+
+
 @dataclass(frozen=True)
 class StatusReport:
     """What `mqi status` shows, and its exit code (also `/api/status` of `mqi web`)."""
@@ -74,10 +79,8 @@ def status_report(context: Context) -> StatusReport:
         counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
         refusals = views.refusals()
         standing = views.alarms(standing_only=True)
-    holder = context.lock.holder()
-    live = context.live()
-    limit = timedelta(minutes=context.config.alarms.cycle_overdue_minutes)
-    late = holder is not None and overdue(live.last_cycle_at, utcnow(), limit)
+    holder, live = context.daemon()
+    late = holder is not None and overdue(live.last_cycle_at, utcnow(), overdue_limit(context))
     return StatusReport(
         counts=counts, slots=slots, hosts=hosts, refusals=refusals, standing=standing,
         alarms=open_alarms(standing), lag=context.lag(), holder=holder, live=live, late=late,

@@ -57,8 +57,7 @@ def read_frame(context: Context) -> Frame:
         ended, _ = views.cases_page(limit=ENDED_SHOWN + len(active))
         counts, slots, hosts = views.case_counts(), views.slots(), views.hosts()
         alarms = [a for a in views.alarms(standing_only=True) if a.state is AlarmState.OPEN]
-    live = context.live()
-    holder = context.lock.holder()
+    holder, live = context.daemon()
     finished = [c for c in ended if c.state.is_terminal][:ENDED_SHOWN]
     cases = with_live_progress([*active, *finished], live)
     return Frame(counts, cases, slots, hosts, alarms, live, holder.describe() if holder else None)

@@ -4,12 +4,12 @@ shapes as the CLI's ``--json`` (``/api/...``), and the pages' rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from cli.context import Context, with_live_progress
 from cli.json_output import as_json
-from cli.status import StatusReport, status_report
+from cli.status import StatusReport, overdue, overdue_limit, status_report
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import AlarmView, CaseView, SlotView
@@ -80,15 +80,15 @@ class Dashboard:
 
     def healthy(self) -> tuple[bool, str]:
         """Whether the daemon's last cycle is recent, and what was seen."""
-        live, holder = self.context.live(), self.context.lock.holder()
+        holder, live = self.context.daemon()
         if holder is None:
             return False, "no daemon runs"
         if live.last_cycle_at is None:
             return False, "the daemon has not completed a cycle yet"
-        limit = timedelta(minutes=self.context.config.alarms.cycle_overdue_minutes)
-        age = utcnow() - live.last_cycle_at
-        if age > limit:
-            return False, f"the last cycle completed {age.total_seconds():.0f} s ago"
+        now = utcnow()
+        if overdue(live.last_cycle_at, now, overdue_limit(self.context)):
+            age = (now - live.last_cycle_at).total_seconds()
+            return False, f"the last cycle completed {age:.0f} s ago"
         return True, f"last cycle completed at {when(live.last_cycle_at)}"
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mqi_es.sandbox.site import EXITS_WITH_2, SUCCEEDS, drop_case, simulates, write_config
-from tests.e2e.daemon_harness import DaemonProcess, all_ended, mqi_json, wait_for
+from tests.e2e.daemon_harness import DaemonProcess, all_ended, cases, mqi_json, wait_for
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import Sshd
 
@@ -152,7 +152,7 @@ def test_more_cases_than_slots_queue_in_arrival_order_and_someone_elses_cancel_i
         job = wait_for(lambda: running_job_of("patient-0"), timeout=60, daemon=daemon)
         slurm_cluster.run("scancel", job)  # an administrator, not the daemon
         found = wait_for(all_ended(config, names[1:]), timeout=120, daemon=daemon)
-        attempt_2 = wait_for(lambda: cases_now(config)["patient-0"]["attempt"] == 2,
+        attempt_2 = wait_for(lambda: cases(config)["patient-0"]["attempt"] == 2,
                              timeout=60, daemon=daemon)  # fmt: skip
     finally:
         assert daemon.stop() == 0
@@ -165,10 +165,6 @@ def test_more_cases_than_slots_queue_in_arrival_order_and_someone_elses_cancel_i
     assert sorted(starts, key=starts.get) == names[1:]  # they were sent in arrival order
     lost = [e for e in mqi_json(config, "history", "patient-0") if e["event"] == "AttemptAbandoned"]
     assert lost and "killed, but not by us" in lost[0]["reason"]
-
-
-def cases_now(config: Path) -> dict:
-    return {c["case_id"]: c for c in mqi_json(config, "cases")}
 
 
 def test_our_timeout_kills_the_job_with_scancel_and_the_case_fails_as_a_timeout(
@@ -204,11 +200,11 @@ def test_a_controller_restarted_under_running_jobs_changes_nothing(tmp_path, slu
     daemon = DaemonProcess(config)
     try:
         wait_for(lambda: all(c.get("state") == "running" for c in
-                             (cases_now(config).get(n, {}) for n in names)),
+                             (cases(config).get(n, {}) for n in names)),
                  timeout=60, daemon=daemon)  # fmt: skip
         slurm_cluster.kill_controller(signal.SIGTERM)
         time.sleep(5)
-        down = cases_now(config)
+        down = cases(config)
         slurm_cluster.start_controller()
         found = wait_for(all_ended(config, names), timeout=120, daemon=daemon)
     finally:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.pueue.checks import groups_finding, status_finding, version_finding
@@ -49,6 +49,7 @@ from mqi_es.adapters.pueue.parse import (
 from mqi_es.adapters.ssh.case_host import SshCaseHost
 from mqi_es.adapters.ssh.checks import remote_folder_finding, ssh_finding
 from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.node_clock import skew
 from mqi_es.adapters.ssh.target import ssh_target
 from mqi_es.config.schema import HostConfig
 from mqi_es.core.checks import Finding, Verdict, clock_finding, skipped
@@ -139,9 +140,7 @@ class PueueHost(SshCaseHost):
                 except PueueOutputError as exc:
                     observation = Unseen(str(exc), Blindness.UNREADABLE)
                 else:
-                    observation = self._seen(
-                        reading, taken_at, sent_at + timedelta(seconds=rtt / 2), rtt
-                    )
+                    observation = self._seen(reading, taken_at, sent_at, rtt)
             case RemoteFailure(stderr=stderr) if is_daemon_down(stderr):
                 observation = Unseen(DAEMON_DOWN_REASON, Blindness.QUEUE_DOWN)
             case RemoteFailure():
@@ -154,7 +153,7 @@ class PueueHost(SshCaseHost):
         return observation
 
     def _seen(
-        self, reading: StatusReading, taken_at: float, midpoint: datetime, rtt: float
+        self, reading: StatusReading, taken_at: float, sent_at: datetime, rtt: float
     ) -> Observation:
         """A poll's reading, unless pueue is too old to tell its tasks apart."""
         self.last_state = reading.state
@@ -170,9 +169,9 @@ class PueueHost(SshCaseHost):
             return Unseen(self._unusable, Blindness.INCOMPATIBLE)
         self._unusable = None
         node_time = reading.node_time
-        skew = None if node_time is None else (node_time - midpoint).total_seconds()
+        offset = skew(node_time, sent_at, rtt)
         software = "pueue " + ".".join(map(str, reading.version))
-        return Seen(to_snapshot(reading.state), taken_at, node_time, skew, rtt, software)
+        return Seen(to_snapshot(reading.state), taken_at, node_time, offset, rtt, software)
 
     async def submit(
         self, *, slot: str, label: str, remote_dir: str, case_id: str, attempt: int,
@@ -266,19 +265,19 @@ class PueueHost(SshCaseHost):
         """Every check `mqi doctor` makes of this node, over one SSH connection, as the
         daemon reaches it: SSH, pueue's version, its status, the groups, the remote base
         folder, the clock."""
-        reached = await ssh_finding(self._host, self.connection)
+        reached = await ssh_finding(self.host_config, self.connection)
         if reached.verdict is Verdict.FAIL:
             later = ("pueue version", "pueue status", "groups", "remote folder", "clock")
             return [reached, *skipped(self.name, later, "needs SSH")]
-        version = await version_finding(self._host, self.connection)
+        version = await version_finding(self.host_config, self.connection)
         observation = await self.observe()
         state = self.last_state if isinstance(observation, Seen) else None
         return [
             reached,
             version,
-            status_finding(self._host, observation),
-            groups_finding(self._host, state),
-            await remote_folder_finding(self._host, self.connection),
+            status_finding(self.host_config, observation),
+            groups_finding(self.host_config, state),
+            await remote_folder_finding(self.host_config, self.connection),
             clock_finding(self.name, observation, needs="`pueue status`"),
         ]
 

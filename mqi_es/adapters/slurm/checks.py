@@ -21,7 +21,7 @@ MIN_JOB_AGE_WANTED = 300  # seconds: Slurm's default, several polls to read a fi
 
 
 async def cluster_findings(cluster: SlurmHost) -> list[Finding]:
-    host = cluster._host
+    host = cluster.host_config
     reached = await ssh_finding(host, cluster.connection)
     if reached.verdict is Verdict.FAIL:
         later = ("squeue", "partition", "accounting", "MinJobAge", "remote folder", "clock")
@@ -57,10 +57,10 @@ async def _partition(cluster: SlurmHost) -> Finding:
         return Finding(check, Verdict.FAIL, f"partition {settings.partition} is "
                        f"{fields.get('State', 'in no known state')}")  # fmt: skip
     limit = _minutes(fields.get("MaxTime", "UNLIMITED"))
-    if limit is not None and limit < cluster._time_limit:
+    if limit is not None and limit < cluster.time_limit:
         return Finding(check, Verdict.FAIL,
                        f"its MaxTime ({fields['MaxTime']}) is shorter than our jobs' time limit "
-                       f"({cluster._time_limit} min)",
+                       f"({cluster.time_limit} min)",
                        "lower main_loop.running_case_timeout_hours, or set "
                        "slurm.time_limit_minutes")  # fmt: skip
     if settings.gres:
@@ -75,7 +75,7 @@ async def _partition(cluster: SlurmHost) -> Finding:
                            f"(sinfo: {said})",
                            "set slurm.gres to what the partition's nodes have")  # fmt: skip
     return Finding(check, Verdict.OK, f"partition {settings.partition} is up and takes "
-                   f"{settings.gres or 'no gres'} for {cluster._time_limit} min")  # fmt: skip
+                   f"{settings.gres or 'no gres'} for {cluster.time_limit} min")  # fmt: skip
 
 
 async def _accounting(cluster: SlurmHost) -> Finding:

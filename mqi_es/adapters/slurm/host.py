@@ -16,9 +16,10 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from mqi_es.adapters.local.clock import utcnow
+from mqi_es.adapters.slurm.checks import cluster_findings
 from mqi_es.adapters.slurm.commands import (
     build_cancel,
     build_forget,
@@ -38,8 +39,10 @@ from mqi_es.adapters.slurm.parse import (
 )
 from mqi_es.adapters.ssh.case_host import SshCaseHost
 from mqi_es.adapters.ssh.connection import HostConnection
+from mqi_es.adapters.ssh.node_clock import skew
 from mqi_es.adapters.ssh.target import ssh_target
 from mqi_es.config.schema import HostConfig, SlurmConfig
+from mqi_es.core.checks import Finding
 from mqi_es.core.outcome import Ok, RemoteFailure, Unknown, summary
 from mqi_es.core.reactions import Removed
 from mqi_es.core.remote import (
@@ -93,7 +96,7 @@ class SlurmHost(SshCaseHost):
         self.slots = slurm_slots(host.slurm)
         self._template = RemoteCommandTemplate(host.remote_command)
         self._task_env = TaskEnvironment(host.task_env, host.task_env_from_node)
-        self._time_limit = host.slurm.time_limit_minutes or (
+        self.time_limit = host.slurm.time_limit_minutes or (
             math.ceil(timeout_hours * 60) + KILL_MARGIN_MINUTES
         )
         self._observe_command = build_observe(host.remote_base_dir)
@@ -134,11 +137,9 @@ class SlurmHost(SshCaseHost):
         self._seen = {i: t for i, t in tasks.items() if t.state != "ended"} | {
             i: t for i, t in self._seen.items() if i not in tasks and i in self._asked
         }  # still asked of: not told yet
-        node_time = reading.node_time
-        midpoint = sent_at + timedelta(seconds=rtt / 2)
-        skew = None if node_time is None else (node_time - midpoint).total_seconds()
         slots = {slot: RemoteSlot(open=True) for slot in self.slots}
-        return Seen(StatusSnapshot(tasks, slots), taken_at, node_time, skew, rtt, "slurm")
+        offset = skew(reading.node_time, sent_at, rtt)
+        return Seen(StatusSnapshot(tasks, slots), taken_at, reading.node_time, offset, rtt, "slurm")
 
     async def _unlisted(self, reading: SlurmReading) -> dict[int, RemoteTask]:
         """Jobs of ours the queue no longer lists (after MinJobAge), whose outcome may not be
@@ -201,14 +202,14 @@ class SlurmHost(SshCaseHost):
     ) -> Ok | RemoteFailure | Unknown:  # fmt: skip
         """``sbatch`` of the case's task; its ``--time`` lets our own kill come first, also
         for a case given a longer limit of its own."""
-        limit = self._time_limit
+        limit = self.time_limit
         if timeout_hours is not None:
             limit = max(limit, math.ceil(timeout_hours * 60) + KILL_MARGIN_MINUTES)
         values = {"case_id": case_id, "attempt": attempt, "slot": slot, "gpu_index": "",
                   "label": label}  # fmt: skip
         command = build_submit(
             label=label, slot=slot, remote_dir=remote_dir,
-            remote_base_dir=self._host.remote_base_dir,
+            remote_base_dir=self.host_config.remote_base_dir,
             task_command=self._template.render(case_dir=remote_dir, **values),
             partition=self.settings.partition, gres=self.settings.gres,
             time_limit_minutes=limit, options=self.settings.sbatch_options,
@@ -238,20 +239,18 @@ class SlurmHost(SshCaseHost):
     async def remove_tasks(self, tasks: Sequence[RemoteTask]) -> Removed | RemoteFailure | Unknown:
         """Remove what is left of ended jobs here: their output files."""
         ids = [t.id for t in tasks]
-        outcome = await self.connection.run(build_forget(self._host.remote_base_dir, ids))
+        outcome = await self.connection.run(build_forget(self.host_config.remote_base_dir, ids))
         return Removed(tuple(ids)) if isinstance(outcome, Ok) else outcome
 
     async def log_tails(
         self, tasks: Sequence[RemoteTask], *, lines: int
     ) -> LogTails | RemoteFailure | Unknown:
         mark = f"=== mqi {secrets.token_hex(8)}"
-        command = build_tails(self._host.remote_base_dir, [t.id for t in tasks], lines, mark)
+        command = build_tails(self.host_config.remote_base_dir, [t.id for t in tasks], lines, mark)
         outcome = await self.connection.run(command)
         if not isinstance(outcome, Ok):
             return outcome
         return LogTails(parse_tails(outcome.stdout, mark))
 
-    async def check(self) -> list:  # type: ignore[type-arg]
-        from mqi_es.adapters.slurm.checks import cluster_findings
-
+    async def check(self) -> list[Finding]:
         return await cluster_findings(self)

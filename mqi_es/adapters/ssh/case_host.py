@@ -38,7 +38,7 @@ class SshCaseHost:
     ) -> None:
         self.name = host.name
         self.connection = connection
-        self._host = host
+        self.host_config = host
         self._parallel = host.max_parallel_transfers
         self._globs = results_globs
 
@@ -111,7 +111,7 @@ class SshCaseHost:
         return await remove_folder(self.connection, folder)
 
     async def free_space(self) -> int | RemoteFailure | Unknown:
-        return await free_bytes(self.connection, self._host.remote_base_dir)
+        return await free_bytes(self.connection, self.host_config.remote_base_dir)
 
     async def close(self) -> None:
         await self.connection.close()

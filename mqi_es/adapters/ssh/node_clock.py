@@ -25,3 +25,11 @@ def node_time(text: str) -> datetime | None:
     if re.fullmatch(r"[0-9]{1,9}", fraction, re.ASCII):
         moment += timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
     return moment
+
+
+def skew(node: datetime | None, sent_at: datetime, rtt: float) -> float | None:
+    """The node's clock minus ours, in seconds (within ``rtt`` / 2): its answer was written
+    about half a round trip after the query left, by our clock, at ``sent_at``."""
+    if node is None:
+        return None
+    return (node - (sent_at + timedelta(seconds=rtt / 2))).total_seconds()
