@@ -58,7 +58,7 @@ class Context:
 
     @cached_property
     def lock(self) -> DaemonLock:
-        return DaemonLock(self.config.database.path.parent / "mqi.lock")
+        return DaemonLock(self.config.database.data_dir / "mqi.lock")
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -104,7 +104,7 @@ class Context:
         except ViewsUnreadable:
             origin = DAMAGED  # rebuilt from the log, if there is one to rebuild from
         log = stores.inspect(self.config.database)
-        check_log(log, origin, self.config.database.path, self.views_link, accept=self.accept_log)
+        check_log(log, origin, self.config.database.where, self.views_link, accept=self.accept_log)
         return log, (None if origin is DAMAGED else origin)
 
     def views(self) -> ViewReader:
@@ -152,7 +152,7 @@ class Context:
     def daemon(self) -> tuple[Holder | None, Live]:
         """Who holds the data folder (the running daemon, if any) and what it is doing."""
         holder = self.lock.holder()
-        path = live_file(self.config.database.path)
+        path = live_file(self.config.database.data_dir)
         return holder, read_live(path, holder.pid if holder else None)
 
     def lag(self) -> int:

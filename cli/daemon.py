@@ -20,7 +20,9 @@ from collections.abc import AsyncIterator
 from cli.context import Context, load_context
 from mqi_es.adapters.eventstore import stores
 from mqi_es.adapters.local.logs import setup_logging
-from mqi_es.bootstrap import build_daemon
+from mqi_es.app.leadership import Leadership
+from mqi_es.app.ledger import Ledger
+from mqi_es.bootstrap import build_daemon, leadership
 from mqi_es.config import check_config_environment
 from mqi_es.core.errors import ConfigError, MqiError
 from projections.live import LiveViews
@@ -91,15 +93,15 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
         raise ConfigError("; ".join(problems))
     context.lock.acquire(user=context.actor)
     try:
+        stores.prepare(config.database)
         ledger = context.ledger
-        views = LiveViews(ledger, config.database.views_path)
-        log_file = stores.guard(config.database, ledger.start_log())
         web = _web_beside(context, stop)  # its errors (a port taken) come before any work
-        daemon = asyncio.create_task(
-            build_daemon(
-                config, ledger, views, check_log=lambda: log_file.verify(views.position())
-            ).run(stop)
-        )
+        if (leader := leadership(config, ledger)) is None:
+            daemon = asyncio.create_task(
+                _lead(context, ledger, LiveViews(ledger, config.database.views_path), stop)
+            )
+        else:
+            daemon = asyncio.create_task(_lead_or_stand_by(context, ledger, leader, stop))
         try:
             yield daemon
         finally:
@@ -109,6 +111,38 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
                 await web
     finally:
         context.lock.release()
+
+
+async def _lead(context: Context, ledger: Ledger, views: LiveViews, stop: asyncio.Event) -> None:
+    """Run the daemon on ``views`` (it closes them when it stops) until ``stop``."""
+    log_file = stores.guard(context.config.database, ledger.start_log())
+    daemon = build_daemon(
+        context.config, ledger, views, check_log=lambda: log_file.verify(views.position())
+    )
+    await daemon.run(stop)
+
+
+async def _lead_or_stand_by(
+    context: Context, ledger: Ledger, leader: Leadership, stop: asyncio.Event
+) -> None:
+    """Stand by, views following the shared log, until the lease is ours; then lead (a
+    daemon started afresh, recovering every case from the log) until it is not."""
+    link = context.config.database.views_path
+    standby = [LiveViews(ledger, link)]
+
+    async def lead(term: int, leading: asyncio.Event) -> None:
+        ledger.lead(term)
+        views = standby.pop()
+        try:
+            await _lead(context, ledger, views, leading)
+        finally:
+            standby.append(LiveViews(ledger, link))  # the daemon closed them
+
+    try:
+        await leader.run(stop, lead, follow=lambda: standby[0].catch_up() if standby else 0)
+    finally:
+        for views in standby:
+            views.close()
 
 
 def _web_beside(context: Context, stop: asyncio.Event) -> asyncio.Task[None] | None:

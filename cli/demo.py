@@ -231,7 +231,7 @@ def _explain_keep(context: Context) -> None:
         f"  cp -r {slow} {shlex.quote(str(incoming / 'DEMO005_slow'))}   # one that runs...\n"
         f"  {mqi} cancel DEMO005_slow   # ...and is cancelled while it runs\n"
         f"The dashboard: {_dashboard_url(context)} (its token: "
-        f"{context.config.database.path.parent / 'web.token'})\n"
+        f"{context.config.database.data_dir / 'web.token'})\n"
         f"The daemon's log: {context.config.logging.path}\n"
         "Stop everything with Ctrl-C here."
     )

@@ -267,7 +267,7 @@ def web(
     where = context.config.web.token_file if context.config.web else None
     render.console.print(
         f"mqi web: http://{server.config.host}:{server.config.port}/ (token in "
-        f"{where or context.config.database.path.parent / 'web.token'})",
+        f"{where or context.config.database.data_dir / 'web.token'})",
         markup=False,
     )
     server.run()

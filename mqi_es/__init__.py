@@ -15,3 +15,9 @@ checked by ``lint-imports`` in the test suite):
 
 ``sandbox/`` is a stand-in GPU node for the demo and the tests; nothing else imports it.
 """
+
+import warnings
+
+# asyncssh defines its DSA key classes at import, which cryptography 51 deprecates loudly:
+# five lines on every start of every command, about keys this program never uses.
+warnings.filterwarnings("ignore", message="DSA is deprecated")

@@ -9,7 +9,9 @@ ledger (the command line opens it once, after checking the log is the right one)
 from __future__ import annotations
 
 import re
+import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -26,11 +28,13 @@ from mqi_es.adapters.watch.intake import Intake
 from mqi_es.app.arrivals import ArrivalRecorder
 from mqi_es.app.bus import MessageBus
 from mqi_es.app.dispatch import Dispatcher
+from mqi_es.app.leadership import Leadership, Timing
 from mqi_es.app.ledger import Ledger
 from mqi_es.app.notice_records import NoticePlan
 from mqi_es.app.notifier import Notifier
 from mqi_es.app.ports import Channel, RemoteHost, Views
 from mqi_es.config import Config
+from mqi_es.config.schema import PostgresDatabase
 from mqi_es.core.backoff import Backoff
 from mqi_es.core.commands import Command, RegisterHost, RegisterSlot
 from mqi_es.core.notices import NoticeTopic
@@ -122,6 +126,22 @@ def configuration(config: Config) -> list[Command]:
     return commands
 
 
+def leadership(config: Config, ledger: Ledger) -> Leadership | None:
+    """With a shared log (PostgreSQL), the lease this daemon leads or stands by under;
+    with SQLite, None: the daemon alone writes its log (its data folder's lock)."""
+    database = config.database
+    if not isinstance(database, PostgresDatabase):
+        return None
+    from mqi_es.adapters.eventstore.lease import PostgresLease
+    from mqi_es.adapters.eventstore.postgres import LogFollower
+
+    timing = Timing.of(config.ha.takeover_seconds)
+    name = config.ha.name or socket.gethostname()
+    lease = PostgresLease(database, member=uuid.uuid4().hex, name=name, ttl=timing.ttl)
+    recorder = ledger.recorder
+    return Leadership(lease, timing, follower=lambda: LogFollower(recorder))  # type: ignore[arg-type]
+
+
 def build_daemon(
     config: Config,
     ledger: Ledger,
@@ -137,7 +157,7 @@ def build_daemon(
     default to the configured ones (``remote_hosts``)."""
     hosts = dict(hosts) if hosts is not None else remote_hosts(config)
     policy = policy_from(config)
-    progress = ProgressBoard(live_file(config.database.path))
+    progress = ProgressBoard(live_file(config.database.data_dir))
     bus = MessageBus(ledger, actor=DAEMON, views=views, metrics=progress.metrics)
     told = config.notifications
     notifier = Notifier(

@@ -32,7 +32,7 @@ from mqi_es.core.actions import Action, Memory
 from mqi_es.core.backoff import Backoff
 from mqi_es.core.commands import ClaimNames, Command
 from mqi_es.core.cycle import World
-from mqi_es.core.errors import LogRefused
+from mqi_es.core.errors import Fenced, LogRefused
 from mqi_es.core.housekeeping import finished_tasks
 from mqi_es.core.ids import name_key
 from mqi_es.core.outcome import Unknown
@@ -130,6 +130,7 @@ class Daemon:
         self._retry = Backoff(base=pace.interval, cap=max(pace.interval, RETRY_CAP_SECONDS))
         self._repeats = Repeats(log)
         self._active: set[str] = set()  # the cases active at the last cycle
+        self._fenced: Fenced | None = None  # another daemon leads now: stop at once
 
     # --- lifecycle of the process ------------------------------------------------------
 
@@ -142,7 +143,7 @@ class Daemon:
         notifying = asyncio.create_task(self._run_notifier(), name="notifier")
         log.info("daemon started: %d host(s)", len(self.hosts))
         try:
-            while not stop.is_set():
+            while not stop.is_set() and self._fenced is None:
                 intake = self._keep_alive(intake)
                 wait = self.pace.interval
                 try:
@@ -150,6 +151,9 @@ class Daemon:
                 except LogRefused as exc:
                     log.critical("%s", exc)
                     raise
+                except Fenced as exc:
+                    self._fenced = exc
+                    break
                 except Exception as exc:  # e.g. the disk is full: say so once, back off
                     wait = self._retry.failed("cycle", self.monotonic())
                     self._repeats.failed(
@@ -163,6 +167,8 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
         finally:
+            if self._fenced is not None:
+                log.error("%s: the daemon stops acting", self._fenced)
             self.systemd.stopping()
             intake.cancel()
             await self._drain()
@@ -405,6 +411,9 @@ class Daemon:
             setback = await self.dispatcher.perform(action)
         except asyncio.CancelledError:
             raise
+        except Fenced as exc:
+            self._fenced = exc  # the loop ends at its next turn
+            return
         except Exception as exc:  # a bug must not kill the daemon, nor repeat every cycle
             self._retry.failed(retry_key, self.monotonic())
             self._repeats.failed(

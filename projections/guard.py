@@ -64,7 +64,7 @@ def _log_id(connection: database.Connection) -> str | None:
 
 
 def check_log(
-    log: LogState, views: ViewsOrigin | None, log_path: Path, views_path: Path, *,
+    log: LogState, views: ViewsOrigin | None, log_path: Path | str, views_path: Path, *,
     accept: bool = False,
 ) -> None:  # fmt: skip
     """Refuse a log that is not the one the views were built from. ``accept``: the

@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.receivers",
     "tests.fixtures.slurm",
+    "tests.fixtures.postgres",
 ]
 
 settings.register_profile(

@@ -52,7 +52,7 @@ def web_server(
             f"{host} is reachable from other machines: set web.token_file (a token you keep) "
             "to listen there"
         )
-    token = web_token(token_file, context.config.database.path.parent)
+    token = web_token(token_file, context.config.database.data_dir)
     app = create_app(Dashboard(context), token)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:

@@ -70,6 +70,7 @@ from mqi_es.core.errors import (
     AlarmNotFound,
     CaseNotFound,
     ConcurrentUpdate,
+    Fenced,
     InvalidTransition,
     NameClash,
     SlotError,
@@ -196,6 +197,8 @@ class MessageBus:
         except REFUSALS as refused:
             log.info("%s: %s not recorded: %s", subject_of(command), name, refused)
             return False
+        except Fenced:
+            raise  # this daemon does not lead any more: nothing of it may go on
         except Exception as exc:
             self._repeats.failed(
                 ("record", name), "%s: %s could not be recorded: %r", subject_of(command),

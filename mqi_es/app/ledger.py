@@ -13,14 +13,14 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper, RecordConflictError
+from eventsourcing.persistence import Mapper, PersistenceError, RecordConflictError
 
 from mqi_es.adapters.eventstore.codec import MsgspecMapper
-from mqi_es.adapters.eventstore.log import LEDGER_NAME
+from mqi_es.adapters.eventstore.log import FENCE_MARK, LEDGER_NAME, Fenceable
 from mqi_es.app.alarm_records import AlarmRecords
 from mqi_es.app.notice_records import NoticePlan, NoticeRecords
 from mqi_es.app.remote_records import RemoteRecords
-from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotNotFound
+from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, Fenced, NameClash, SlotNotFound
 from mqi_es.core.ids import (
     case_name_uuid,
     case_uuid,
@@ -51,6 +51,16 @@ class Ledger(NoticeRecords, AlarmRecords, RemoteRecords, Application[UUID]):
         super().__init__(env=dict(env))
         self.fold_case = fold_case
         self.notices = notices or NoticePlan()
+        self.term: int | None = None
+
+    def lead(self, term: int) -> None:
+        """Record every later fact under leadership ``term``: each event carries it, and
+        the store refuses the save once another daemon holds a newer term (``Fenced``)."""
+        if not isinstance(self.recorder, Fenceable):
+            raise TypeError(f"{type(self.recorder).__name__} has no leadership terms")
+        self.term = self.recorder.term = term
+        assert isinstance(self.mapper, MsgspecMapper)
+        self.mapper.term = term
 
     @property
     def log_id(self) -> str | None:
@@ -106,6 +116,13 @@ class Ledger(NoticeRecords, AlarmRecords, RemoteRecords, Application[UUID]):
             raise ConcurrentUpdate(
                 "another process recorded a conflicting change first; nothing was saved"
             ) from None
+        except PersistenceError as exc:
+            if FENCE_MARK in str(exc):
+                raise Fenced(
+                    f"the leadership term {self.term} is over: another daemon leads this log "
+                    "now; nothing was saved"
+                ) from None
+            raise
         return recordings[-1].notification.id if recordings else None
 
     # --- hosts and slots -------------------------------------------------------------

@@ -186,3 +186,39 @@ class Views(Protocol):
     def case(self, case_id: str) -> CaseView | None: ...
 
     def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """Leadership of the log, shared by a leader and its standbys. Each call may raise
+    ``StoreUnreachable``: nothing is known then."""
+
+    def campaign(self) -> int | None:
+        """Take the lease if it has lapsed: the new term (the fencing token), or None."""
+        ...
+
+    def renew(self, term: int) -> bool:
+        """Extend the lease of ``term``; False: it is not ours any more."""
+        ...
+
+    def release(self, term: int) -> None: ...
+
+    def seen(self) -> None:
+        """This daemon is alive (listed as a standby, or as the leader)."""
+        ...
+
+    def leave(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Follower(Protocol):
+    """Wakes a standby when the log grows (the store's LISTEN/NOTIFY), until stopped;
+    ``broken`` once it cannot listen any more (made again then)."""
+
+    broken: bool
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the log grew within ``timeout`` seconds (False: not known to)."""
+        ...
+
+    def close(self) -> None: ...

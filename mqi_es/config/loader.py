@@ -106,8 +106,11 @@ def _decode(doc: YamlDocument) -> ConfigFile:
     if not isinstance(data, dict):
         raise doc.error((), "the file must be a mapping of sections (hosts:, scanner:, ...)")
     for key_path, key in doc.written_keys():
-        if _SECRET_KEY.search(key):
+        if _SECRET_KEY.search(key) and not key.endswith("_file"):  # a file holding it: fine
             raise doc.error(key_path, _NO_PASSWORDS, at_key=True)
+    database = data.get("database")
+    if isinstance(database, dict) and "store" not in database:
+        data = {**data, "database": {"store": "sqlite", **database}}  # the default store
     try:
         return msgspec.convert(data, ConfigFile, strict=True, dec_hook=decode_path)
     except msgspec.ValidationError as exc:
@@ -116,7 +119,7 @@ def _decode(doc: YamlDocument) -> ConfigFile:
 
 _NO_PASSWORDS = (
     "passwords are not accepted in the configuration: use a key file (key_file) "
-    "or the SSH agent, and remove this key"
+    "or the SSH agent, a password_file where one is asked for, and remove this key"
 )
 
 

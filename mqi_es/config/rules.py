@@ -23,6 +23,7 @@ from mqi_es.config.schema import (
     HostSettings,
     LegacyHpc,
     LegacyPueue,
+    SqliteDatabase,
 )
 from mqi_es.config.yaml_source import KeyPath, format_path
 from mqi_es.core.errors import ConfigError
@@ -237,7 +238,9 @@ def check_sections(config: Config) -> None:
             "keep) to listen there",
         )
     database = config.database
-    if os.path.normpath(database.views_path) == os.path.normpath(database.path):
+    if isinstance(database, SqliteDatabase) and os.path.normpath(
+        database.views_path
+    ) == os.path.normpath(database.path):
         raise Invalid(("database", "views_path"), "must differ from database.path")
     for index, glob in enumerate(config.results.globs):
         if glob.startswith("/") or ".." in glob.split("/"):
@@ -258,8 +261,13 @@ def check_sections(config: Config) -> None:
 def local_outputs(config: Config) -> tuple[tuple[KeyPath, Path, Path], ...]:
     """What the daemon writes locally: (key, path, the folder it must be able to write in)."""
     database, log, results = config.database, config.logging.path, config.results.local_path
+    event_log = (
+        ((("database", "path"), database.path, database.path.parent),)
+        if isinstance(database, SqliteDatabase)
+        else ()
+    )
     return (
-        (("database", "path"), database.path, database.path.parent),
+        *event_log,
         (("database", "views_path"), database.views_path, database.views_path.parent),
         (("logging", "path"), log, log.parent),
         (("results", "local_path"), results, results),

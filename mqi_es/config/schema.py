@@ -152,14 +152,62 @@ class ResultsConfig(Section, kw_only=True):
 
 
 class SqliteDatabase(Section, kw_only=True, tag_field="store", tag="sqlite"):
-    """The event store in SQLite. Another store becomes a sibling Struct with its own tag
-    (e.g. ``tag="postgres"``) and ``database`` turns into a tagged union of the two."""
+    """The event store in SQLite: one file beside the views (the default)."""
 
     path: Path = Path("var/events.sqlite")
     views_path: Path = Path("var/views.sqlite")
 
+    @property
+    def data_dir(self) -> Path:
+        """The daemon's local folder: its lock, live file and web token."""
+        return self.path.parent
 
-DatabaseConfig = SqliteDatabase
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+
+DbWord = Annotated[str, Meta(pattern=USER_PATTERN, max_length=63)]
+
+
+class PostgresDsn(Section, kw_only=True):
+    """Where the PostgreSQL server is, and as whom to connect (never with a password)."""
+
+    host: HostWord
+    port: Annotated[int, Meta(ge=1, le=65535)] = 5432
+    dbname: DbWord
+    user: DbWord
+
+
+class PostgresDatabase(Section, kw_only=True, tag_field="store", tag="postgres"):
+    """The event log in PostgreSQL, shared by a leader and its standbys; each daemon keeps
+    its own views (SQLite, at ``views_path``) fed from it."""
+
+    dsn: PostgresDsn
+    # The password's file (its first line); none: libpq's PGPASSFILE or ~/.pgpass.
+    password_file: Path | None = None
+    views_path: Path = Path("var/views.sqlite")
+    connect_timeout_seconds: Annotated[float, Meta(ge=1, le=300)] = 5.0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.views_path.parent
+
+    @property
+    def where(self) -> str:
+        dsn = self.dsn
+        return f"postgresql://{dsn.user}@{dsn.host}:{dsn.port}/{dsn.dbname}"
+
+
+DatabaseConfig = SqliteDatabase | PostgresDatabase
+
+
+class HaConfig(Section, kw_only=True):
+    """One leader and its standbys (``database.store: postgres``): a standby takes over
+    once the leader has not renewed its lease for ``takeover_seconds``."""
+
+    takeover_seconds: Annotated[float, Meta(ge=2, le=600)] = 15.0
+    name: Annotated[str, Meta(pattern=GROUP_PATTERN, max_length=64)] | None = None  # hostname
 
 
 class LoggingConfig(Section, kw_only=True):
@@ -259,7 +307,8 @@ class Sections(Section, kw_only=True):
     scanner: ScannerConfig = ScannerConfig()
     main_loop: MainLoopConfig = MainLoopConfig()
     results: ResultsConfig = ResultsConfig()
-    database: DatabaseConfig = DatabaseConfig()
+    database: DatabaseConfig = SqliteDatabase()
+    ha: HaConfig = HaConfig()
     logging: LoggingConfig = LoggingConfig()
     alarms: AlarmsConfig = AlarmsConfig()
     notifications: NotificationsConfig = NotificationsConfig()

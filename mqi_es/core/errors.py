@@ -3,6 +3,8 @@
 MqiError                      root: callers catch this one
 ├── ConfigError               the configuration cannot be used as written
 ├── LogRefused                the event log is missing, unreadable, or not the views' log
+├── StoreUnreachable          the event store's server cannot be reached (nothing is known)
+├── Fenced                    a former leader's save: another daemon leads now
 ├── CaseError                 a command about a case cannot be carried out
 │   ├── CaseNotFound
 │   ├── NameClash             a name that differs from a registered case's only in form
@@ -29,6 +31,16 @@ class LogRefused(MqiError):
     """Raised when the event log cannot be trusted as the record these views were built
     from: missing, unreadable, emptied, replaced by another log or by an older copy, or
     replaced while a daemon writes to it. Nothing is written, nothing is started."""
+
+
+class StoreUnreachable(MqiError):
+    """Raised when the event store's server (PostgreSQL) cannot be reached: nothing about
+    the log is known, so nothing is concluded from it."""
+
+
+class Fenced(MqiError):
+    """Raised when a daemon that led records a fact after its term ended (another daemon
+    took the lease over): nothing was saved, and this daemon must stop leading."""
 
 
 class CaseError(MqiError):

@@ -382,10 +382,23 @@ class TestEachErrorNamesKeyPathAndLine:
                 id="views-in-the-event-store-file",
             ),
             pytest.param(
-                "database:\n  store: postgres\n",
+                "database:\n  store: mysql\n",
                 "config.yaml:2:10: database.store: ",
-                "'postgres' is not one of: sqlite",
-                id="store-not-available-yet",
+                "'mysql' is not one of",
+                id="store-unknown",
+            ),
+            pytest.param(
+                "database:\n  store: postgres\n",
+                "config.yaml:1:1: database: ",
+                "missing required key 'dsn'",
+                id="postgres-without-dsn",
+            ),
+            pytest.param(
+                "database:\n  store: postgres\n  dsn: {host: db, dbname: mqi, user: mqi}\n"
+                "  password: secret\n",
+                "config.yaml:4:3: database.password: ",
+                "passwords are not accepted",
+                id="postgres-password-in-config",
             ),
             pytest.param(
                 "scanner:\n  watch_path: ''\n",
@@ -716,3 +729,34 @@ class TestEnvironmentChecks:
             var.chmod(0o700)
         assert problems[0].startswith(f"scanner.watch_path: cannot list folder {incoming}")
         assert f"folder {var} is not writable by this user" in problems[1]
+
+
+def test_a_postgres_store_loads_with_its_password_in_a_file(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        "database:\n  store: postgres\n  dsn: {host: db.clinic, dbname: mqi, user: mqi}\n"
+        "  password_file: secrets/pg\nha: {takeover_seconds: 20, name: node-b}\n",
+    ).config
+    database = config.database
+    assert database.dsn.port == 5432
+    assert database.password_file == tmp_path / "secrets/pg"
+    assert database.views_path == tmp_path / "var/views.sqlite"
+    assert database.data_dir == tmp_path / "var"
+    assert database.where == "postgresql://mqi@db.clinic:5432/mqi"
+    assert (config.ha.takeover_seconds, config.ha.name) == (20, "node-b")
+
+
+def test_a_database_section_without_store_is_sqlite_as_before(tmp_path: Path) -> None:
+    config = load_text(tmp_path, "database:\n  path: var/log.sqlite\n").config
+    assert config.database.path == tmp_path / "var/log.sqlite"
+    assert config.database.data_dir == tmp_path / "var"
+
+
+def test_a_file_holding_a_password_may_be_named(tmp_path: Path) -> None:
+    text = (
+        "notifications:\n  email: {smtp_host: mail, from: a@b.c, to: [d@e.f], "
+        "username: mqi, password_file: secrets/smtp}\n"
+    )
+    assert load_text(tmp_path, text).config.notifications.email.password_file == (
+        tmp_path / "secrets/smtp"
+    )

@@ -8,7 +8,7 @@ from mqi_es.core.run_progress import RunProgress
 
 
 def test_status_sees_the_running_daemons_transfers_and_not_a_dead_ones(tmp_path):
-    path = live_file(tmp_path / "events.sqlite")
+    path = live_file(tmp_path)
     board = ProgressBoard(path)
     board.update(Transfer("c1", "upload", 4096, 10_000))
     assert read_live(path, os.getpid()).transfers == [Transfer("c1", "upload", 4096, 10_000)]
@@ -20,14 +20,14 @@ def test_status_sees_the_running_daemons_transfers_and_not_a_dead_ones(tmp_path)
 
 
 def test_a_missing_or_torn_file_shows_no_transfer(tmp_path):
-    path = live_file(tmp_path / "events.sqlite")
+    path = live_file(tmp_path)
     assert read_live(path, os.getpid()).transfers == []
     path.write_text('{"pid": ')
     assert read_live(path, os.getpid()).transfers == []
 
 
 def test_status_sees_each_hosts_last_measured_skew(tmp_path):
-    path = live_file(tmp_path / "events.sqlite")
+    path = live_file(tmp_path)
     board = ProgressBoard(path)
     board.clocks({"n1": 0.25, "n2": None})
     board.clocks({"n1": -3.5})  # n2 not seen this cycle: its last reading stays
@@ -35,7 +35,7 @@ def test_status_sees_each_hosts_last_measured_skew(tmp_path):
 
 
 def test_status_sees_how_far_each_running_case_got_until_it_stops_running(tmp_path):
-    path = live_file(tmp_path / "events.sqlite")
+    path = live_file(tmp_path)
     board = ProgressBoard(path)
     output = "\n".join(f"line {i} " + "x" * 300 for i in range(40))
     board.runs({"c1": RunProgress(3, 18), "c2": RunProgress(1, 4)}, {"c1": output})
@@ -49,7 +49,7 @@ def test_status_sees_how_far_each_running_case_got_until_it_stops_running(tmp_pa
 
 
 def test_runs_in_a_shape_this_release_does_not_write_are_not_shown(tmp_path):
-    path = live_file(tmp_path / "events.sqlite")
+    path = live_file(tmp_path)
     for runs in ('{"c1": [5, 0]}', '{"c1": "half"}', "[1, 2]", '{"c1": [9, 3]}'):
         path.write_text(f'{{"pid": {os.getpid()}, "runs": {runs}}}')
         assert read_live(path, os.getpid()).runs == {}

@@ -9,6 +9,7 @@ default JSON transcoder.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -67,6 +68,17 @@ class MsgspecMapper(Mapper[UUID]):
         self._decode = msgspec.msgpack.Decoder().decode
         self._classes: dict[str, tuple[type, int]] = {}
         self._ids: dict[str, UUID] = {}
+        self.term: int | None = None  # a leader's term, stored with each of its events
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        """The stored form of an event, with the leadership term under which it was
+        recorded (``term``; read back as the event's ``term`` attribute)."""
+        stored = super().to_stored_event(domain_event)
+        if self.term is None:
+            return stored
+        state = self._decode(stored.state)
+        state["term"] = self.term
+        return dataclasses.replace(stored, state=self.transcoder.encode(state))
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         originator_id = stored_event.originator_id

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mqi_es.core.errors import LogRefused
 
 # The ledger's name: the views track their position in its log under this name.
 LEDGER_NAME = "mqi"
+
+# What a store's fence says when it refuses a former leader's save (``postgres``).
+FENCE_MARK = "mqi fenced:"
 
 LogRow = tuple[int, str, int, str, bytes]  # notification id, aggregate hex, version, topic, state
 
@@ -49,3 +52,10 @@ def unreadable(where: str, exc: Exception, *, restore: str = "the event log") ->
         f"Stop the daemon and restore {restore} from your newest backup "
         "(docs/operations.md, 'Restoring the event log')"
     )
+
+
+@runtime_checkable
+class Fenceable(Protocol):
+    """A recorder whose saves are refused once their leadership ``term`` is over."""
+
+    term: int | None

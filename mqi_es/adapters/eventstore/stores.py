@@ -4,7 +4,8 @@ one module that knows which stores exist and which adapter serves each.
 Everything that opens the log or reads it in bulk asks here: the eventsourcing environment
 the Ledger is built on (``environment``), the log's state read without opening it for
 writing (``inspect``), the guard a daemon checks its log with (``guard``), and the reader
-that feeds the views (``rows_of``). A new store (PostgreSQL) is one more case in each.
+that feeds the views (``rows_of``). PostgreSQL's adapter is imported only when it is
+configured (psycopg is not loaded for an SQLite log).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from mqi_es.adapters.eventstore.sqlite import (
     inspect_log,
     sqlite_event_store_env,
 )
-from mqi_es.config.schema import DatabaseConfig, SqliteDatabase
+from mqi_es.config.schema import DatabaseConfig, PostgresDatabase, SqliteDatabase
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder
+
+    from mqi_es.adapters.eventstore.postgres import PostgresLog
 
 
 def environment(database: DatabaseConfig) -> dict[str, str]:
@@ -30,6 +33,19 @@ def environment(database: DatabaseConfig) -> dict[str, str]:
     match database:
         case SqliteDatabase():
             return sqlite_event_store_env(database.path)
+        case PostgresDatabase():
+            from mqi_es.adapters.eventstore.postgres import postgres_event_store_env
+
+            return postgres_event_store_env(database)
+
+
+def prepare(database: DatabaseConfig) -> None:
+    """Make the store ready to be written (a daemon, ``mqi store copy``): SQLite makes its
+    own tables; PostgreSQL's are made here, one daemon at a time."""
+    if isinstance(database, PostgresDatabase):
+        from mqi_es.adapters.eventstore.postgres import prepare as prepare_postgres
+
+        prepare_postgres(database)
 
 
 def inspect(database: DatabaseConfig) -> LogState:
@@ -40,22 +56,34 @@ def inspect(database: DatabaseConfig) -> LogState:
     match database:
         case SqliteDatabase():
             return inspect_log(database.path)
+        case PostgresDatabase():
+            from mqi_es.adapters.eventstore.postgres import inspect_log as inspect_postgres
+
+            return inspect_postgres(database)
 
 
-def guard(database: DatabaseConfig, log_id: str) -> LogFile:
+def guard(database: DatabaseConfig, log_id: str) -> LogFile | PostgresLog:
     """What a daemon checks every cycle: its log is still the one it writes to."""
     match database:
         case SqliteDatabase():
             return LogFile(database.path, log_id)
+        case PostgresDatabase():
+            from mqi_es.adapters.eventstore.postgres import PostgresLog
+
+            return PostgresLog(database, log_id)
 
 
 def rows_of(recorder: ApplicationRecorder) -> LogRows:
-    """The fastest reader of the log ``recorder`` keeps: SQLite's own, else the
-    recorder's public API (any store)."""
+    """The fastest reader of the log ``recorder`` keeps: SQLite's or PostgreSQL's own,
+    else the recorder's public API (any store)."""
     from eventsourcing.sqlite import SQLiteApplicationRecorder
 
     from mqi_es.adapters.eventstore.recorder_rows import RecorderRows
 
     if isinstance(recorder, SQLiteApplicationRecorder):
         return SqliteLogRows(Path(recorder.datastore.pool.db_name))
+    if type(recorder).__module__ == "mqi_es.adapters.eventstore.postgres":
+        from mqi_es.adapters.eventstore.postgres import PostgresLogRows
+
+        return PostgresLogRows(recorder)  # type: ignore[arg-type]
     return RecorderRows(recorder, where=type(recorder).__name__)

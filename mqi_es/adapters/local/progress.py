@@ -27,9 +27,9 @@ _MIN_INTERVAL_SECONDS = 0.5
 _TAIL_LINES, _TAIL_LINE_CHARS = 12, 240  # of a running case's output, kept for `mqi watch`
 
 
-def live_file(event_log: Path) -> Path:
-    """Where the daemon of the event log at ``event_log`` shows what it is doing."""
-    return event_log.parent / "live.json"
+def live_file(data_dir: Path) -> Path:
+    """Where the daemon whose local folder is ``data_dir`` shows what it is doing."""
+    return data_dir / "live.json"
 
 
 @dataclass(frozen=True, slots=True)
