@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.alarms import OPEN_ALARMS_EXIT, open_alarms
 from cli.context import Context
@@ -21,6 +21,9 @@ from cli.json_output import as_json, emit_json
 from mqi_es.adapters.local.clock import utcnow
 from mqi_es.adapters.local.lock import Holder
 from mqi_es.adapters.local.progress import Live
+
+if TYPE_CHECKING:
+    from mqi_es.adapters.eventstore.lease import Standing
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import AlarmView, HostView, RefusalView, SlotView
 
@@ -50,6 +53,7 @@ class StatusReport:
     holder: Holder | None
     live: Live
     late: bool
+    leadership: Leadership | None = None  # a shared log's leader and standbys
 
     @property
     def code(self) -> int:
@@ -71,7 +75,76 @@ class StatusReport:
             "daemon": self.holder.describe() if self.holder else None,
             "last_cycle_at": self.live.last_cycle_at and self.live.last_cycle_at.isoformat(),
             "last_cycle_overdue": self.late,
+            "leadership": self.leadership.as_json() if self.leadership else None,
         }
+
+
+@dataclass(frozen=True)
+class Leadership:
+    """Who leads a shared log, since when, and who stands by (or why it is not known)."""
+
+    standing: Standing | None
+    problem: str | None = None
+
+    def leads_here(self, holder: Holder | None) -> bool:
+        """Whether the daemon of this data folder is the leader."""
+        found = self.standing
+        if holder is None or found is None or found.leader is None:
+            return False
+        return any(m.member == found.leader.member and m.pid == holder.pid for m in found.members)
+
+    def as_json(self) -> dict[str, Any]:
+        found = self.standing
+        if found is None:
+            return {"leader": None, "standbys": [], "problem": self.problem}
+        leader = found.leader
+        pids = {m.member: m.pid for m in found.members}
+        return {
+            "leader": leader and {
+                "name": leader.name, "term": leader.term, "since": leader.since.isoformat(),
+                "pid": pids.get(leader.member), "lease_expires_at": leader.expires_at.isoformat(),
+            },
+            "standbys": [
+                {"name": m.name, "pid": m.pid, "since": m.started_at.isoformat(),
+                 "seen_at": m.seen_at.isoformat()}
+                for m in found.standbys()
+            ],
+            "problem": self.problem,
+        }  # fmt: skip
+
+    def describe(self) -> str:
+        found = self.standing
+        if found is None:
+            return f"leadership: not known ({self.problem})"
+        leader = found.leader
+        led = (
+            f"{leader.name} leads (term {leader.term}, since {leader.since:%Y-%m-%d %H:%M:%S %Z})"
+            if leader
+            else "nobody leads (the lease has lapsed)"
+        )
+        standbys = ", ".join(m.name for m in found.standbys()) or "none"
+        return f"leadership: {led}; standing by: {standbys}"
+
+
+def leadership(context: Context) -> Leadership | None:
+    """The leadership of a shared log (None for SQLite, which one daemon alone writes)."""
+    from mqi_es.config.schema import PostgresDatabase
+
+    database = context.config.database
+    if not isinstance(database, PostgresDatabase):
+        return None
+    from mqi_es.adapters.eventstore.lease import PostgresLease
+    from mqi_es.app.leadership import Timing
+    from mqi_es.core.errors import StoreUnreachable
+
+    ttl = Timing.of(context.config.ha.takeover_seconds).ttl
+    lease = PostgresLease(database, member="", name="", ttl=ttl)  # reads, never campaigns
+    try:
+        return Leadership(lease.standing(seen_within=2 * ttl))
+    except StoreUnreachable as exc:
+        return Leadership(None, problem=str(exc))
+    finally:
+        lease.close()
 
 
 def status_report(context: Context) -> StatusReport:
@@ -80,10 +153,13 @@ def status_report(context: Context) -> StatusReport:
         refusals = views.refusals()
         standing = views.alarms(standing_only=True)
     holder, live = context.daemon()
-    late = holder is not None and overdue(live.last_cycle_at, utcnow(), overdue_limit(context))
+    led = leadership(context)
+    cycling = holder is not None and (led is None or led.leads_here(holder))  # a standby waits
+    late = cycling and overdue(live.last_cycle_at, utcnow(), overdue_limit(context))
     return StatusReport(
         counts=counts, slots=slots, hosts=hosts, refusals=refusals, standing=standing,
         alarms=open_alarms(standing), lag=context.lag(), holder=holder, live=live, late=late,
+        leadership=led,
     )  # fmt: skip
 
 
@@ -115,6 +191,8 @@ def show_status(context: Context, *, json: bool) -> int:
     render.console.print(
         f"daemon: {holder.describe()}" if holder else "daemon: not running", markup=False
     )
+    if report.leadership is not None:
+        render.console.print(report.leadership.describe(), markup=False)
     if holder is not None:
         render.console.print(render.last_cycle(live.last_cycle_at, utcnow(), report.late))
     return report.code

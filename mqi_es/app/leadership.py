@@ -135,9 +135,11 @@ class Leadership:
         """Renew every ``renew_every``; end leadership when the lease is lost or may
         have lapsed (measured from the start of the last renewal that succeeded)."""
         while not leading.is_set():
-            await _wait(leading, self.timing.renew_every)
+            await _wait(leading, min(self.timing.renew_every, valid_until - self.monotonic()))
             started = self.monotonic()
             left = valid_until - started
+            if leading.is_set():
+                return
             if left <= 0:
                 log.error("the lease of term %d may have lapsed (not renewed in time): "
                           "leading stops", term)  # fmt: skip

@@ -20,6 +20,7 @@ from mqi_es.adapters.eventstore.log import FENCE_MARK, LEDGER_NAME, Fenceable
 from mqi_es.app.alarm_records import AlarmRecords
 from mqi_es.app.notice_records import NoticePlan, NoticeRecords
 from mqi_es.app.remote_records import RemoteRecords
+from mqi_es.app.resource_records import ResourceRecords
 from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, Fenced, NameClash, SlotNotFound
 from mqi_es.core.ids import (
     case_name_uuid,
@@ -32,12 +33,12 @@ from mqi_es.core.ids import (
     slot_uuid,
 )
 from mqi_es.core.notices import NoticeKind
-from mqi_es.core.states import CaseState, FailureCategory, HostState, KillCause, SlotState
+from mqi_es.core.states import CaseState, FailureCategory, KillCause, SlotState
 from mqi_es.domain import Case, CaseName, EventLog, Host, Refusal, Slot
 from mqi_es.domain.recorded import Recorded
 
 
-class Ledger(NoticeRecords, AlarmRecords, RemoteRecords, Application[UUID]):
+class Ledger(NoticeRecords, AlarmRecords, RemoteRecords, ResourceRecords, Application[UUID]):
     """Records what happened to cases, GPU slots, hosts, alarms and notifications."""
 
     name = LEDGER_NAME
@@ -124,56 +125,6 @@ class Ledger(NoticeRecords, AlarmRecords, RemoteRecords, Application[UUID]):
                 ) from None
             raise
         return recordings[-1].notification.id if recordings else None
-
-    # --- hosts and slots -------------------------------------------------------------
-
-    def register_host(self, name: str, address: str, *, actor: str) -> int | None:
-        if self.knows(host_uuid(name)):
-            return None
-        return self._commit(Host(name=name, address=address, actor=actor))
-
-    def register_slot(self, host: str, slot: str, *, actor: str) -> int | None:
-        if self.knows(slot_uuid(host, slot)):
-            return None
-        return self._commit(Slot(host=host, name=slot, actor=actor))
-
-    def record_host_unavailable(
-        self, name: str, *, state: HostState, since: datetime, actor: str, reason: str
-    ) -> int | None:
-        host = self.host(name)
-        if not host.record_unavailable(state=state, since=since, actor=actor, reason=reason):
-            return None
-        return self._commit(host)
-
-    def record_host_reachable(
-        self, name: str, *, at: datetime, actor: str, reason: str = ""
-    ) -> int | None:
-        host = self.host(name)
-        if not host.record_reachable(at=at, actor=actor, reason=reason):
-            return None
-        return self._commit(host)
-
-    def mark_slot_busy(
-        self, host: str, slot: str, *, task_ids: list[int], actor: str, reason: str
-    ) -> int | None:
-        found = self.slot(host, slot)
-        found.mark_busy(task_ids=task_ids, actor=actor, reason=reason)
-        return self._commit(found)
-
-    def mark_slot_free(self, host: str, slot: str, *, actor: str, reason: str) -> int | None:
-        found = self.slot(host, slot)
-        found.mark_free(actor=actor, reason=reason)
-        return self._commit(found)
-
-    def record_slot_resumed(self, host: str, slot: str, *, actor: str, reason: str) -> int | None:
-        found = self.slot(host, slot)
-        found.record_resumed(actor=actor, reason=reason)
-        return self._commit(found)
-
-    def lift_quarantine(self, host: str, slot: str, *, actor: str, reason: str) -> int | None:
-        found = self.slot(host, slot)
-        found.lift_quarantine(actor=actor, reason=reason)
-        return self._commit(found)
 
     # --- intake ----------------------------------------------------------------------
 

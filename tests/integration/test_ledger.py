@@ -1,15 +1,24 @@
-"""The Ledger on a real SQLite file: atomic saves, idempotence, concurrency, permissions."""
+"""The Ledger on a real SQLite file and on a real PostgreSQL server (the same rules on
+both): atomic saves, idempotence, concurrency, permissions; on PostgreSQL, the fence."""
 
 import multiprocessing
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from mqi_es.adapters.eventstore.postgres import postgres_event_store_env
 from mqi_es.adapters.eventstore.sqlite import sqlite_event_store_env
 from mqi_es.app.ledger import Ledger
-from mqi_es.core.errors import CaseNotFound, ConcurrentUpdate, NameClash, SlotUnavailable
+from mqi_es.core.errors import (
+    CaseNotFound,
+    ConcurrentUpdate,
+    Fenced,
+    NameClash,
+    SlotUnavailable,
+)
 from mqi_es.core.ids import case_uuid
 from mqi_es.core.states import CaseState, FailureCategory, SlotState
 
@@ -20,9 +29,17 @@ def open_ledger(path: Path) -> Ledger:
     return Ledger(sqlite_event_store_env(path))
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The eventsourcing environment of an empty log, in SQLite or in PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_event_store_env(tmp_path / "var" / "events.sqlite")
+    return postgres_event_store_env(request.getfixturevalue("postgres_db"))
+
+
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    ledger = open_ledger(tmp_path / "var" / "events.sqlite")
+def ledger(store: dict[str, str]) -> Ledger:
+    ledger = Ledger(store)
     ledger.register_host("n1", "127.0.0.1", actor="daemon")
     for group in ("gpu0", "gpu1"):
         ledger.register_slot("n1", group, actor="daemon")
@@ -35,10 +52,10 @@ def detect(ledger: Ledger, case_id: str) -> int | None:
     )
 
 
-def test_detecting_the_same_case_twice_records_it_once(ledger, tmp_path):
+def test_detecting_the_same_case_twice_records_it_once(ledger, store):
     assert detect(ledger, "c1") is not None
     assert detect(ledger, "c1") is None
-    reopened = open_ledger(tmp_path / "var" / "events.sqlite")
+    reopened = Ledger(store)
     assert detect(reopened, "c1") is None
     assert reopened.register_slot("n1", "gpu0", actor="daemon") is None
     assert len(reopened.recorder.select_events(reopened.case("c1").id)) == 1
@@ -103,7 +120,8 @@ def test_an_unknown_case_is_a_clear_error(ledger):
         ledger.case("nope")
 
 
-def test_the_database_files_are_readable_by_the_owner_only(ledger, tmp_path):
+def test_the_database_files_are_readable_by_the_owner_only(tmp_path):
+    ledger = open_ledger(tmp_path / "var" / "events.sqlite")
     detect(ledger, "c1")
     var = tmp_path / "var"
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
@@ -113,8 +131,8 @@ def test_the_database_files_are_readable_by_the_owner_only(ledger, tmp_path):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
 
 
-def _allocate_after_barrier(path: str, case_id: str, barrier, results) -> None:
-    ledger = open_ledger(Path(path))
+def _allocate_after_barrier(env: dict[str, str], case_id: str, barrier, results) -> None:
+    ledger = Ledger(env)
     case = ledger.case(case_id)
     slot = ledger.slot("n1", "gpu0")
     case.start_submission(host="n1", slot="gpu0", remote_base_dir="~", actor=case_id)
@@ -128,14 +146,13 @@ def _allocate_after_barrier(path: str, case_id: str, barrier, results) -> None:
         results.put((case_id, "saved"))
 
 
-def test_two_processes_allocating_one_gpu_only_one_wins(ledger, tmp_path):
+def test_two_processes_allocating_one_gpu_only_one_wins(ledger, store):
     detect(ledger, "c1")
     detect(ledger, "c2")
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(2), spawn.Queue()
-    path = str(tmp_path / "var" / "events.sqlite")
     workers = [
-        spawn.Process(target=_allocate_after_barrier, args=(path, c, barrier, results))
+        spawn.Process(target=_allocate_after_barrier, args=(store, c, barrier, results))
         for c in ("c1", "c2")
     ]
     for w in workers:
@@ -147,10 +164,38 @@ def test_two_processes_allocating_one_gpu_only_one_wins(ledger, tmp_path):
     assert sorted(outcome.values()) == ["refused", "saved"]
     winner = next(c for c, result in outcome.items() if result == "saved")
     loser = next(c for c, result in outcome.items() if result == "refused")
-    fresh = open_ledger(Path(path))
+    fresh = Ledger(store)
     assert fresh.slot("n1", "gpu0").case_id == winner
     assert fresh.case(winner).state is CaseState.SUBMITTING
     assert fresh.case(loser).state is CaseState.WAITING
+
+
+def _detect_after_barrier(env: dict[str, str], case_id: str, barrier, results) -> None:
+    ledger = Ledger(env)
+    barrier.wait(timeout=30)
+    try:
+        results.put(detect(ledger, case_id) is not None)
+    except ConcurrentUpdate:
+        results.put(False)
+
+
+def test_two_intakes_registering_one_case_at_once_create_one_case(store):
+    """Two daemons watch one share: both see the folder at the same moment."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    workers = [
+        spawn.Process(target=_detect_after_barrier, args=(store, "shared", barrier, results))
+        for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    assert sorted(results.get(timeout=5) for _ in workers) == [False, True]
+    fresh = Ledger(store)
+    events = fresh.recorder.select_events(case_uuid("shared"))
+    assert [e.originator_version for e in events] == [1]  # one case, registered once
 
 
 NFC, NFD = "M\u00fcller plan", "Mu\u0308ller plan"  # the same name to a reader
@@ -184,3 +229,67 @@ def test_cases_registered_before_names_were_claimed_claim_them_and_clashes_are_n
     assert folding.claim_names(["Case7", "other"], actor="daemon") == []  # claimed already
     with pytest.raises(NameClash):
         detect(folding, "OTHER")
+
+
+@pytest.fixture
+def lease(postgres_db):
+    from mqi_es.adapters.eventstore.lease import PostgresLease
+
+    made = []
+
+    def make(member: str) -> PostgresLease:
+        made.append(PostgresLease(postgres_db, member=member, name=member, ttl=30))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def test_every_fact_a_leader_records_carries_its_term(postgres_db, lease):
+    ledger = Ledger(postgres_event_store_env(postgres_db))
+    ledger.lead(lease("a").campaign())
+    detect(ledger, "c1")
+    reader = Ledger(postgres_event_store_env(postgres_db))
+    (created,) = reader.recorder.select_events(case_uuid("c1"))
+    assert msgspec.msgpack.decode(created.state)["term"] == 1
+    assert reader.case("c1").state is CaseState.WAITING
+
+
+def test_a_former_leader_records_nothing_once_another_took_the_lease(postgres_db, lease):
+    env = postgres_event_store_env(postgres_db)
+    first, second = lease("a"), lease("b")
+    old = Ledger(env)
+    old.lead(first.campaign())
+    detect(old, "c1")
+    postgres_db_force_lapse(postgres_db)
+    new = Ledger(env)
+    new.lead(second.campaign())
+    assert new.term == 2
+    with pytest.raises(Fenced, match="term 1 is over"):
+        detect(old, "c2")
+    with pytest.raises(Fenced):
+        old.register_host("n9", "10.0.0.9", actor="daemon")
+    assert not new.knows(case_uuid("c2"))
+    assert detect(new, "c2") is not None  # the new leader records as usual
+    assert first.renew(1) is False  # and the old lease cannot be renewed back
+
+
+def test_a_lease_is_held_by_one_daemon_until_it_lapses_or_is_released(postgres_db, lease):
+    first, second = lease("a"), lease("b")
+    term = first.campaign()
+    assert second.campaign() is None
+    assert first.renew(term)
+    first.release(term)
+    assert second.campaign() == term + 1
+    assert first.campaign() is None
+    standing = second.standing(seen_within=60)
+    assert (standing.leader.member, standing.leader.term) == ("b", term + 1)
+
+
+def postgres_db_force_lapse(database) -> None:
+    """The lease lapses now, as if its holder had stopped renewing it long ago."""
+    from mqi_es.adapters.eventstore.postgres import connection
+
+    with connection(database) as conn:
+        conn.execute("UPDATE mqi_lease SET expires_at = now() - interval '1 second'")

@@ -6,6 +6,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -95,69 +96,94 @@ GLOBAL = ["unreachable", "reachable", "busy", "free", "lift", "resumed", "catch_
 @given(st.data())
 def test_incremental_views_equal_replayed_views_and_the_aggregates(data):
     with tempfile.TemporaryDirectory() as root:
-        ledger = Ledger(sqlite_event_store_env(Path(root) / "events.sqlite"))
-        for name in ("n1", "n2"):
-            ledger.register_host(name, "127.0.0.1", actor="daemon")
-        for host, group in SLOTS:
-            ledger.register_slot(host, group, actor="daemon")
-        commands = _commands(ledger)
-        feed = EventFeed(ledger)
-        link = Path(root) / "views.sqlite"
-        live = runner.open_views(link, feed)
-        for _ in range(data.draw(st.integers(1, 80), label="steps")):
-            case_id = data.draw(st.sampled_from(CASES))
-            slot = data.draw(st.sampled_from(SLOTS))
-            number = data.draw(st.integers(0, 50))
-            if data.draw(st.integers(0, 5)) == 0:
-                name = data.draw(st.sampled_from(GLOBAL))
-            else:
-                try:
-                    state = ledger.case(case_id).state.value
-                except CaseNotFound:
-                    state = None
-                name = data.draw(st.sampled_from(PLAUSIBLE[state]))
-            if name == "catch_up":
-                runner.catch_up(live, feed, batch=1 + number % 7)
-                continue
-            with contextlib.suppress(InvalidTransition, SlotError):
-                commands[name](case_id, slot, number)  # a refused command records nothing
-        runner.catch_up(live, feed, batch=3)
-        live.close()
+        check_views(data, Ledger(sqlite_event_store_env(Path(root) / "events.sqlite")), root)
 
-        report = runner.check(link, feed)
-        assert report.ok, report.differences
 
-        with ViewReader(link, application_name=ledger.name).snapshot() as views:
-            for row in views.cases():
-                case = ledger.case(row.case_id)
-                assert (row.state, row.attempt, row.host, row.slot, row.label, row.task_id) == (
-                    case.state,
-                    case.attempt,
-                    case.host,
-                    case.slot,
-                    case.label,
-                    case.task_id,
-                )
-                assert (row.failure, row.infra_failures, row.not_before) == (
-                    case.failure,
-                    case.infra_failures,
-                    case.not_before,
-                )
-                assert (row.cancel_requested, row.kill_cause, row.timeout_hours) == (
-                    case.cancel_requested,
-                    case.kill_cause,
-                    case.timeout_hours,
-                )
-            for row in views.slots():
-                slot = ledger.slot(row.host, row.name)
-                assert (row.state, row.case_id, row.attempt, row.task_id) == (
-                    slot.state,
-                    slot.case_id,
-                    slot.attempt,
-                    slot.task_id,
-                )
-            for row in views.hosts():
-                host = ledger.host(row.name)
-                assert (row.state, row.unreachable_since) == (host.state, host.unreachable_since)
-        feed.close()
-        ledger.close()
+@pytest.fixture(scope="module")
+def shared_log(postgres_server):
+    """One PostgreSQL database for every example, emptied before each."""
+    from mqi_es.adapters.eventstore.postgres import prepare
+
+    database = postgres_server.create_database("views_match_log")
+    prepare(database)
+    return database
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+def test_the_same_holds_on_a_postgresql_log(data, shared_log, postgres_server):
+    from mqi_es.adapters.eventstore.postgres import postgres_event_store_env
+
+    postgres_server.psql("TRUNCATE mqi_events RESTART IDENTITY", dbname="views_match_log")
+    with tempfile.TemporaryDirectory() as root:
+        check_views(data, Ledger(postgres_event_store_env(shared_log)), root)
+
+
+def check_views(data, ledger: Ledger, root: str) -> None:
+    """Random commands, views caught up at random moments, then compared with a replay
+    and with the aggregates."""
+    for name in ("n1", "n2"):
+        ledger.register_host(name, "127.0.0.1", actor="daemon")
+    for host, group in SLOTS:
+        ledger.register_slot(host, group, actor="daemon")
+    commands = _commands(ledger)
+    feed = EventFeed(ledger)
+    link = Path(root) / "views.sqlite"
+    live = runner.open_views(link, feed)
+    for _ in range(data.draw(st.integers(1, 80), label="steps")):
+        case_id = data.draw(st.sampled_from(CASES))
+        slot = data.draw(st.sampled_from(SLOTS))
+        number = data.draw(st.integers(0, 50))
+        if data.draw(st.integers(0, 5)) == 0:
+            name = data.draw(st.sampled_from(GLOBAL))
+        else:
+            try:
+                state = ledger.case(case_id).state.value
+            except CaseNotFound:
+                state = None
+            name = data.draw(st.sampled_from(PLAUSIBLE[state]))
+        if name == "catch_up":
+            runner.catch_up(live, feed, batch=1 + number % 7)
+            continue
+        with contextlib.suppress(InvalidTransition, SlotError):
+            commands[name](case_id, slot, number)  # a refused command records nothing
+    runner.catch_up(live, feed, batch=3)
+    live.close()
+
+    report = runner.check(link, feed)
+    assert report.ok, report.differences
+
+    with ViewReader(link, application_name=ledger.name).snapshot() as views:
+        for row in views.cases():
+            case = ledger.case(row.case_id)
+            assert (row.state, row.attempt, row.host, row.slot, row.label, row.task_id) == (
+                case.state,
+                case.attempt,
+                case.host,
+                case.slot,
+                case.label,
+                case.task_id,
+            )
+            assert (row.failure, row.infra_failures, row.not_before) == (
+                case.failure,
+                case.infra_failures,
+                case.not_before,
+            )
+            assert (row.cancel_requested, row.kill_cause, row.timeout_hours) == (
+                case.cancel_requested,
+                case.kill_cause,
+                case.timeout_hours,
+            )
+        for row in views.slots():
+            slot = ledger.slot(row.host, row.name)
+            assert (row.state, row.case_id, row.attempt, row.task_id) == (
+                slot.state,
+                slot.case_id,
+                slot.attempt,
+                slot.task_id,
+            )
+        for row in views.hosts():
+            host = ledger.host(row.name)
+            assert (row.state, row.unreachable_since) == (host.state, host.unreachable_since)
+    feed.close()
+    ledger.close()

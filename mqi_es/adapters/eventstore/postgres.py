@@ -291,6 +291,7 @@ class FencedRecorder(PostgresApplicationRecorder):
     ) -> None:
         if self.term is not None and stored_events:
             curs.execute("SELECT mqi_fence(%s)", (self.term,))
+            curs.fetchone()  # a fetch syncs the pipeline: a refusal is raised here, unretried
         super()._insert_events(curs, stored_events, **kwargs)
 
 
