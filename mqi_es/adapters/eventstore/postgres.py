@@ -222,13 +222,25 @@ class PostgresLog:
         )
 
 
-class PostgresLogRows:
-    """The rows of the log as plain tuples on a connection of its own: several times as
-    fast as the recorder's notification objects (replay spends most of its time here)."""
+def open_rows(database: PostgresDatabase) -> PostgresLogRows:
+    """A reader of the log's rows on a pool of its own (closed with it)."""
+    from eventsourcing.postgres import PostgresFactory
+    from eventsourcing.utils import Environment
 
-    def __init__(self, recorder: PostgresApplicationRecorder) -> None:
+    factory = PostgresFactory(Environment(LEDGER_NAME, postgres_event_store_env(database)))
+    recorder = factory.application_recorder()
+    assert isinstance(recorder, PostgresApplicationRecorder)
+    return PostgresLogRows(recorder, owned=factory)
+
+
+class PostgresLogRows:
+    """The rows of the log as plain tuples, in binary: several times as fast as the
+    recorder's notification objects (replay spends most of its time here)."""
+
+    def __init__(self, recorder: PostgresApplicationRecorder, *, owned: Any = None) -> None:
         self._recorder = recorder
         self._where = f"{recorder.datastore.schema}.{recorder.events_table_name}"
+        self._owned = owned  # a factory of its own, closed with the reader
 
     def after(self, position: int, limit: int, stop: int | None = None) -> list[LogRow]:
         return self._query(
@@ -255,7 +267,9 @@ class PostgresLogRows:
             raise StoreUnreachable(f"the event log {self._where} cannot be read ({exc})") from None
 
     def close(self) -> None:
-        """Nothing of its own to close: the connections are the recorder's pool's."""
+        """The connections are the recorder's pool's, closed with it unless its own."""
+        if self._owned is not None:
+            self._owned.close()
 
     def _query(self, query: str, params: Sequence[Any]) -> list[LogRow]:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mqi_es.adapters.eventstore.log import LogRows, LogState
+from mqi_es.adapters.eventstore.log import LEDGER_NAME, LogRows, LogState
 from mqi_es.adapters.eventstore.sqlite import (
     LogFile,
     SqliteLogRows,
@@ -40,12 +40,33 @@ def environment(database: DatabaseConfig) -> dict[str, str]:
 
 
 def prepare(database: DatabaseConfig) -> None:
-    """Make the store ready to be written (a daemon, ``mqi store copy``): SQLite makes its
-    own tables; PostgreSQL's are made here, one daemon at a time."""
-    if isinstance(database, PostgresDatabase):
-        from mqi_es.adapters.eventstore.postgres import prepare as prepare_postgres
+    """Make the store ready to be written (a daemon, ``mqi store copy``): its tables made
+    if missing (PostgreSQL's one daemon at a time)."""
+    match database:
+        case SqliteDatabase():
+            from eventsourcing.sqlite import SQLiteFactory
+            from eventsourcing.utils import Environment
 
-        prepare_postgres(database)
+            factory = SQLiteFactory(Environment(LEDGER_NAME, sqlite_event_store_env(database.path)))
+            try:
+                factory.application_recorder()  # creates its table
+            finally:
+                factory.close()
+        case PostgresDatabase():
+            from mqi_es.adapters.eventstore.postgres import prepare as prepare_postgres
+
+            prepare_postgres(database)
+
+
+def open_rows(database: DatabaseConfig) -> LogRows:
+    """A reader of the configured log's rows of its own (closed by ``close()``)."""
+    match database:
+        case SqliteDatabase():
+            return SqliteLogRows(database.path)
+        case PostgresDatabase():
+            from mqi_es.adapters.eventstore.postgres import open_rows as open_postgres_rows
+
+            return open_postgres_rows(database)
 
 
 def inspect(database: DatabaseConfig) -> LogState:
