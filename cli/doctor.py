@@ -3,7 +3,8 @@
 One line per check: ``ok``, ``warn``, ``FAIL`` (what is wrong and what to run to fix it) or
 ``skip`` (it needs a check that failed). In order: the configuration (loading it, and the
 local files and folders it names), that each local folder the daemon writes in takes a new
-file, then for each GPU node, all nodes at once: SSH (reachability, the host key, the key),
+file, a PostgreSQL event store (connection, schema, lease, the server's clock), then for
+each GPU node, all nodes at once: SSH (reachability, the host key, the key),
 pueue's version, ``pueue status --json`` (the daemon's own poll), the configured groups
 (present, one task at a time), the remote base folder (a probe file written and removed
 over SFTP, as uploads write) and the clock offset between the two machines.
@@ -54,6 +55,7 @@ def run_doctor(config_option: str | None) -> int:
         return _summary(findings)
     report(examine_config(loaded))
     report(examine_local_folders(loaded.config))
+    report(examine_store(loaded.config))
     if loaded.config.hosts:
         render.console.print(f"checking {len(loaded.config.hosts)} node(s)...", style="dim")
     for found in asyncio.run(_examine_hosts(loaded.config)):
@@ -79,6 +81,17 @@ def examine_config(loaded: LoadedConfig) -> list[Finding]:
             ),
         )
     return findings
+
+
+def examine_store(config: Config) -> list[Finding]:
+    """A shared PostgreSQL log: its connection, schema, lease and the server's clock."""
+    from mqi_es.config.schema import PostgresDatabase
+
+    if not isinstance(config.database, PostgresDatabase):
+        return []
+    from mqi_es.adapters.eventstore.checks import store_findings
+
+    return store_findings(config.database, max_skew=config.main_loop.max_clock_skew_seconds)
 
 
 def examine_local_folders(config: Config) -> list[Finding]:

@@ -166,3 +166,44 @@ def test_a_slurm_cluster_is_checked_as_the_daemon_will_use_it(tmp_path, slurm_cl
     no_gres = {**cluster, "slurm": {"partition": "gpu", "gres": "fpga:1"}}
     code, output = doctor(write_config(tmp_path / "third", login, host=no_gres))
     assert code == 1 and "offers gres fpga" in line(output, "cluster: partition")
+
+
+def postgres_site(root: Path, node, database, **dsn) -> Path:
+    given = database.dsn
+    return write_config(root, node, database={
+        "store": "postgres", "password_file": str(database.password_file),
+        "dsn": {"host": given.host, "port": given.port, "dbname": given.dbname,
+                "user": given.user, **dsn},
+        "views_path": "var/views.sqlite", "connect_timeout_seconds": 2,
+    })  # fmt: skip
+
+
+def test_a_postgresql_store_is_checked_connection_schema_lease_and_clock(
+    tmp_path, sandbox_node, postgres_server
+):
+    from mqi_es.adapters.eventstore.lease import PostgresLease
+
+    fresh = postgres_server.create_database("doctor_fresh")  # nothing created in it yet
+    code, output = doctor(postgres_site(tmp_path / "fresh", sandbox_node, fresh))
+    assert verdict(output, "event store: connection") == "ok", output
+    assert "PostgreSQL 1" in line(output, "event store: connection")
+    assert verdict(output, "event store: schema") == "warn"
+    assert "not created yet: mqi_events" in line(output, "event store: schema")
+    assert verdict(output, "event store: clock") == "ok"
+    assert "s behind ours" in output or "s ahead of ours" in output
+
+    from mqi_es.adapters.eventstore.postgres import prepare
+
+    prepare(fresh)
+    lease = PostgresLease(fresh, member="m1", name="node-a", ttl=30)
+    lease.campaign()
+    code, output = doctor(postgres_site(tmp_path / "led", sandbox_node, fresh))
+    lease.close()
+    assert code == 0, output
+    assert verdict(output, "event store: schema") == "ok"
+    assert "node-a leads (term 1" in line(output, "event store: lease")
+
+    code, output = doctor(postgres_site(tmp_path / "wrong", sandbox_node, fresh, port=1))
+    assert code == 1 and verdict(output, "event store: connection") == "FAIL", output
+    assert "cannot be reached" in line(output, "event store: connection")
+    assert verdict(output, "event store: lease") == "skip"
