@@ -96,11 +96,11 @@ def test_the_leader_killed_mid_upload_or_mid_submit_is_replaced_without_a_duplic
     first = DaemonProcess(a, failpoint=moment if moment != "mid-upload" else None)
     wait_for(lambda: leader_of(a) == "a", timeout=30, daemon=first)
     second = DaemonProcess(b)
-    names = [f"case-{i}" for i in range(4)]
+    names = [f"case-{i}" for i in range(3)]
     try:
         # Big enough for the upload to take a while: the leader is killed during it.
         for name in names:
-            drop_case(incoming, name, "sleep 1\n" + SUCCEEDS, plan_bytes=20_000_000)
+            drop_case(incoming, name, "sleep 1\n" + SUCCEEDS, plan_bytes=8_000_000)
         if moment == "mid-upload":
             wait_for(lambda: "upload 0/" in first.output(), timeout=60, daemon=first)
             first.process.send_signal(signal.SIGKILL)
@@ -130,7 +130,7 @@ def test_a_former_leader_resumed_after_sigstop_records_nothing(
     wait_for(lambda: leader_of(a) == "a", timeout=30, daemon=first)
     second = DaemonProcess(b)
     try:
-        drop_case(incoming, "before", "sleep 30\n" + SUCCEEDS)
+        drop_case(incoming, "before", "sleep 8\n" + SUCCEEDS)
         wait_for(lambda: mqi_json(a, "cases")[0]["state"] == "running" if mqi_json(a, "cases")
                  else None, timeout=60, daemon=first)  # fmt: skip
         first.process.send_signal(signal.SIGSTOP)  # frozen with a case running
