@@ -19,6 +19,7 @@ _COMMON = {
     "originator_topic",
     "actor",
     "reason",
+    "term",
 }
 
 
@@ -31,6 +32,7 @@ class HistoryEntry:
     actor: str
     reason: str
     details: dict[str, Any]
+    term: int | None = None  # the leadership term it was recorded under (a shared log)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class HistoryEntry:
             "event": self.event,
             "actor": self.actor,
             "reason": self.reason,
+            "term": self.term,
             "details": {
                 k: v.isoformat() if isinstance(v, datetime) else v for k, v in self.details.items()
             },
@@ -68,4 +71,5 @@ def _entry(item: FeedItem, names: dict[str, str]) -> HistoryEntry:
         actor=state.get("actor", ""),
         reason=state.get("reason", ""),
         details={k: v for k, v in state.items() if k not in _COMMON},
+        term=state.get("term"),
     )

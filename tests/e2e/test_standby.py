@@ -142,6 +142,10 @@ def test_a_former_leader_resumed_after_sigstop_records_nothing(
         wait_for(lambda: "stopped leading at term 1" in first.output(), timeout=30, daemon=first)
         found = wait_for(all_ended(b, ["before", "after"]), timeout=90, daemon=second)
         assert_exactly_once(sandbox_node, found, ["before", "after"])
+        # Its history tells who recorded what: begun under term 1, ended under term 2.
+        trail = mqi_json(b, "history", "before")
+        assert [e["term"] for e in trail] == sorted(e["term"] for e in trail)
+        assert {e["term"] for e in trail} == {1, 2}, trail
     finally:
         first.stop()
         assert second.stop() == 0

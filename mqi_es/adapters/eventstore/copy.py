@@ -10,7 +10,6 @@ read back and compared by a SHA-256 over every row, in order.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from uuid import UUID
@@ -107,44 +106,10 @@ def _digest_of(database: DatabaseConfig, head: int) -> Copied:
 def _write(target: DatabaseConfig, batches: Iterator[list[LogRow]]) -> None:
     match target:
         case SqliteDatabase():
-            _write_sqlite(target, batches)
+            from mqi_es.adapters.eventstore.sqlite import append_rows
+
+            append_rows(target.path, batches)
         case PostgresDatabase():
-            _write_postgres(target, batches)
+            from mqi_es.adapters.eventstore.postgres import append_rows as append_postgres_rows
 
-
-def _write_sqlite(target: SqliteDatabase, batches: Iterator[list[LogRow]]) -> None:
-    conn = sqlite3.connect(target.path, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for batch in batches:
-            conn.executemany(
-                "INSERT INTO stored_events "
-                "(rowid, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
-                [(nid, UUID(o).hex, v, t, s) for nid, o, v, t, s in batch],
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.close()
-
-
-def _write_postgres(target: PostgresDatabase, batches: Iterator[list[LogRow]]) -> None:
-    from mqi_es.adapters.eventstore.postgres import EVENTS_TABLE, connection
-
-    copy_rows = (
-        f"COPY {EVENTS_TABLE} "
-        "(notification_id, originator_id, originator_version, topic, state) FROM STDIN"
-    )
-    with connection(target) as conn, conn.transaction(), conn.cursor() as cur:
-        with cur.copy(copy_rows) as copy:
-            for batch in batches:
-                for nid, originator, version, topic, state in batch:
-                    copy.write_row((nid, UUID(originator), version, topic, state))
-        # The next event recorded there is numbered after the copied ones.
-        cur.execute(
-            f"SELECT setval(pg_get_serial_sequence('{EVENTS_TABLE}', 'notification_id'), "  # noqa: S608
-            f"(SELECT MAX(notification_id) FROM {EVENTS_TABLE}))"
-        )
+            append_postgres_rows(target, batches)

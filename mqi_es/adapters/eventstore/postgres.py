@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 import msgspec
 import psycopg
@@ -344,3 +345,21 @@ class LogFollower:
         self._thread.join(timeout=5)
         with contextlib.suppress(Exception):
             self._subscription.__exit__(None, None, None)
+
+
+def append_rows(database: PostgresDatabase, batches: Iterable[list[LogRow]]) -> None:
+    """Write rows of another log, ids kept, in one transaction (``mqi store copy``); the
+    next event recorded here is numbered after them."""
+    copy_rows = (
+        f"COPY {EVENTS_TABLE} "
+        "(notification_id, originator_id, originator_version, topic, state) FROM STDIN"
+    )
+    with connection(database) as conn, conn.transaction(), conn.cursor() as cur:
+        with cur.copy(copy_rows) as copy:
+            for batch in batches:
+                for nid, originator, version, topic, state in batch:
+                    copy.write_row((nid, UUID(originator), version, topic, state))
+        cur.execute(
+            f"SELECT setval(pg_get_serial_sequence('{EVENTS_TABLE}', 'notification_id'), "  # noqa: S608
+            f"(SELECT MAX(notification_id) FROM {EVENTS_TABLE}))"
+        )

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -171,3 +172,23 @@ class SqliteLogRows:
 
 
 _COLUMNS = "rowid, originator_id, originator_version, topic, state"
+
+
+def append_rows(path: Path, batches: Iterable[list[LogRow]]) -> None:
+    """Write rows of another log, ids kept, in one transaction (``mqi store copy``)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for batch in batches:
+            conn.executemany(
+                "INSERT INTO stored_events "
+                "(rowid, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
+                [(nid, UUID(o).hex, v, t, s) for nid, o, v, t, s in batch],
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
