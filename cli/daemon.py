@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from cli.context import Context, load_context
 from mqi_es.adapters.eventstore import stores
 from mqi_es.adapters.local.logs import setup_logging
+from mqi_es.adapters.local.systemd import Systemd
 from mqi_es.app.leadership import Leadership
 from mqi_es.app.ledger import Ledger
 from mqi_es.bootstrap import build_daemon, leadership
@@ -96,34 +97,40 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
         stores.prepare(config.database)
         ledger = context.ledger
         web = _web_beside(context, stop)  # its errors (a port taken) come before any work
+        systemd = Systemd()  # the process's: READY once, STOPPING when the process stops
         if (leader := leadership(config, ledger)) is None:
-            daemon = asyncio.create_task(
-                _lead(context, ledger, LiveViews(ledger, config.database.views_path), stop)
-            )
+            views = LiveViews(ledger, config.database.views_path)
+            daemon = asyncio.create_task(_lead(context, ledger, views, stop, systemd))
         else:
-            daemon = asyncio.create_task(_lead_or_stand_by(context, ledger, leader, stop))
+            daemon = asyncio.create_task(_lead_or_stand_by(context, ledger, leader, stop, systemd))
         try:
             yield daemon
         finally:
             stop.set()
-            await daemon
+            try:
+                await daemon
+            finally:
+                systemd.stopping()
             if web is not None:
                 await web
     finally:
         context.lock.release()
 
 
-async def _lead(context: Context, ledger: Ledger, views: LiveViews, stop: asyncio.Event) -> None:
+async def _lead(
+    context: Context, ledger: Ledger, views: LiveViews, stop: asyncio.Event, systemd: Systemd
+) -> None:
     """Run the daemon on ``views`` (it closes them when it stops) until ``stop``."""
     log_file = stores.guard(context.config.database, ledger.start_log())
     daemon = build_daemon(
-        context.config, ledger, views, check_log=lambda: log_file.verify(views.position())
-    )
+        context.config, ledger, views, systemd=systemd,
+        check_log=lambda: log_file.verify(views.position()),
+    )  # fmt: skip
     await daemon.run(stop)
 
 
 async def _lead_or_stand_by(
-    context: Context, ledger: Ledger, leader: Leadership, stop: asyncio.Event
+    context: Context, ledger: Ledger, leader: Leadership, stop: asyncio.Event, systemd: Systemd
 ) -> None:
     """Stand by, views following the shared log, until the lease is ours; then lead (a
     daemon started afresh, recovering every case from the log) until it is not."""
@@ -134,12 +141,15 @@ async def _lead_or_stand_by(
         ledger.lead(term)
         views = standby.pop()
         try:
-            await _lead(context, ledger, views, leading)
+            await _lead(context, ledger, views, leading, systemd)
         finally:
             standby.append(LiveViews(ledger, link))  # the daemon closed them
 
     try:
-        await leader.run(stop, lead, follow=lambda: standby[0].catch_up() if standby else 0)
+        await leader.run(
+            stop, lead, follow=lambda: standby[0].catch_up() if standby else 0,
+            alive=systemd.cycle_completed,
+        )  # fmt: skip
     finally:
         for views in standby:
             views.close()

@@ -152,6 +152,7 @@ def build_daemon(
     monotonic: Callable[[], float] = time.monotonic,
     check_log: Callable[[], None] = lambda: None,
     query_wait: float = QUERY_WAIT_SECONDS,
+    systemd: Systemd | None = None,
 ) -> Daemon:
     """The daemon of ``config``, recording in ``ledger`` and reading ``views``; ``hosts``
     default to the configured ones (``remote_hosts``)."""
@@ -194,5 +195,5 @@ def build_daemon(
     return Daemon(
         bus, dispatcher, policy=policy, pace=pace, configuration=configuration(config),
         intake=intake, progress=progress, clock=clock, monotonic=monotonic,
-        check_log=check_log, systemd=Systemd(), notifier=notifier,
+        check_log=check_log, systemd=systemd or Systemd(), notifier=notifier,
     )  # fmt: skip

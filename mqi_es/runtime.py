@@ -169,7 +169,6 @@ class Daemon:
         finally:
             if self._fenced is not None:
                 log.error("%s: the daemon stops acting", self._fenced)
-            self.systemd.stopping()
             intake.cancel()
             await self._drain()
             queries = [p.query for p in self._polls.values() if p.query is not None]

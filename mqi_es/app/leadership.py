@@ -63,10 +63,18 @@ class Leadership:
         self.monotonic = monotonic
         self.term: int | None = None  # the term this daemon leads under now
 
-    async def run(self, stop: asyncio.Event, lead: Lead, follow: Callable[[], object]) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        lead: Lead,
+        follow: Callable[[], object],
+        alive: Callable[[str], None] = lambda status: None,
+    ) -> None:
+        """``alive(status)`` is told after each turn of standing by (systemd's watchdog
+        hears that a standby is well too)."""
         try:
             while not stop.is_set():
-                term = await self._stand_by(stop, follow)
+                term = await self._stand_by(stop, follow, alive)
                 if term is None:
                     break
                 await self._lead(term, stop, lead)
@@ -75,7 +83,9 @@ class Leadership:
                 await asyncio.to_thread(self.lease.leave)
             self.lease.close()
 
-    async def _stand_by(self, stop: asyncio.Event, follow: Callable[[], object]) -> int | None:
+    async def _stand_by(
+        self, stop: asyncio.Event, follow: Callable[[], object], alive: Callable[[str], None]
+    ) -> int | None:
         """Follow the log until the lease is ours (its term) or ``stop`` (None)."""
         follower: Follower | None = None
         said = False
@@ -99,6 +109,8 @@ class Leadership:
                 else:
                     await _wait(stop, self.timing.campaign_every)
                 self._contained(follow)
+                if not said:
+                    alive("standing by: another daemon leads the log")
                 if follower is not None and follower.broken:
                     follower.close()  # made again at the next turn
                     follower = None

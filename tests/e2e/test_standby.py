@@ -5,6 +5,7 @@ one remote task per attempt, and a former leader never records after its term.""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -219,3 +220,35 @@ def test_a_leader_cut_off_from_its_database_records_nothing_and_fails_nothing(
     assert_terms_never_go_back(postgres_db)
     replay_check(a)
     replay_check(b)
+
+
+def test_systemd_hears_a_standby_is_alive_and_it_leads_without_stopping(
+    tmp_path: Path, sandbox_node, postgres_db
+) -> None:
+    a, b = pair(tmp_path, sandbox_node, postgres_db)
+    first = DaemonProcess(a)
+    wait_for(lambda: leader_of(a) == "a", timeout=30, daemon=first)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(30)
+    second = DaemonProcess(b, env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    try:
+        told = listener.recv(4096).decode().splitlines()
+        assert told[:2] == ["READY=1", "WATCHDOG=1"], told
+        assert told[2] == "STATUS=standing by: another daemon leads the log"
+        assert listener.recv(4096).decode().startswith("WATCHDOG=1\n")
+        shown = subprocess.run([MQI, "--config", str(b), "status"], capture_output=True,
+                               text=True, timeout=60)  # fmt: skip
+        assert shown.returncode == 0, shown.stdout  # a standby is not overdue
+        assert "a leads (term 1" in shown.stdout and "standing by: b" in shown.stdout
+        assert first.stop() == 0  # a clean stop releases the lease: b leads at once
+        while "active case(s)" not in (message := listener.recv(4096).decode()):
+            assert "STOPPING=1" not in message, message  # leading is no restart
+        assert leader_of(b) == "b"
+    finally:
+        first.stop()
+        assert second.stop() == 0
+        listener.settimeout(5)
+        while "STOPPING=1" not in listener.recv(4096).decode():
+            pass
+        listener.close()
