@@ -22,6 +22,7 @@ from mqi_es.adapters.eventstore.log import LEDGER_NAME
 from mqi_es.adapters.local.lock import DaemonLock, Holder
 from mqi_es.adapters.local.progress import Live, live_file, read_live
 from mqi_es.config import Config, LoadedConfig, load_config, resolve_config_path
+from mqi_es.core.errors import MqiError
 from mqi_es.core.states import CaseState
 from mqi_es.core.views import CaseView
 
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from projections.feed import EventFeed
     from projections.guard import ViewsOrigin
     from projections.reader import ViewReader
+
+
+class ViewsNotReady(MqiError):
+    """Raised when a daemon holds the data folder but has not made its views yet."""
 
 
 def cli_actor() -> str:
@@ -123,8 +128,14 @@ class Context:
         current = generations.current(self.views_link)
         behind = origin is None or origin.position < log.head
         stale = behind or not current.exists() or not is_current(current)
-        if stale and self.lock.holder() is None:
+        holder = self.lock.holder()
+        if stale and holder is None:
             self.catch_up()  # rebuilds damaged views, or another release's, first
+        elif not current.exists() and holder is not None:
+            raise ViewsNotReady(
+                f"the daemon ({holder.describe()}) has not built its views yet (it is "
+                "starting, or waiting for its event store): try again in a moment"
+            )
         return ViewReader(self.views_link, application_name=LEDGER_NAME)
 
     def catch_up(self) -> int:

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from cli.context import Context, load_context
 from mqi_es.adapters.eventstore import stores
@@ -25,7 +25,9 @@ from mqi_es.app.leadership import Leadership
 from mqi_es.app.ledger import Ledger
 from mqi_es.bootstrap import build_daemon, leadership
 from mqi_es.config import check_config_environment
-from mqi_es.core.errors import ConfigError, MqiError
+from mqi_es.config.schema import PostgresDatabase
+from mqi_es.core.errors import ConfigError, MqiError, StoreUnreachable
+from mqi_es.runtime import SHUTDOWN_GRACE_SECONDS
 from projections.live import LiveViews
 
 log = logging.getLogger("mqi.daemon")
@@ -94,15 +96,14 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
         raise ConfigError("; ".join(problems))
     context.lock.acquire(user=context.actor)
     try:
-        stores.prepare(config.database)
-        ledger = context.ledger
         web = _web_beside(context, stop)  # its errors (a port taken) come before any work
         systemd = Systemd()  # the process's: READY once, STOPPING when the process stops
-        if (leader := leadership(config, ledger)) is None:
+        if isinstance(config.database, PostgresDatabase):
+            daemon = asyncio.create_task(_serve_shared(context, stop, systemd))
+        else:
+            ledger = context.ledger  # SQLite makes its tables as the log is opened
             views = LiveViews(ledger, config.database.views_path)
             daemon = asyncio.create_task(_lead(context, ledger, views, stop, systemd))
-        else:
-            daemon = asyncio.create_task(_lead_or_stand_by(context, ledger, leader, stop, systemd))
         try:
             yield daemon
         finally:
@@ -118,7 +119,13 @@ async def serving(context: Context, stop: asyncio.Event) -> AsyncIterator[asynci
 
 
 async def _lead(
-    context: Context, ledger: Ledger, views: LiveViews, stop: asyncio.Event, systemd: Systemd
+    context: Context,
+    ledger: Ledger,
+    views: LiveViews,
+    stop: asyncio.Event,
+    systemd: Systemd,
+    *,
+    grace: Callable[[], float] | None = None,
 ) -> None:
     """Run the daemon on ``views`` (it closes them when it stops) until ``stop``."""
     log_file = stores.guard(context.config.database, ledger.start_log())
@@ -126,7 +133,37 @@ async def _lead(
         context.config, ledger, views, systemd=systemd,
         check_log=lambda: log_file.verify(views.position()),
     )  # fmt: skip
-    await daemon.run(stop)
+    await (daemon.run(stop) if grace is None else daemon.run(stop, grace))
+
+
+async def _serve_shared(context: Context, stop: asyncio.Event, systemd: Systemd) -> None:
+    """A shared log: once its server answers, lead or stand by until ``stop``."""
+    if not await _store_ready(context, stop):
+        return
+    ledger = context.ledger
+    leader = leadership(context.config, ledger)
+    assert leader is not None
+    await _lead_or_stand_by(context, ledger, leader, stop, systemd)
+
+
+async def _store_ready(context: Context, stop: asyncio.Event) -> bool:
+    """The store's tables made and its log checked, waiting (with backoff) while its server
+    cannot be reached; False if stopped meanwhile. A server down at start-up is no reason
+    to exit: nothing is known, so nothing is concluded."""
+    delay, said = 1.0, False
+    while not stop.is_set():
+        try:
+            stores.prepare(context.config.database)
+            context.verified_log()
+            return True
+        except StoreUnreachable as exc:
+            if not said:
+                log.warning("%s: waiting for it", exc)
+                said = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 30.0)
+    return False
 
 
 async def _lead_or_stand_by(
@@ -141,7 +178,10 @@ async def _lead_or_stand_by(
         ledger.lead(term)
         views = standby.pop()
         try:
-            await _lead(context, ledger, views, leading, systemd)
+            # Stopped with the process: actions in flight may end; leadership lost: another
+            # daemon may act on the same cases, so they are cut at once.
+            await _lead(context, ledger, views, leading, systemd,
+                        grace=lambda: SHUTDOWN_GRACE_SECONDS if stop.is_set() else 0.0)  # fmt: skip
         finally:
             standby.append(LiveViews(ledger, link))  # the daemon closed them
 

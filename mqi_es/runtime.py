@@ -134,7 +134,11 @@ class Daemon:
 
     # --- lifecycle of the process ------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(
+        self, stop: asyncio.Event, grace: Callable[[], float] = lambda: SHUTDOWN_GRACE_SECONDS
+    ) -> None:
+        """Run until ``stop``; actions still in flight then get ``grace()`` seconds to end
+        (none when leadership was lost: another daemon may be acting on the same cases)."""
         self.bus.ledger.start_log()
         self.register_configuration()
         self.views.catch_up()
@@ -170,7 +174,7 @@ class Daemon:
             if self._fenced is not None:
                 log.error("%s: the daemon stops acting", self._fenced)
             intake.cancel()
-            await self._drain()
+            await self._drain(0.0 if self._fenced is not None else grace())
             queries = [p.query for p in self._polls.values() if p.query is not None]
             for task in [intake, notifying, *queries]:
                 task.cancel()
@@ -250,13 +254,13 @@ class Daemon:
         if self._intake is not None:
             self._intake.reconsider(case_id)
 
-    async def _drain(self) -> None:
+    async def _drain(self, grace: float) -> None:
         """Let actions in flight finish for a moment, then cancel them: whatever was cut
         short is recovered by the lifecycle rules at the next start."""
         pending = list(self._inflight.values())
         if not pending:
             return
-        _, late = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
+        _, late = await asyncio.wait(pending, timeout=grace) if grace > 0 else (set(), pending)
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)

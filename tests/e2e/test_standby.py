@@ -252,3 +252,23 @@ def test_systemd_hears_a_standby_is_alive_and_it_leads_without_stopping(
         while "STOPPING=1" not in listener.recv(4096).decode():
             pass
         listener.close()
+
+
+def test_a_daemon_started_while_its_database_is_down_waits_for_it(
+    tmp_path: Path, sandbox_node, postgres_db, postgres_server
+) -> None:
+    a, _ = pair(tmp_path, sandbox_node, postgres_db)
+    postgres_server.stop("immediate")
+    try:
+        daemon = DaemonProcess(a)
+        wait_for(lambda: "cannot be reached" in daemon.output(), timeout=30, daemon=daemon)
+    finally:
+        postgres_server.start()
+    try:
+        wait_for(lambda: "leading the log at term 1" in daemon.output(), timeout=60,
+                 daemon=daemon)  # fmt: skip
+        drop_case(tmp_path / "share" / "incoming", "late", "sleep 0\n" + SUCCEEDS)
+        found = wait_for(all_ended(a, ["late"]), timeout=60, daemon=daemon)
+        assert found["late"]["state"] == "completed"
+    finally:
+        assert daemon.stop() == 0
