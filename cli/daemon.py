@@ -172,24 +172,23 @@ async def _lead_or_stand_by(
     """Stand by, views following the shared log, until the lease is ours; then lead (a
     daemon started afresh, recovering every case from the log) until it is not."""
     link = context.config.database.views_path
-    standby = [LiveViews(ledger, link)]
+    standby: list[LiveViews] = []  # the views while standing by (the daemon's while leading)
+
+    def follow() -> int:
+        if not standby:
+            standby.append(LiveViews(ledger, link))
+        return standby[0].catch_up()
 
     async def lead(term: int, leading: asyncio.Event) -> None:
         ledger.lead(term)
-        views = standby.pop()
-        try:
-            # Stopped with the process: actions in flight may end; leadership lost: another
-            # daemon may act on the same cases, so they are cut at once.
-            await _lead(context, ledger, views, leading, systemd,
-                        grace=lambda: SHUTDOWN_GRACE_SECONDS if stop.is_set() else 0.0)  # fmt: skip
-        finally:
-            standby.append(LiveViews(ledger, link))  # the daemon closed them
+        views = standby.pop() if standby else LiveViews(ledger, link)
+        # Stopped with the process: actions in flight may end; leadership lost: another
+        # daemon may act on the same cases, so they are cut at once.
+        await _lead(context, ledger, views, leading, systemd,
+                    grace=lambda: SHUTDOWN_GRACE_SECONDS if stop.is_set() else 0.0)  # fmt: skip
 
     try:
-        await leader.run(
-            stop, lead, follow=lambda: standby[0].catch_up() if standby else 0,
-            alive=systemd.cycle_completed,
-        )  # fmt: skip
+        await leader.run(stop, lead, follow=follow, alive=systemd.cycle_completed)
     finally:
         for views in standby:
             views.close()

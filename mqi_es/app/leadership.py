@@ -62,6 +62,7 @@ class Leadership:
         self._make_follower = follower
         self.monotonic = monotonic
         self.term: int | None = None  # the term this daemon leads under now
+        self._follow_failing = False
 
     async def run(
         self,
@@ -185,10 +186,17 @@ class Leadership:
             return None
 
     def _contained(self, action: Callable[[], object]) -> None:
+        """``action``'s failure said once until it succeeds again (an outage is long)."""
         try:
             action()
         except Exception as exc:
-            log.warning("standing by: the views could not follow the log (%r)", exc)
+            if not self._follow_failing:
+                log.warning("standing by: the views could not follow the log (%r)", exc)
+            self._follow_failing = True
+        else:
+            if self._follow_failing:
+                log.info("standing by: the views follow the log again")
+            self._follow_failing = False
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
