@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +53,14 @@ class DaemonProcess:
         if not self._out.closed:
             self._out.flush()
         return self.log.read_text(errors="replace")
+
+
+def notify_listener(path: Path) -> socket.socket:
+    """A socket at ``path`` that hears what a daemon tells systemd (its NOTIFY_SOCKET)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(30)
+    return listener
 
 
 def mqi_json(config: Path, *args: str) -> Any:

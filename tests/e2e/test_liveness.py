@@ -4,7 +4,6 @@ a loop that was held raises `cycle_overdue` once it runs again."""
 
 import json
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mqi_es.sandbox.site import write_config
-from tests.e2e.daemon_harness import MQI, DaemonProcess, mqi_json, wait_for
+from tests.e2e.daemon_harness import MQI, DaemonProcess, mqi_json, notify_listener, wait_for
 
 
 @pytest.fixture
@@ -28,9 +27,7 @@ def status(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_systemd_hears_ready_after_the_first_cycle_then_alive_after_each(site, tmp_path):
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(tmp_path / "notify"))
-    listener.settimeout(30)
+    listener = notify_listener(tmp_path / "notify")
     daemon = DaemonProcess(site, env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
     try:
         first = listener.recv(4096).decode().splitlines()

@@ -5,7 +5,6 @@ one remote task per attempt, and a former leader never records after its term.""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from tests.e2e.daemon_harness import (
     DaemonProcess,
     all_ended,
     mqi_json,
+    notify_listener,
     remote_labels,
     wait_for,
 )
@@ -228,9 +228,7 @@ def test_systemd_hears_a_standby_is_alive_and_it_leads_without_stopping(
     a, b = pair(tmp_path, sandbox_node, postgres_db)
     first = DaemonProcess(a)
     wait_for(lambda: leader_of(a) == "a", timeout=30, daemon=first)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(tmp_path / "notify"))
-    listener.settimeout(30)
+    listener = notify_listener(tmp_path / "notify")
     second = DaemonProcess(b, env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
     try:
         told = listener.recv(4096).decode().splitlines()

@@ -59,3 +59,26 @@ class Fenceable(Protocol):
     """A recorder whose saves are refused once their leadership ``term`` is over."""
 
     term: int | None
+
+
+def check_still_ours(state: LogState, where: str, log_id: str, views_position: int) -> None:
+    """What a daemon checks of its log every cycle, whatever the store.
+
+    :raises LogRefused: another log took its place, or it holds fewer events than the
+        views have applied.
+    """
+    if state.log_id != log_id:
+        raise stop_writing(where, f"now holds another log ({state.log_id or 'without identity'})")
+    if state.head < views_position:
+        raise stop_writing(
+            where, f"lost events ({state.head}, fewer than the {views_position} applied)"
+        )
+
+
+def stop_writing(where: str, what: str) -> LogRefused:
+    """Why a daemon stops at once: its log is not the one it was writing to any more."""
+    return LogRefused(
+        f"the event log {where} {what} while the daemon was writing to it: the daemon stops "
+        "so that no fact is recorded where nobody reads it. Put the right log back "
+        "(docs/operations.md, 'Restoring the event log') and start the daemon again"
+    )

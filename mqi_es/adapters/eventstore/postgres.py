@@ -27,7 +27,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
 from psycopg.rows import DictRow
 
-from mqi_es.adapters.eventstore.log import LEDGER_NAME, LogRow, LogState
+from mqi_es.adapters.eventstore.log import LEDGER_NAME, LogRow, LogState, check_still_ours
 from mqi_es.config.schema import PostgresDatabase
 from mqi_es.core.errors import LogRefused, StoreUnreachable
 from mqi_es.core.ids import event_log_uuid
@@ -210,17 +210,7 @@ class PostgresLog:
         except StoreUnreachable as exc:
             log.warning("%s: the log is not checked this cycle", exc)
             return
-        if state.log_id != self.log_id:
-            raise self._stop(f"now holds another log ({state.log_id or 'without identity'})")
-        if state.head < views_position:
-            raise self._stop(f"lost events ({state.head}, fewer than the {views_position} applied)")
-
-    def _stop(self, what: str) -> LogRefused:
-        return LogRefused(
-            f"the event log {self.database.where} {what} while the daemon was writing to it: "
-            "the daemon stops so that no fact is recorded where nobody reads it. Put the right "
-            "log back (docs/operations.md, 'Restoring the event log') and start it again"
-        )
+        check_still_ours(state, self.database.where, self.log_id, views_position)
 
 
 def open_rows(database: PostgresDatabase) -> PostgresLogRows:

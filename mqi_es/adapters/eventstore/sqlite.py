@@ -16,7 +16,13 @@ from uuid import UUID
 
 import msgspec
 
-from mqi_es.adapters.eventstore.log import LogRow, LogState, unreadable
+from mqi_es.adapters.eventstore.log import (
+    LogRow,
+    LogState,
+    check_still_ours,
+    stop_writing,
+    unreadable,
+)
 from mqi_es.core.errors import LogRefused
 from mqi_es.core.ids import event_log_uuid
 
@@ -108,20 +114,8 @@ class LogFile:
         now = self._stat()
         if now != self._identity:
             what = "was removed" if now is None else "was replaced by another file"
-            raise self._stop(what)
-        state = inspect_log(self.path)
-        if state.log_id != self.log_id:
-            raise self._stop(f"now holds another log ({state.log_id or 'without identity'})")
-        if state.head < views_position:
-            raise self._stop(f"lost events ({state.head}, fewer than the {views_position} applied)")
-
-    def _stop(self, what: str) -> LogRefused:
-        return LogRefused(
-            f"the event log {self.path} {what} while the daemon was writing to it: the "
-            "daemon stops so that no fact is recorded where nobody reads it. Put the right "
-            "log back (docs/operations.md, 'Restoring the event log') and start the daemon "
-            "again"
-        )
+            raise stop_writing(str(self.path), what)
+        check_still_ours(inspect_log(self.path), str(self.path), self.log_id, views_position)
 
 
 class SqliteLogRows:
