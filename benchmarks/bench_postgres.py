@@ -7,7 +7,8 @@
    as in production) and a fresh SQLite file: single-event saves (2,000), then the whole
    log (default 1,000,000 real events of bench_store's history) in saves of 1,000; for
    PostgreSQL also through the fence a leader's saves go through (its cost).
-2. ``mqi replay`` of that log from each store, as a process: events/s.
+2. ``mqi replay`` of that log from each store, as a process: events/s; then how far a
+   standby's views are behind the log: a save, its notification, the views caught up.
 3. Takeover: two real daemons on a sandbox node; the leader dies the moment it records
    that a case's run succeeded (a failpoint: ``os._exit``, as SIGKILL), and the time to the
    new leader's first action on that case (the download of its results starts), median
@@ -43,13 +44,16 @@ from mqi_es.adapters.eventstore.lease import PostgresLease
 from mqi_es.adapters.eventstore.log import LEDGER_NAME, LogRow
 from mqi_es.adapters.eventstore.postgres import (
     FencedRecorder,
+    LogFollower,
     postgres_event_store_env,
     prepare,
 )
 from mqi_es.adapters.eventstore.sqlite import SqliteLogRows, sqlite_event_store_env
+from mqi_es.app.ledger import Ledger
 from mqi_es.config.schema import SqliteDatabase
 from mqi_es.sandbox import ThreadedSandboxNode
 from mqi_es.sandbox.site import SUCCEEDS, drop_case, write_config
+from projections.live import LiveViews
 from tests.e2e.daemon_harness import MQI, DaemonProcess, mqi_json, wait_for
 from tests.fixtures.postgres import PostgresServer
 
@@ -178,6 +182,40 @@ def bench_store(log: Path, events: int, scratch: Path) -> None:
         server.destroy()
 
 
+def bench_follow(scratch: Path, saves: int = 200) -> None:
+    """How far behind a standby's views are: from a leader's save to the standby's views
+    holding it (woken by LISTEN/NOTIFY, then caught up), against polling once a second."""
+    server = PostgresServer(fsync=True)
+    server.start()
+    try:
+        database = server.create_database("follow")
+        prepare(database)
+        writer = Ledger(postgres_event_store_env(database))
+        writer.start_log()
+        reader = Ledger(postgres_event_store_env(database))
+        views = LiveViews(reader, scratch / "follow-views.sqlite")
+        follower = LogFollower(reader.recorder)
+        lags: list[float] = []
+        try:
+            for n in range(saves):
+                follower.wait(0)  # nothing pending
+                started = time.perf_counter()
+                writer.register_host(f"n{n}", "10.0.0.1", actor="daemon")
+                follower.wait(5)
+                views.catch_up()
+                lags.append(time.perf_counter() - started)
+        finally:
+            follower.close()
+            views.close()
+        lags.sort()
+        print(f"a standby's views behind the log ({saves} saves, LISTEN/NOTIFY then catch-up): "
+              f"median {statistics.median(lags) * 1000:.1f} ms, p95 "
+              f"{lags[int(0.95 * len(lags))] * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms; "
+              "polling once a second would average 500 ms")  # fmt: skip
+    finally:
+        server.destroy()
+
+
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
 
@@ -260,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.skip_store:
             cache, _ = prepared_cache(args.keep, args.events)
             bench_store(cache.log, args.events, scratch)
+        bench_follow(scratch)
         if not args.skip_takeover:
             bench_takeover(scratch, args.rounds, args.takeover_seconds)
 
