@@ -43,6 +43,7 @@ def as_this_release_shows(shown: dict[str, Any]) -> dict[str, Any]:
             {
                 **entry,
                 "event": EVENT_NAMES.get(entry["event"], entry["event"]),
+                "term": None,  # new here: a leader's term (none in an SQLite log)
                 "details": {
                     **renamed(entry["details"], DETAIL_KEYS.get(entry["event"], {})),
                     # new here: where the task ran, when the host says (v2 of TaskStarted)
@@ -74,6 +75,8 @@ def as_this_release_shows(shown: dict[str, Any]) -> dict[str, Any]:
             # new here: the daemon's last cycle (no daemon runs)
             "last_cycle_at": None,
             "last_cycle_overdue": False,
+            # new here: a shared log's leader and standbys (none with SQLite)
+            "leadership": None,
         },
         "history": history,
     }
