@@ -29,7 +29,7 @@ from psycopg.rows import DictRow
 
 from mqi_es.adapters.eventstore.log import LEDGER_NAME, LogRow, LogState, check_still_ours
 from mqi_es.config.schema import PostgresDatabase
-from mqi_es.core.errors import LogRefused, StoreUnreachable
+from mqi_es.core.errors import ConfigError, LogRefused, StoreUnreachable
 from mqi_es.core.ids import event_log_uuid
 
 log = logging.getLogger("mqi.store")
@@ -38,7 +38,8 @@ EVENTS_TABLE = f"{LEDGER_NAME}_events"  # eventsourcing names it after the appli
 _SCHEMA_LOCK = 0x6D7169_5C4845  # pg_advisory_lock key: creating the schema, one at a time
 
 # Our own tables beside eventsourcing's: the lease, the daemons that share the log, and
-# the fence every leader's save goes through (raises unless its term is the lease's own).
+# the fence every leader's save goes through (raises unless its term is the lease's own;
+# the Ledger knows the refusal by log.FENCE_MARK).
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS mqi_lease (
         name text PRIMARY KEY, term bigint NOT NULL, holder text NOT NULL,
@@ -59,7 +60,6 @@ _SCHEMA = (
         END IF;
     END $$""",
 )
-FENCED = "MQ001"  # the SQLSTATE of a save refused by the fence
 
 
 def password_of(database: PostgresDatabase) -> str:
@@ -67,8 +67,6 @@ def password_of(database: PostgresDatabase) -> str:
 
     :raises ConfigError: the file cannot be read or is empty.
     """
-    from mqi_es.core.errors import ConfigError
-
     if database.password_file is None:
         return ""
     try:
@@ -298,11 +296,6 @@ class FencedRecorder(PostgresApplicationRecorder):
             curs.execute("SELECT mqi_fence(%s)", (self.term,))
             curs.fetchone()  # a fetch syncs the pipeline: a refusal is raised here, unretried
         super()._insert_events(curs, stored_events, **kwargs)
-
-
-def is_fenced(exc: BaseException) -> bool:
-    """Whether a save failed because its term is over."""
-    return "mqi fenced:" in str(exc)
 
 
 class LogFollower:
