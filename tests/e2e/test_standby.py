@@ -43,6 +43,8 @@ def site(root: Path, node, database, name: str, *, port: int | None = None) -> P
         scanner={"watch_path": str(root / "share" / "incoming")},
         results={"local_path": str(root / "share" / "results")},
         ha={"takeover_seconds": TAKEOVER, "name": name},
+        # A submission cut short is retried after command_timeout + 10 s (submit_settle).
+        host={"command_timeout_seconds": 2},
     )  # fmt: skip
 
 

@@ -109,7 +109,7 @@ def shared_log(postgres_server):
     return database
 
 
-@settings(max_examples=25)
+@settings(max_examples=15)
 @given(data=st.data())
 def test_the_same_holds_on_a_postgresql_log(data, shared_log, postgres_server):
     from mqi_es.adapters.eventstore.postgres import postgres_event_store_env
