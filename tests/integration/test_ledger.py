@@ -181,6 +181,7 @@ def _detect_after_barrier(env: dict[str, str], case_id: str, barrier, results) -
 
 def test_two_intakes_registering_one_case_at_once_create_one_case(store):
     """Two daemons watch one share: both see the folder at the same moment."""
+    Ledger(store).start_log()  # the log exists (an SQLite file is created by one daemon)
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(2), spawn.Queue()
     workers = [
