@@ -104,7 +104,7 @@ class Leadership:
                 if term is not None:
                     return term
                 if follower is None:
-                    follower = self._open(self._make_follower)
+                    follower = self._open()
                 if follower is not None:
                     await asyncio.to_thread(follower.wait, self.timing.campaign_every)
                 else:
@@ -178,9 +178,9 @@ class Leadership:
             self.lease.seen()
         return renewed
 
-    def _open(self, make: Callable[[], Follower]) -> Follower | None:
+    def _open(self) -> Follower | None:
         try:
-            return make()
+            return self._make_follower()
         except Exception as exc:  # the follower is a help, never a condition
             log.warning("cannot follow the log's notifications (%r): polling instead", exc)
             return None

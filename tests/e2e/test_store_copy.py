@@ -30,10 +30,15 @@ def write(path: Path, database: dict) -> Path:
     return path
 
 
-def postgres_section(database) -> dict:
+def postgres_section(database, folder: Path) -> dict:
+    """The site's database section, its password file kept in the site's own folder."""
     dsn = database.dsn
+    password = folder / "pg.password"
+    folder.mkdir(parents=True, exist_ok=True)
+    password.write_bytes(database.password_file.read_bytes())
+    password.chmod(0o600)
     return {
-        "store": "postgres", "password_file": str(database.password_file),
+        "store": "postgres", "password_file": str(password),
         "dsn": {"host": dsn.host, "port": dsn.port, "dbname": dsn.dbname, "user": dsn.user},
         "views_path": "var/views.sqlite",
     }  # fmt: skip
@@ -64,7 +69,9 @@ def sha_of(done: subprocess.CompletedProcess[str]) -> str:
 def test_a_log_copied_to_postgresql_and_back_is_the_same_log(
     source: Path, tmp_path: Path, postgres_db
 ) -> None:
-    shared = write(tmp_path / "shared" / "mqi.yaml", postgres_section(postgres_db))
+    shared = write(
+        tmp_path / "shared" / "mqi.yaml", postgres_section(postgres_db, tmp_path / "shared")
+    )
     there = sha_of(mqi(source, "store", "copy", "--to", str(shared)))
     assert mqi(shared, "replay").returncode == 0
     check = mqi(shared, "replay", "--check")
@@ -89,7 +96,9 @@ def test_a_log_copied_to_postgresql_and_back_is_the_same_log(
 def test_a_copy_into_a_store_that_holds_a_log_is_refused_and_changes_nothing(
     source: Path, tmp_path: Path, postgres_db
 ) -> None:
-    shared = write(tmp_path / "shared" / "mqi.yaml", postgres_section(postgres_db))
+    shared = write(
+        tmp_path / "shared" / "mqi.yaml", postgres_section(postgres_db, tmp_path / "shared")
+    )
     sha_of(mqi(source, "store", "copy", "--to", str(shared)))
     head = stores.inspect(postgres_db).head
     again = mqi(source, "store", "copy", "--to", str(shared))

@@ -10,6 +10,7 @@ configured (psycopg is not loaded for an SQLite log).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,8 +104,11 @@ def rows_of(recorder: ApplicationRecorder) -> LogRows:
 
     if isinstance(recorder, SQLiteApplicationRecorder):
         return SqliteLogRows(Path(recorder.datastore.pool.db_name))
-    if type(recorder).__module__ == "mqi_es.adapters.eventstore.postgres":
+    if "eventsourcing.postgres" in sys.modules:  # never imported for an SQLite log
+        from eventsourcing.postgres import PostgresApplicationRecorder
+
         from mqi_es.adapters.eventstore.postgres import PostgresLogRows
 
-        return PostgresLogRows(recorder)  # type: ignore[arg-type]
+        if isinstance(recorder, PostgresApplicationRecorder):
+            return PostgresLogRows(recorder)
     return RecorderRows(recorder, where=type(recorder).__name__)
